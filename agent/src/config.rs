@@ -1,0 +1,464 @@
+//! The rules file as serde reads it (`*Config` types), and its validation into the
+//! checked, compiled form the pipeline runs (`RuleSet`, built in `rule/`).
+//!
+//! Parsing and validation do no I/O beyond reading the file itself. Every error names the
+//! file, the rule and the field so an operator can fix it without guessing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A rules file: how to parse lines, and which metrics to derive from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    #[serde(default)]
+    pub parser: ParserConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    pub rules: Vec<RuleConfig>,
+}
+
+/// How a record (a line, or a line plus its continuation lines) becomes fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParserConfig {
+    #[serde(default)]
+    pub format: ParserFormat,
+    /// For `format: regex`: a regex whose named captures become fields.
+    pub pattern: Option<String>,
+    /// Where the event time comes from; the read time when absent or unparsable.
+    pub timestamp: Option<TimestampConfig>,
+    /// Multi-line records: lines matching `continuation` belong to the record before them.
+    pub multiline: Option<MultilineConfig>,
+}
+
+impl Default for ParserConfig {
+    fn default() -> Self {
+        Self {
+            format: ParserFormat::Logfmt,
+            pattern: None,
+            timestamp: None,
+            multiline: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParserFormat {
+    #[default]
+    Logfmt,
+    Json,
+    Regex,
+    /// No fields: rules match the raw line with their own `pattern`.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampConfig {
+    /// The field holding the time (a dotted path for JSON).
+    pub field: Option<String>,
+    /// The N-th whitespace-separated token of the line (0 = first), for logs that start
+    /// with a bare timestamp.
+    pub token: Option<usize>,
+    /// `rfc3339`, `unix`, `unix_ms`, `unix_us`, `unix_ns`, or a chrono strftime format
+    /// (e.g. `%Y-%m-%d %H:%M:%S%.f`, read as UTC unless it has `%z`).
+    #[serde(default = "default_time_format")]
+    pub format: String,
+}
+
+fn default_time_format() -> String {
+    "rfc3339".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// A line matching this regex continues the previous record (e.g. `^\s` for indented
+    /// stack traces).
+    pub continuation: String,
+    /// A record longer than this many lines is cut (the rest starts new records).
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+}
+
+fn default_max_lines() -> usize {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longer lines are truncated to this many bytes and counted.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Per metric: past this many label sets, new ones go to one overflow series.
+    #[serde(default = "default_max_series")]
+    pub max_series_per_metric: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: default_max_line_bytes(),
+            max_series_per_metric: default_max_series(),
+        }
+    }
+}
+
+fn default_max_line_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_max_series() -> usize {
+    10_000
+}
+
+/// One rule: a metric derived from matching records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RuleConfig {
+    Counter(CounterConfig),
+    Gauge(GaugeConfig),
+    Histogram(HistogramConfig),
+    Pair(PairConfig),
+}
+
+impl RuleConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            RuleConfig::Counter(c) => &c.name,
+            RuleConfig::Gauge(c) => &c.name,
+            RuleConfig::Histogram(c) => &c.name,
+            RuleConfig::Pair(c) => &c.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default, rename = "match")]
+    pub conditions: BTreeMap<String, ConditionConfig>,
+    pub pattern: Option<String>,
+    /// Label name → field name.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    /// Add this field's value instead of 1.
+    pub value: Option<String>,
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GaugeOp {
+    #[default]
+    Set,
+    Add,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaugeConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default, rename = "match")]
+    pub conditions: BTreeMap<String, ConditionConfig>,
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    pub value: String,
+    #[serde(default)]
+    pub op: GaugeOp,
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default, rename = "match")]
+    pub conditions: BTreeMap<String, ConditionConfig>,
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    pub value: String,
+    #[serde(default = "one")]
+    pub scale: f64,
+    pub buckets: Vec<f64>,
+}
+
+/// Pairs a start event with an end event of the same key, in the logs' own time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    /// The field holding the key in both events (each side may override it).
+    pub key: Option<String>,
+    pub start: PairSideConfig,
+    pub end: PairSideConfig,
+    pub timeout: DurationConfig,
+    /// Label name → field name, taken from the start event (the end event for orphans).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    #[serde(default = "default_latency_buckets")]
+    pub buckets: Vec<f64>,
+    /// At most this many open starts are held; further starts are dropped and counted.
+    #[serde(default = "default_max_open")]
+    pub max_open: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSideConfig {
+    #[serde(default, rename = "match")]
+    pub conditions: BTreeMap<String, ConditionConfig>,
+    pub pattern: Option<String>,
+    pub key: Option<String>,
+}
+
+fn default_latency_buckets() -> Vec<f64> {
+    vec![0.1, 0.5, 1.0, 5.0, 10.0, 30.0]
+}
+
+fn default_max_open() -> usize {
+    100_000
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A condition on one field: a bare scalar means equality.
+#[derive(Debug, Clone)]
+pub enum ConditionConfig {
+    Equals(String),
+    Spec(ConditionSpec),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    pub equals: Option<Scalar>,
+    pub not_equals: Option<Scalar>,
+    pub one_of: Option<Vec<Scalar>>,
+    pub regex: Option<String>,
+    pub exists: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for ConditionConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        match value {
+            serde_yaml::Value::Mapping(_) => ConditionSpec::deserialize(value)
+                .map(ConditionConfig::Spec)
+                .map_err(de::Error::custom),
+            other => scalar_to_string(&other)
+                .map(ConditionConfig::Equals)
+                .ok_or_else(|| de::Error::custom("a condition is a scalar or a mapping")),
+        }
+    }
+}
+
+/// A YAML scalar read as text (`200`, `true` and `"200"` all compare as strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        scalar_to_string(&value)
+            .map(Scalar)
+            .ok_or_else(|| de::Error::custom("expected a scalar"))
+    }
+}
+
+fn scalar_to_string(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A duration written Prometheus-style: `250ms`, `30s`, `5m`, `1h`, `1d` (or a plain
+/// number of seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationConfig(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 30s, 5m or 250ms")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_duration(v).map(DurationConfig).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(DurationConfig(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(|v| DurationConfig(Duration::from_secs(v)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(DurationConfig)
+                    .map_err(|_| E::custom("a duration must be finite and not negative"))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Parses `1h30m`, `30s`, `250ms`, `2d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration `{text}`"));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" | "" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 604_800.0,
+            unit => return Err(format!("unknown unit `{unit}` in duration `{text}`")),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * seconds_per_unit)
+            .map_err(|_| format!("duration `{text}` out of range"))?;
+    }
+    Ok(total)
+}
+
+/// A configuration error, pointing at the file, the rule and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: rule `{rule}`: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        rule: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl RulesConfig {
+    /// Reads and parses a rules file (validation happens when it is built).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_place() {
+        let text = "rules:\n  - name: a_total\n    type: counter\n    colour: red\n";
+        let error = RulesConfig::from_yaml(text, Path::new("r.yaml")).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("r.yaml"), "{message}");
+        assert!(message.contains("colour"), "{message}");
+    }
+
+    #[test]
+    fn conditions_accept_scalars_and_specs() {
+        let text = r#"
+rules:
+  - name: a_total
+    type: counter
+    match:
+      status: 200
+      msg: { regex: "^x" }
+"#;
+        let config = RulesConfig::from_yaml(text, Path::new("r.yaml")).unwrap();
+        let RuleConfig::Counter(counter) = &config.rules[0] else {
+            panic!("expected a counter")
+        };
+        assert!(matches!(&counter.conditions["status"], ConditionConfig::Equals(s) if s == "200"));
+        assert!(
+            matches!(&counter.conditions["msg"], ConditionConfig::Spec(s) if s.regex.is_some())
+        );
+    }
+}

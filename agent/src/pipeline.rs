@@ -1,0 +1,399 @@
+//! The pipeline: records from sources → parse → rules → registry, plus the agent's
+//! self-metrics. Single-threaded by design: records are applied in order, so a snapshot
+//! taken between batches is a consistent cut (source positions agree with every value).
+//!
+//! Per-record work avoids the registry for self-metrics: counts accumulate in plain
+//! fields and are flushed once per batch (`end_batch`).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, RulesConfig};
+use crate::parse::Parser;
+use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
+use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
+use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
+
+struct SelfMetrics {
+    lines: FamilyId,
+    bytes: FamilyId,
+    errors: FamilyId,
+    matches: FamilyId,
+    source_events: FamilyId,
+    series_dropped: FamilyId,
+    pair_open: FamilyId,
+    pair_overflow: FamilyId,
+    newest_event: FamilyId,
+    pub(crate) reloads: FamilyId,
+    pub(crate) checkpoint_writes: FamilyId,
+    pub(crate) checkpoint_age: FamilyId,
+}
+
+impl SelfMetrics {
+    fn define(registry: &mut Registry) -> Self {
+        let limit = 10_000;
+        let mut def = |name: &str, help: &str, kind: MetricKind, labels: &[&str]| {
+            registry.define(
+                FamilyDesc::new(format!("{SELF_METRIC_PREFIX}{name}"), help, kind)
+                    .labels(labels.iter().copied()),
+                limit,
+            )
+        };
+        use MetricKind::{Counter, Gauge};
+        Self {
+            lines: def(
+                "lines_total",
+                "Records read, per stream.",
+                Counter,
+                &["stream"],
+            ),
+            bytes: def(
+                "bytes_total",
+                "Bytes read, per stream.",
+                Counter,
+                &["stream"],
+            ),
+            errors: def(
+                "errors_total",
+                "Records or values that could not be used, by stage and reason.",
+                Counter,
+                &["stage", "reason"],
+            ),
+            matches: def(
+                "rule_matches_total",
+                "Records that matched each rule.",
+                Counter,
+                &["rule"],
+            ),
+            source_events: def(
+                "source_events_total",
+                "File rotations, truncations and read errors, per stream.",
+                Counter,
+                &["stream", "event"],
+            ),
+            series_dropped: def(
+                "series_dropped_total",
+                "Label sets folded into the overflow series past a metric's cardinality budget.",
+                Counter,
+                &["metric"],
+            ),
+            pair_open: def(
+                "pair_open_keys",
+                "Open starts held by each pair rule.",
+                Gauge,
+                &["rule"],
+            ),
+            pair_overflow: def(
+                "pair_overflow_total",
+                "Starts dropped because a pair rule held max_open starts.",
+                Counter,
+                &["rule"],
+            ),
+            newest_event: def(
+                "newest_event_time_seconds",
+                "The newest event time seen in the logs (pair rules' clock).",
+                Gauge,
+                &[],
+            ),
+            reloads: def(
+                "reloads_total",
+                "Rule reloads, by result.",
+                Counter,
+                &["result"],
+            ),
+            checkpoint_writes: def(
+                "checkpoint_writes_total",
+                "Checkpoint writes, by result.",
+                Counter,
+                &["result"],
+            ),
+            checkpoint_age: def(
+                "checkpoint_age_seconds",
+                "Seconds since the last successful checkpoint.",
+                Gauge,
+                &[],
+            ),
+        }
+    }
+}
+
+#[derive(Default)]
+struct StreamCounts {
+    name: String,
+    records: u64,
+    bytes: u64,
+}
+
+/// Everything the pipeline must save to resume exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSnapshot {
+    pub metrics: Vec<FamilySnapshot>,
+    pub pairs: BTreeMap<String, PairSnapshot>,
+    pub newest_event_ns: Option<i64>,
+}
+
+pub struct Pipeline {
+    pub registry: Registry,
+    parser: Parser,
+    rules: RuleSet,
+    self_metrics: SelfMetrics,
+    streams: Vec<StreamCounts>,
+    stream_ids: HashMap<String, StreamId>,
+    rule_matches: Vec<u64>,
+    errors: BTreeMap<(&'static str, &'static str), u64>,
+    newest_event_ns: Option<i64>,
+    now_ns: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: &RulesConfig,
+        path: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let mut registry = Registry::new();
+        registry.set_now(clock.now_ns() as f64 / 1e9);
+        let self_metrics = SelfMetrics::define(&mut registry);
+        let rules = RuleSet::install(config, path, &mut registry)?;
+        let mut pipeline = Self {
+            registry,
+            parser: rules.parser.clone(),
+            rule_matches: vec![0; rules.rules.len()],
+            rules,
+            self_metrics,
+            streams: Vec::new(),
+            stream_ids: HashMap::new(),
+            errors: BTreeMap::new(),
+            newest_event_ns: None,
+            now_ns: clock.now_ns(),
+            clock,
+        };
+        pipeline.end_batch();
+        Ok(pipeline)
+    }
+
+    pub fn framing(&self) -> &Framing {
+        &self.rules.framing
+    }
+
+    /// Replaces the rules; an invalid file leaves the running rules untouched.
+    pub fn reload(&mut self, config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
+        self.end_batch();
+        let result = RuleSet::validate(config, path).and_then(|()| {
+            let mut rules = RuleSet::install(config, path, &mut self.registry)?;
+            rules.adopt_state(&mut self.rules, &mut self.registry);
+            self.parser = rules.parser.clone();
+            self.rule_matches = vec![0; rules.rules.len()];
+            self.rules = rules;
+            Ok(())
+        });
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.registry
+            .inc(self.self_metrics.reloads, &[outcome], 1.0);
+        self.end_batch();
+        result
+    }
+
+    /// Starts a batch: reads the clock once for read-time stamps and new series.
+    pub fn begin_batch(&mut self) {
+        self.now_ns = self.clock.now_ns();
+        self.registry.set_now(self.now_ns as f64 / 1e9);
+    }
+
+    /// Ends a batch: flushes accumulated self-metrics into the registry.
+    pub fn end_batch(&mut self) {
+        let m = &self.self_metrics;
+        for stream in &mut self.streams {
+            let labels = [stream.name.as_str()];
+            self.registry
+                .inc(m.lines, &labels, std::mem::take(&mut stream.records) as f64);
+            self.registry
+                .inc(m.bytes, &labels, std::mem::take(&mut stream.bytes) as f64);
+        }
+        for (index, count) in self.rule_matches.iter_mut().enumerate() {
+            let name = [self.rules.names[index].as_str()];
+            self.registry
+                .inc(m.matches, &name, std::mem::take(count) as f64);
+        }
+        for ((stage, reason), count) in std::mem::take(&mut self.errors) {
+            self.registry.inc(m.errors, &[stage, reason], count as f64);
+        }
+        let dropped: Vec<(String, u64)> = self
+            .registry
+            .dropped()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect();
+        for (name, count) in dropped {
+            self.registry
+                .set(m.series_dropped, &[name.as_str()], count as f64);
+        }
+        for pair in self.rules.pairs() {
+            let name = [pair.name()];
+            self.registry
+                .set(m.pair_open, &name, pair.open_count() as f64);
+            self.registry
+                .set(m.pair_overflow, &name, pair.overflow_count() as f64);
+        }
+        if let Some(newest) = self.newest_event_ns {
+            self.registry
+                .set(m.newest_event, &[] as &[&str], newest as f64 / 1e9);
+        }
+    }
+
+    pub fn set_checkpoint_age(&mut self, seconds: f64) {
+        self.registry
+            .set(self.self_metrics.checkpoint_age, &[] as &[&str], seconds);
+    }
+
+    pub fn count_checkpoint_write(&mut self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.registry
+            .inc(self.self_metrics.checkpoint_writes, &[result], 1.0);
+    }
+
+    fn error(&mut self, stage: &'static str, reason: &'static str) {
+        *self.errors.entry((stage, reason)).or_default() += 1;
+    }
+
+    /// Processes one record's text.
+    pub fn process(&mut self, text: &str) {
+        let record = match self.parser.parse(text) {
+            Ok(record) => record,
+            Err(error) => {
+                *self.errors.entry(("parse", error.reason())).or_default() += 1;
+                return;
+            }
+        };
+        let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
+        let errors = &mut self.errors;
+        rules.apply_simple(&record, registry, |index, result| match result {
+            Ok(true) => matches[index] += 1,
+            Ok(false) => {}
+            Err(error) => *errors.entry(("rule", error.reason())).or_default() += 1,
+        });
+        if !self.rules.has_pairs() {
+            return;
+        }
+        let time = match self.parser.event_time(&record) {
+            Some(Ok(time)) => time,
+            Some(Err(())) => {
+                *self.errors.entry(("parse", "bad_timestamp")).or_default() += 1;
+                self.newest_event_ns.unwrap_or(self.now_ns)
+            }
+            None => self.now_ns,
+        };
+        if self.newest_event_ns.is_none_or(|newest| time > newest) {
+            self.newest_event_ns = Some(time);
+            for pair in self.rules.pairs_mut() {
+                pair.expire(time, &mut self.registry);
+            }
+        }
+        for (rule_index, rule) in self.rules.rules.iter_mut().enumerate() {
+            let crate::rule::Rule::Pair(pair) = rule else {
+                continue;
+            };
+            // Overflow is counted by `omen_agent_pair_overflow_total` at the end of the batch.
+            if pair.apply(&record, time, &mut self.registry) != PairOutcome::None {
+                self.rule_matches[rule_index] += 1;
+            }
+        }
+    }
+
+    pub fn snapshot(&mut self) -> PipelineSnapshot {
+        self.end_batch();
+        PipelineSnapshot {
+            metrics: self.registry.snapshot(),
+            pairs: self
+                .rules
+                .pairs()
+                .map(|p| (p.name().to_owned(), p.snapshot()))
+                .collect(),
+            newest_event_ns: self.newest_event_ns,
+        }
+    }
+
+    /// Restores saved state into the rules running now; state of metrics or pair rules
+    /// whose definition changed since is dropped (and logged).
+    pub fn restore(&mut self, snapshot: PipelineSnapshot) {
+        for name in self.registry.restore(snapshot.metrics) {
+            warn!(metric = %name, "checkpointed metric no longer defined the same way, starting it at zero");
+        }
+        let mut saved = snapshot.pairs;
+        for pair in self.rules.pairs_mut() {
+            let restored = saved
+                .remove(pair.name())
+                .is_some_and(|s| pair.restore(s, &mut self.registry));
+            if !restored {
+                pair.resync_pending(&mut self.registry);
+            }
+        }
+        self.newest_event_ns = snapshot.newest_event_ns;
+        self.end_batch();
+    }
+
+    /// Renders the rules' metrics only (no self-metrics), as `omen agent test` prints them.
+    pub fn render_rules(&self) -> String {
+        self.registry
+            .render(crate::registry::Format::Prometheus, |desc| {
+                !desc.name.starts_with(SELF_METRIC_PREFIX)
+            })
+    }
+}
+
+impl RecordSink for Pipeline {
+    fn stream(&mut self, name: &str) -> StreamId {
+        if let Some(&id) = self.stream_ids.get(name) {
+            return id;
+        }
+        let id = StreamId(self.streams.len());
+        self.streams.push(StreamCounts {
+            name: name.to_owned(),
+            ..Default::default()
+        });
+        self.stream_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn record(&mut self, stream: StreamId, record: &[u8], truncated: bool) {
+        if let Some(counts) = self.streams.get_mut(stream.0) {
+            counts.records += 1;
+        }
+        if truncated {
+            self.error("read", "line_truncated");
+        }
+        let text = match std::str::from_utf8(record) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => {
+                self.error("read", "invalid_utf8");
+                String::from_utf8_lossy(record)
+            }
+        };
+        self.process(&text);
+    }
+
+    fn bytes_read(&mut self, stream: StreamId, bytes: u64) {
+        if let Some(counts) = self.streams.get_mut(stream.0) {
+            counts.bytes += bytes;
+        }
+    }
+
+    fn event(&mut self, stream: StreamId, what: SourceEvent) {
+        let name = self
+            .streams
+            .get(stream.0)
+            .map_or("", |s| s.name.as_str())
+            .to_owned();
+        self.registry.inc(
+            self.self_metrics.source_events,
+            &[name.as_str(), what.name()],
+            1.0,
+        );
+    }
+}

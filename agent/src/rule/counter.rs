@@ -1,0 +1,30 @@
+//! Counter rule: +1 per matching record, or + the value of a field (times `scale`).
+
+use super::{ApplyError, Bound, Labels, Matcher, ValueSource};
+use crate::parse::Record;
+use crate::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub struct CounterRule {
+    pub(super) matcher: Matcher,
+    pub(super) metric: Bound,
+    pub(super) labels: Labels,
+    pub(super) value: Option<ValueSource>,
+}
+
+impl CounterRule {
+    pub fn apply(&self, record: &Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
+        let Some(event) = self.matcher.matches(record) else {
+            return Ok(false);
+        };
+        let by = match &self.value {
+            Some(source) => source.read(&event)?,
+            None => 1.0,
+        };
+        if by < 0.0 {
+            return Err(ApplyError::NegativeCounterIncrement);
+        }
+        registry.inc(self.metric.id, &self.labels.values(&event), by);
+        Ok(true)
+    }
+}

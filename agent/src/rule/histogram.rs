@@ -1,0 +1,25 @@
+//! Histogram rule: observe a field's value (times `scale`) into fixed buckets; bounds are
+//! inclusive (`le`), as in Prometheus.
+
+use super::{ApplyError, Bound, Labels, Matcher, ValueSource};
+use crate::parse::Record;
+use crate::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub struct HistogramRule {
+    pub(super) matcher: Matcher,
+    pub(super) metric: Bound,
+    pub(super) labels: Labels,
+    pub(super) value: ValueSource,
+}
+
+impl HistogramRule {
+    pub fn apply(&self, record: &Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
+        let Some(event) = self.matcher.matches(record) else {
+            return Ok(false);
+        };
+        let value = self.value.read(&event)?;
+        registry.observe(self.metric.id, &self.labels.values(&event), value);
+        Ok(true)
+    }
+}

@@ -1,0 +1,539 @@
+//! Rules: from parsed records to metric updates. A rules file is validated without I/O
+//! into a [`RuleSet`] (`RuleSet::validate`), and only then installed into a registry, so
+//! an invalid file never disturbs the rules already running.
+//!
+//! Every rule's metrics are defined as families in the registry; a reload that keeps a
+//! metric's definition (kind, labels, buckets) keeps its series, and a pair rule whose
+//! key, timeout and labels are unchanged keeps its open starts.
+
+mod counter;
+mod gauge;
+mod histogram;
+mod matcher;
+mod pair;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+pub use counter::CounterRule;
+pub use gauge::GaugeRule;
+pub use histogram::HistogramRule;
+pub use matcher::{Event, Matcher};
+pub use pair::{PairOutcome, PairRule, PairSnapshot};
+
+use crate::config::{ConfigError, RuleConfig, RulesConfig};
+use crate::parse::{Parser, Record};
+use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
+use crate::source::Framing;
+
+/// Prefix reserved for the agent's own metrics.
+pub const SELF_METRIC_PREFIX: &str = "omen_agent_";
+
+/// Why a matching record could not update its metric (counted, never fatal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("value field is missing")]
+    MissingValue,
+    #[error("value field is not a finite number")]
+    BadValue,
+    #[error("a counter cannot be increased by a negative value")]
+    NegativeCounterIncrement,
+}
+
+impl ApplyError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            ApplyError::MissingValue => "missing_value",
+            ApplyError::BadValue => "bad_value",
+            ApplyError::NegativeCounterIncrement => "negative_increment",
+        }
+    }
+}
+
+/// A family defined for a rule.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub id: FamilyId,
+    pub desc_fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+enum LabelSource {
+    Field(String),
+    Static(String),
+}
+
+/// Label values in the family's label order, from fields or constants.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    sources: Vec<LabelSource>,
+}
+
+impl Labels {
+    pub fn values<'e>(&'e self, event: &'e Event<'_, '_>) -> Vec<&'e str> {
+        self.sources
+            .iter()
+            .map(|source| match source {
+                LabelSource::Field(field) => event.get(field).unwrap_or(""),
+                LabelSource::Static(value) => value.as_str(),
+            })
+            .collect()
+    }
+
+    fn is_static(&self) -> bool {
+        self.sources
+            .iter()
+            .all(|s| matches!(s, LabelSource::Static(_)))
+    }
+
+    fn static_values(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .map(|s| match s {
+                LabelSource::Static(v) => v.as_str(),
+                LabelSource::Field(_) => "",
+            })
+            .collect()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.sources
+            .iter()
+            .map(|s| match s {
+                LabelSource::Field(f) => format!("f:{f}"),
+                LabelSource::Static(v) => format!("s:{v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Reads a number from a field, times a scale.
+#[derive(Debug, Clone)]
+pub struct ValueSource {
+    field: String,
+    scale: f64,
+}
+
+impl ValueSource {
+    pub fn read(&self, event: &Event<'_, '_>) -> Result<f64, ApplyError> {
+        let text = event.get(&self.field).ok_or(ApplyError::MissingValue)?;
+        let value: f64 = text.trim().parse().map_err(|_| ApplyError::BadValue)?;
+        let value = value * self.scale;
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(ApplyError::BadValue)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Counter(CounterRule),
+    Gauge(GaugeRule),
+    Histogram(HistogramRule),
+    Pair(PairRule),
+}
+
+/// Compiled rules plus the parser and framing they were written for.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub parser: Parser,
+    pub framing: Framing,
+    pub rules: Vec<Rule>,
+    pub names: Vec<String>,
+    /// Every family the rules define (to drop the state of removed rules).
+    pub family_names: HashSet<String>,
+    pub max_series_per_metric: usize,
+}
+
+impl RuleSet {
+    /// Validates a rules file without touching any registry.
+    pub fn validate(config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
+        let mut next = 0;
+        Self::build(config, path, &mut |_desc| {
+            next += 1;
+            FamilyId::placeholder(next - 1)
+        })
+        .map(|_| ())
+    }
+
+    /// Validates, then defines the rules' families in `registry` (keeping the series of
+    /// unchanged ones and dropping those of removed rules).
+    pub fn install(
+        config: &RulesConfig,
+        path: &Path,
+        registry: &mut Registry,
+    ) -> Result<Self, ConfigError> {
+        Self::validate(config, path)?;
+        let max_series = config.limits.max_series_per_metric;
+        let rules = Self::build(config, path, &mut |desc| registry.define(desc, max_series))?;
+        registry.retain(|desc| {
+            desc.name.starts_with(SELF_METRIC_PREFIX) || rules.family_names.contains(&desc.name)
+        });
+        rules.initialise_static_series(registry);
+        Ok(rules)
+    }
+
+    /// Label-less series start at zero, so dashboards show 0 rather than no data.
+    fn initialise_static_series(&self, registry: &mut Registry) {
+        for rule in &self.rules {
+            let (labels, families): (&Labels, Vec<&Bound>) = match rule {
+                Rule::Counter(r) => (&r.labels, vec![&r.metric]),
+                Rule::Histogram(r) => (&r.labels, vec![&r.metric]),
+                Rule::Gauge(_) => continue,
+                Rule::Pair(r) => (
+                    &r.labels,
+                    vec![
+                        &r.metrics.matched,
+                        &r.metrics.unmatched,
+                        &r.metrics.orphan,
+                        &r.metrics.pending,
+                        &r.metrics.latency,
+                    ],
+                ),
+            };
+            if labels.is_static() {
+                for family in families {
+                    registry.series(family.id, &labels.static_values());
+                }
+            }
+        }
+    }
+
+    /// Carries pair state over from the rules this set replaces.
+    pub fn adopt_state(&mut self, previous: &mut RuleSet, registry: &mut Registry) {
+        for rule in &mut self.rules {
+            let Rule::Pair(pair) = rule else { continue };
+            let old = previous.rules.iter_mut().find_map(|r| match r {
+                Rule::Pair(p) if p.name() == pair.name() => Some(p),
+                _ => None,
+            });
+            match old {
+                Some(old) => pair.adopt(old, registry),
+                None => pair.resync_pending(registry),
+            }
+        }
+    }
+
+    pub fn has_pairs(&self) -> bool {
+        self.rules.iter().any(|r| matches!(r, Rule::Pair(_)))
+    }
+
+    pub fn pairs_mut(&mut self) -> impl Iterator<Item = &mut PairRule> {
+        self.rules.iter_mut().filter_map(|r| match r {
+            Rule::Pair(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = &PairRule> {
+        self.rules.iter().filter_map(|r| match r {
+            Rule::Pair(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    fn build(
+        config: &RulesConfig,
+        path: &Path,
+        define: &mut dyn FnMut(FamilyDesc) -> FamilyId,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |rule: &str, field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            rule: rule.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let parser = Parser::build(&config.parser)
+            .map_err(|e| invalid("(parser)", "parser", e.to_string()))?;
+        let framing = Framing::build(&config.parser, &config.limits)
+            .map_err(|(field, message)| invalid("(parser)", &field, message))?;
+        if config.limits.max_series_per_metric == 0 {
+            return Err(invalid(
+                "(limits)",
+                "limits.max_series_per_metric",
+                "must be at least 1".into(),
+            ));
+        }
+        let mut family_names = HashSet::new();
+        let mut names = Vec::new();
+        let mut rules = Vec::new();
+        for rule_config in &config.rules {
+            let name = rule_config.name();
+            let err = |field: &str, message: String| invalid(name, field, message);
+            if names.iter().any(|n| n == name) {
+                return Err(err("name", "another rule has this name".into()));
+            }
+            names.push(name.to_owned());
+            let mut family = |desc: FamilyDesc| -> Result<Bound, ConfigError> {
+                check_metric_name(&desc.name).map_err(|m| err("name", m))?;
+                if !family_names.insert(desc.name.clone()) {
+                    return Err(err(
+                        "name",
+                        format!("metric `{}` is defined twice", desc.name),
+                    ));
+                }
+                let desc_fingerprint = desc.fingerprint();
+                Ok(Bound {
+                    id: define(desc),
+                    desc_fingerprint,
+                })
+            };
+            let rule = match rule_config {
+                RuleConfig::Counter(c) => {
+                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, false)
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let value = c
+                        .value
+                        .as_ref()
+                        .map(|field| value_source(field, c.scale))
+                        .transpose()
+                        .map_err(|m| err("scale", m))?;
+                    let desc =
+                        FamilyDesc::new(&c.name, &c.help, MetricKind::Counter).labels(label_names);
+                    Rule::Counter(CounterRule {
+                        matcher,
+                        metric: family(desc)?,
+                        labels,
+                        value,
+                    })
+                }
+                RuleConfig::Gauge(c) => {
+                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, false)
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let value = value_source(&c.value, c.scale).map_err(|m| err("scale", m))?;
+                    let desc =
+                        FamilyDesc::new(&c.name, &c.help, MetricKind::Gauge).labels(label_names);
+                    Rule::Gauge(GaugeRule {
+                        matcher,
+                        metric: family(desc)?,
+                        labels,
+                        value,
+                        op: c.op,
+                    })
+                }
+                RuleConfig::Histogram(c) => {
+                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, true)
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let value = value_source(&c.value, c.scale).map_err(|m| err("scale", m))?;
+                    check_buckets(&c.buckets).map_err(|m| err("buckets", m))?;
+                    let desc = FamilyDesc::new(&c.name, &c.help, MetricKind::Histogram)
+                        .labels(label_names)
+                        .buckets(c.buckets.clone());
+                    Rule::Histogram(HistogramRule {
+                        matcher,
+                        metric: family(desc)?,
+                        labels,
+                        value,
+                    })
+                }
+                RuleConfig::Pair(c) => {
+                    let start =
+                        Matcher::build(&c.start.conditions, c.start.pattern.as_deref(), "start.")
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let end = Matcher::build(&c.end.conditions, c.end.pattern.as_deref(), "end.")
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let start_key = c.start.key.clone().or_else(|| c.key.clone());
+                    let end_key = c.end.key.clone().or_else(|| c.key.clone());
+                    let (Some(start_key), Some(end_key)) = (start_key, end_key) else {
+                        return Err(err(
+                            "key",
+                            "a pair rule needs `key` (or `start.key` and `end.key`)".into(),
+                        ));
+                    };
+                    let timeout_ns = i64::try_from(c.timeout.0.as_nanos()).unwrap_or(i64::MAX);
+                    if timeout_ns <= 0 {
+                        return Err(err("timeout", "must be positive".into()));
+                    }
+                    if c.max_open == 0 {
+                        return Err(err("max_open", "must be at least 1".into()));
+                    }
+                    check_buckets(&c.buckets).map_err(|m| err("buckets", m))?;
+                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, true)
+                        .map_err(|(f, m)| err(&f, m))?;
+                    let help = |what: &str| {
+                        if c.help.is_empty() {
+                            what.to_owned()
+                        } else {
+                            format!("{} ({what})", c.help)
+                        }
+                    };
+                    let n = &c.name;
+                    let desc = |suffix: &str, what: &str, kind: MetricKind| {
+                        FamilyDesc::new(format!("{n}{suffix}"), help(what), kind)
+                            .labels(label_names.clone())
+                    };
+                    let metrics = pair::PairMetrics {
+                        matched: family(desc(
+                            "_matched_total",
+                            "starts matched by an end within the timeout",
+                            MetricKind::Counter,
+                        ))?,
+                        unmatched: family(desc(
+                            "_unmatched_total",
+                            "starts with no end within the timeout",
+                            MetricKind::Counter,
+                        ))?,
+                        orphan: family(desc(
+                            "_orphan_total",
+                            "ends that found no open start",
+                            MetricKind::Counter,
+                        ))?,
+                        pending: family(desc(
+                            "_pending",
+                            "open starts waiting for their end",
+                            MetricKind::Gauge,
+                        ))?,
+                        latency: family(
+                            desc(
+                                "_latency_seconds",
+                                "seconds from start to end, in event time",
+                                MetricKind::Histogram,
+                            )
+                            .buckets(c.buckets.clone()),
+                        )?,
+                    };
+                    Rule::Pair(PairRule {
+                        name: c.name.clone(),
+                        start,
+                        end,
+                        start_key,
+                        end_key,
+                        timeout_ns,
+                        max_open: c.max_open,
+                        labels,
+                        metrics,
+                        state: Default::default(),
+                    })
+                }
+            };
+            rules.push(rule);
+        }
+        Ok(Self {
+            parser,
+            framing,
+            rules,
+            names,
+            family_names,
+            max_series_per_metric: config.limits.max_series_per_metric,
+        })
+    }
+
+    /// Applies one record to every non-pair rule; pair rules are applied by the pipeline,
+    /// which owns event time. Calls `on_match(rule_index)` and `on_error(reason)`.
+    pub fn apply_simple(
+        &self,
+        record: &Record<'_>,
+        registry: &mut Registry,
+        mut on_result: impl FnMut(usize, Result<bool, ApplyError>),
+    ) {
+        for (index, rule) in self.rules.iter().enumerate() {
+            let result = match rule {
+                Rule::Counter(r) => r.apply(record, registry),
+                Rule::Gauge(r) => r.apply(record, registry),
+                Rule::Histogram(r) => r.apply(record, registry),
+                Rule::Pair(_) => continue,
+            };
+            on_result(index, result);
+        }
+    }
+}
+
+fn value_source(field: &str, scale: f64) -> Result<ValueSource, String> {
+    if !scale.is_finite() || scale == 0.0 {
+        return Err("must be a finite, non-zero number".into());
+    }
+    Ok(ValueSource {
+        field: field.to_owned(),
+        scale,
+    })
+}
+
+fn check_metric_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+    if !valid {
+        return Err(format!("`{name}` is not a valid Prometheus metric name"));
+    }
+    if name.starts_with(SELF_METRIC_PREFIX) {
+        return Err(format!(
+            "the prefix `{SELF_METRIC_PREFIX}` is reserved for the agent's own metrics"
+        ));
+    }
+    Ok(())
+}
+
+fn check_label_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && !name.starts_with("__")
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid label name"))
+    }
+}
+
+fn check_buckets(buckets: &[f64]) -> Result<(), String> {
+    if buckets.is_empty() {
+        return Err("needs at least one bucket".into());
+    }
+    if buckets.iter().any(|b| !b.is_finite()) {
+        return Err("bounds must be finite (+Inf is implicit)".into());
+    }
+    if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("bounds must be strictly increasing".into());
+    }
+    Ok(())
+}
+
+/// Label names sorted, each from a field or a constant.
+fn build_labels(
+    fields: &BTreeMap<String, String>,
+    statics: &BTreeMap<String, String>,
+    histogram: bool,
+) -> Result<(Labels, Vec<String>), (String, String)> {
+    let mut all: BTreeMap<&str, LabelSource> = BTreeMap::new();
+    for (label, field) in fields {
+        check_label_name(label).map_err(|m| (format!("labels.{label}"), m))?;
+        all.insert(label, LabelSource::Field(field.clone()));
+    }
+    for (label, value) in statics {
+        check_label_name(label).map_err(|m| (format!("static_labels.{label}"), m))?;
+        if all
+            .insert(label, LabelSource::Static(value.clone()))
+            .is_some()
+        {
+            return Err((
+                format!("static_labels.{label}"),
+                "also defined under `labels`".into(),
+            ));
+        }
+    }
+    if histogram && all.contains_key("le") {
+        return Err((
+            "labels.le".into(),
+            "`le` is reserved for histogram buckets".into(),
+        ));
+    }
+    let names = all.keys().map(|k| (*k).to_owned()).collect();
+    Ok((
+        Labels {
+            sources: all.into_values().collect(),
+        },
+        names,
+    ))
+}

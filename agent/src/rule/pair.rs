@@ -1,0 +1,264 @@
+//! Pair rule: a start event and an end event with the same key, in the logs' own time.
+//!
+//! Semantics: a start at t0 is *matched* by an end with its key at t1 <= t0 + timeout;
+//! once the newest event time seen is > t0 + timeout the start is *unmatched* and
+//! forgotten; an end that finds no open start is an *orphan*; open starts are *pending*.
+//! Several open starts of one key are matched first in, first out. A record is tested as
+//! an end before it is tested as a start. State is bounded by `max_open`: a start beyond
+//! it is dropped and counted as overflow (its end will then count as an orphan).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Bound, Labels, Matcher};
+use crate::parse::Record;
+use crate::registry::{Registry, Value};
+
+#[derive(Debug, Clone)]
+pub struct PairMetrics {
+    pub matched: Bound,
+    pub unmatched: Bound,
+    pub orphan: Bound,
+    pub pending: Bound,
+    pub latency: Bound,
+}
+
+#[derive(Debug, Clone)]
+pub struct PairRule {
+    pub(super) name: String,
+    pub(super) start: Matcher,
+    pub(super) end: Matcher,
+    pub(super) start_key: String,
+    pub(super) end_key: String,
+    pub(super) timeout_ns: i64,
+    pub(super) max_open: usize,
+    pub(super) labels: Labels,
+    pub(super) metrics: PairMetrics,
+    pub(super) state: PairState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenStart {
+    seq: u64,
+    t0: i64,
+    labels: Vec<String>,
+}
+
+/// Open starts, indexed by key and by deadline.
+#[derive(Debug, Clone, Default)]
+pub struct PairState {
+    open: HashMap<String, VecDeque<OpenStart>>,
+    deadlines: BTreeMap<(i64, u64), String>,
+    next_seq: u64,
+    overflow: u64,
+}
+
+/// The serialised form of a pair rule's state, for the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairSnapshot {
+    pub fingerprint: String,
+    pub next_seq: u64,
+    pub overflow: u64,
+    open: Vec<(String, OpenStart)>,
+}
+
+/// What one record did to a pair rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairOutcome {
+    None,
+    Started,
+    Overflow,
+    Matched,
+    Orphan,
+}
+
+impl PairRule {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.state.deadlines.len()
+    }
+
+    pub fn overflow_count(&self) -> u64 {
+        self.state.overflow
+    }
+
+    /// Identity of the state's meaning: state is only carried over when this is unchanged.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.start_key,
+            self.end_key,
+            self.timeout_ns,
+            self.labels.fingerprint(),
+            self.metrics.latency.desc_fingerprint
+        )
+    }
+
+    /// Forgets every start whose deadline is before `newest`, counting it as unmatched.
+    pub fn expire(&mut self, newest: i64, registry: &mut Registry) {
+        while let Some((&(deadline, seq), _)) = self.state.deadlines.first_key_value() {
+            if deadline >= newest {
+                break;
+            }
+            let Some((_, key)) = self.state.deadlines.pop_first() else {
+                break;
+            };
+            if let Some(start) = self.state.take(&key, seq) {
+                registry.inc(self.metrics.unmatched.id, &start.labels, 1.0);
+                registry.inc(self.metrics.pending.id, &start.labels, -1.0);
+            }
+        }
+    }
+
+    /// Applies one record at event time `time` (the caller has already expired starts
+    /// against the newest time).
+    pub fn apply(
+        &mut self,
+        record: &Record<'_>,
+        time: i64,
+        registry: &mut Registry,
+    ) -> PairOutcome {
+        if let Some(event) = self.end.matches(record) {
+            if let Some(key) = event.get(&self.end_key) {
+                let front = self
+                    .state
+                    .open
+                    .get(key)
+                    .and_then(|queue| queue.front())
+                    .map(|s| (s.t0, s.seq));
+                let taken = front.and_then(|(t0, seq)| {
+                    self.state
+                        .deadlines
+                        .remove(&(t0.saturating_add(self.timeout_ns), seq));
+                    self.state.take(key, seq)
+                });
+                return match taken {
+                    Some(start) => {
+                        let t0 = start.t0;
+                        let latency = (time.saturating_sub(t0)).max(0) as f64 / 1e9;
+                        registry.inc(self.metrics.matched.id, &start.labels, 1.0);
+                        registry.inc(self.metrics.pending.id, &start.labels, -1.0);
+                        registry.observe(self.metrics.latency.id, &start.labels, latency);
+                        PairOutcome::Matched
+                    }
+                    None => {
+                        registry.inc(self.metrics.orphan.id, &self.labels.values(&event), 1.0);
+                        PairOutcome::Orphan
+                    }
+                };
+            }
+        }
+        let Some(event) = self.start.matches(record) else {
+            return PairOutcome::None;
+        };
+        let Some(key) = event.get(&self.start_key) else {
+            return PairOutcome::None;
+        };
+        if self.state.deadlines.len() >= self.max_open {
+            self.state.overflow += 1;
+            return PairOutcome::Overflow;
+        }
+        let labels: Vec<String> = self
+            .labels
+            .values(&event)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        registry.inc(self.metrics.pending.id, &labels, 1.0);
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        self.state
+            .deadlines
+            .insert((time.saturating_add(self.timeout_ns), seq), key.to_owned());
+        self.state
+            .open
+            .entry(key.to_owned())
+            .or_default()
+            .push_back(OpenStart {
+                seq,
+                t0: time,
+                labels,
+            });
+        PairOutcome::Started
+    }
+
+    pub fn snapshot(&self) -> PairSnapshot {
+        let mut open: Vec<(String, OpenStart)> = self
+            .state
+            .open
+            .iter()
+            .flat_map(|(key, queue)| queue.iter().map(move |s| (key.clone(), s.clone())))
+            .collect();
+        open.sort_by_key(|(_, s)| s.seq);
+        PairSnapshot {
+            fingerprint: self.fingerprint(),
+            next_seq: self.state.next_seq,
+            overflow: self.state.overflow,
+            open,
+        }
+    }
+
+    /// Restores state saved with the same fingerprint; returns false (and keeps the
+    /// current state) otherwise.
+    pub fn restore(&mut self, snapshot: PairSnapshot, registry: &mut Registry) -> bool {
+        if snapshot.fingerprint != self.fingerprint() {
+            return false;
+        }
+        let mut state = PairState {
+            next_seq: snapshot.next_seq,
+            overflow: snapshot.overflow,
+            ..PairState::default()
+        };
+        for (key, start) in snapshot.open {
+            state.deadlines.insert(
+                (start.t0.saturating_add(self.timeout_ns), start.seq),
+                key.clone(),
+            );
+            state.open.entry(key).or_default().push_back(start);
+        }
+        self.state = state;
+        self.resync_pending(registry);
+        true
+    }
+
+    /// Takes over the state of the same rule from before a reload, if it still means the
+    /// same thing.
+    pub fn adopt(&mut self, previous: &mut PairRule, registry: &mut Registry) {
+        if previous.fingerprint() == self.fingerprint() {
+            self.state = std::mem::take(&mut previous.state);
+        }
+        self.resync_pending(registry);
+    }
+
+    /// Sets the pending gauges from the open starts, so they agree after any restore.
+    pub fn resync_pending(&self, registry: &mut Registry) {
+        let mut counts: BTreeMap<&[String], f64> = BTreeMap::new();
+        for start in self.state.open.values().flatten() {
+            *counts.entry(start.labels.as_slice()).or_default() += 1.0;
+        }
+        registry.for_each_series(self.metrics.pending.id, |_, value| {
+            if let Value::Scalar(v) = value {
+                *v = 0.0;
+            }
+        });
+        for (labels, count) in counts {
+            registry.set(self.metrics.pending.id, labels, count);
+        }
+    }
+}
+
+impl PairState {
+    fn take(&mut self, key: &str, seq: u64) -> Option<OpenStart> {
+        let queue = self.open.get_mut(key)?;
+        let position = queue.iter().position(|s| s.seq == seq)?;
+        let start = queue.remove(position);
+        if queue.is_empty() {
+            self.open.remove(key);
+        }
+        start
+    }
+}
