@@ -1,8 +1,15 @@
 //! `omen`: the command line. Parses arguments and calls the agent and detector libraries.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use omen_agent::clock::SystemClock;
+use omen_agent::config::DurationConfig;
+use omen_agent::runtime::{AgentConfig, CheckpointConfig, SourceConfig};
+use omen_agent::source::StartAt;
 
 #[derive(Parser)]
 #[command(name = "omen", version, about = "AIOps agent and anomaly detector")]
@@ -12,9 +19,202 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Turn logs into metrics: tail files or stdin, serve /metrics.
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct AgentArgs {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+    #[command(flatten)]
+    run: AgentRunArgs,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Run rules over a finished input and print the exposition, or check rule test cases.
+    Test(AgentTestArgs),
+}
+
+#[derive(Args)]
+struct AgentRunArgs {
+    /// Agent configuration file (sources, server, checkpoint); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Rules file.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Files to tail (glob patterns; repeatable).
+    #[arg(long = "tail", value_name = "GLOB")]
+    tail: Vec<String>,
+    /// Where to start in files found at startup.
+    #[arg(long, value_enum, default_value = "beginning")]
+    start_at: StartAtArg,
+    /// Read records from standard input.
+    #[arg(long)]
+    stdin: bool,
+    /// Address for /metrics, /healthz and /ready.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Checkpoint file (offsets and metric state), written every --checkpoint-interval.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    checkpoint_interval: DurationConfig,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StartAtArg {
+    Beginning,
+    End,
+}
+
+#[derive(Args)]
+struct AgentTestArgs {
+    #[arg(long)]
+    rules: PathBuf,
+    /// Input log file (`-` for stdin); prints the final exposition.
+    #[arg(long, conflicts_with = "cases", required_unless_present = "cases")]
+    input: Option<PathBuf>,
+    /// Rule test cases (YAML); exits 1 with a diff when one fails.
+    #[arg(long)]
+    cases: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<DurationConfig, String> {
+    omen_agent::config::parse_duration(text).map(DurationConfig)
+}
+
+/// Exit codes: 0 success, 1 a check failed, 2 bad configuration or usage.
+const EXIT_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    init_tracing();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Agent(args) => match args.command {
+            Some(AgentCommand::Test(test)) => agent_test(test),
+            None => agent_run(args.run),
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn agent_test(args: AgentTestArgs) -> ExitCode {
+    let clock = Arc::new(SystemClock);
+    if let Some(cases) = &args.cases {
+        return match omen_agent::oneshot::run_cases(&args.rules, cases, clock) {
+            Ok(report) if report.failures.is_empty() => {
+                println!("ok: {} cases passed", report.cases);
+                ExitCode::SUCCESS
+            }
+            Ok(report) => {
+                for failure in &report.failures {
+                    println!("{failure}\n");
+                }
+                println!(
+                    "FAILED: {} expectation(s) failed in {} cases",
+                    report.failures.len(),
+                    report.cases
+                );
+                ExitCode::from(EXIT_FAILED)
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let input = args.input.unwrap_or_else(|| PathBuf::from("-"));
+    match omen_agent::oneshot::run_input(&args.rules, &input, clock) {
+        Ok(exposition) => {
+            print!("{exposition}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn agent_run(args: AgentRunArgs) -> ExitCode {
+    let config = match agent_config(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(omen_agent::runtime::run(config, Arc::new(SystemClock))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ omen_agent::runtime::AgentError::Config(_)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
+    let mut config = match (&args.config, &args.rules) {
+        (Some(path), _) => AgentConfig::load(path)?,
+        (None, Some(rules)) => AgentConfig::with_rules(rules.clone()),
+        (None, None) => anyhow::bail!("give --config FILE or --rules FILE"),
+    };
+    if let Some(rules) = args.rules {
+        config.rules = rules;
+    }
+    if !args.tail.is_empty() {
+        config.sources.push(SourceConfig::File {
+            name: Some("tail".into()),
+            paths: args.tail,
+            start_at: match args.start_at {
+                StartAtArg::Beginning => StartAt::Beginning,
+                StartAtArg::End => StartAt::End,
+            },
+        });
+    }
+    if args.stdin {
+        config.sources.push(SourceConfig::Stdin);
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(path) = args.checkpoint {
+        config.checkpoint = Some(CheckpointConfig {
+            path,
+            interval: args.checkpoint_interval,
+        });
+    }
+    if config.sources.is_empty() {
+        anyhow::bail!("no sources: give --tail GLOB, --stdin, or `sources` in the config file");
+    }
+    Ok(config)
 }

@@ -3,9 +3,12 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod oneshot;
 pub mod parse;
 pub mod pipeline;
 pub mod registry;
 pub mod rule;
+pub mod runtime;
+pub mod server;
 pub mod source;

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
-use crate::parse::Parser;
+use crate::parse::{EventTime, Parser};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
 use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
@@ -282,12 +282,12 @@ impl Pipeline {
             return;
         }
         let time = match self.parser.event_time(&record) {
-            Some(Ok(time)) => time,
-            Some(Err(())) => {
+            EventTime::At(time) => time,
+            EventTime::Unreadable => {
                 *self.errors.entry(("parse", "bad_timestamp")).or_default() += 1;
                 self.newest_event_ns.unwrap_or(self.now_ns)
             }
-            None => self.now_ns,
+            EventTime::NotConfigured => self.now_ns,
         };
         if self.newest_event_ns.is_none_or(|newest| time > newest) {
             self.newest_event_ns = Some(time);

@@ -47,6 +47,17 @@ impl<'a> Record<'a> {
     }
 }
 
+/// A record's event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTime {
+    /// No timestamp is configured: the read time stands in.
+    NotConfigured,
+    /// Configured, but missing or not in the format.
+    Unreadable,
+    /// Unix nanoseconds.
+    At(i64),
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
 pub enum ParseError {
     #[error("line does not match the parser's pattern")]
@@ -124,8 +135,11 @@ impl Parser {
         Ok(record)
     }
 
-    /// The event time of a parsed record in Unix nanoseconds, if configured and readable.
-    pub fn event_time(&self, record: &Record<'_>) -> Option<Result<i64, ()>> {
-        self.timestamp.as_ref().map(|ts| ts.read(record))
+    /// The event time of a parsed record, in Unix nanoseconds.
+    pub fn event_time(&self, record: &Record<'_>) -> EventTime {
+        match &self.timestamp {
+            None => EventTime::NotConfigured,
+            Some(ts) => ts.read(record).map_or(EventTime::Unreadable, EventTime::At),
+        }
     }
 }

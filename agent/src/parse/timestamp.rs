@@ -93,13 +93,13 @@ impl TimestampParser {
         })
     }
 
-    /// `Err(())` when the place is empty or holds text not in the format.
-    pub fn read(&self, record: &Record<'_>) -> Result<i64, ()> {
+    /// `None` when the place is empty or holds text not in the format.
+    pub fn read(&self, record: &Record<'_>) -> Option<i64> {
         let text = match &self.place {
             Place::Field(name) => record.get(name),
             Place::Token(n) => record.raw.split_ascii_whitespace().nth(*n),
         };
-        text.and_then(|t| self.format.parse(t)).ok_or(())
+        text.and_then(|t| self.format.parse(t))
     }
 }
 

@@ -133,7 +133,7 @@ pub enum Rule {
     Counter(CounterRule),
     Gauge(GaugeRule),
     Histogram(HistogramRule),
-    Pair(PairRule),
+    Pair(Box<PairRule>),
 }
 
 /// Compiled rules plus the parser and framing they were written for.
@@ -223,14 +223,14 @@ impl RuleSet {
 
     pub fn pairs_mut(&mut self) -> impl Iterator<Item = &mut PairRule> {
         self.rules.iter_mut().filter_map(|r| match r {
-            Rule::Pair(p) => Some(p),
+            Rule::Pair(p) => Some(p.as_mut()),
             _ => None,
         })
     }
 
     pub fn pairs(&self) -> impl Iterator<Item = &PairRule> {
         self.rules.iter().filter_map(|r| match r {
-            Rule::Pair(p) => Some(p),
+            Rule::Pair(p) => Some(p.as_ref()),
             _ => None,
         })
     }
@@ -401,7 +401,7 @@ impl RuleSet {
                             .buckets(c.buckets.clone()),
                         )?,
                     };
-                    Rule::Pair(PairRule {
+                    Rule::Pair(Box::new(PairRule {
                         name: c.name.clone(),
                         start,
                         end,
@@ -412,7 +412,7 @@ impl RuleSet {
                         labels,
                         metrics,
                         state: Default::default(),
-                    })
+                    }))
                 }
             };
             rules.push(rule);

@@ -1,0 +1,3 @@
+//! Exporters: Prometheus exposition for `/metrics`, and OTLP push.
+
+pub mod prometheus;

@@ -1,0 +1,479 @@
+//! The live agent: a worker thread polls the sources into the pipeline, takes
+//! checkpoints and reloads rules; the HTTP server reads the pipeline under the same lock.
+//!
+//! Ordering invariant: sources are polled only by the worker, and a checkpoint is taken
+//! by the worker between polls, so the saved positions and metric values are one
+//! consistent cut. A `kill -9` at any moment therefore resumes exactly: records after the
+//! saved positions are read again, and their effects were not in the saved values.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::clock::Clock;
+use crate::config::{ConfigError, DurationConfig, RulesConfig};
+use crate::pipeline::Pipeline;
+use crate::registry::Format;
+use crate::source::{FileSource, FileSourceConfig, Source, StartAt, StdinSource};
+
+/// The agent's configuration file (`omen agent --config FILE`). Relative paths are
+/// relative to the file's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The rules file.
+    pub rules: PathBuf,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub checkpoint: Option<CheckpointConfig>,
+    /// How long the worker sleeps when no source had anything new.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: DurationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    File {
+        name: Option<String>,
+        paths: Vec<String>,
+        #[serde(default)]
+        start_at: StartAt,
+    },
+    Stdin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: DurationConfig,
+}
+
+/// The agent's default listen address: loopback only.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9750))
+}
+
+fn default_poll_interval() -> DurationConfig {
+    DurationConfig(Duration::from_millis(250))
+}
+
+fn default_checkpoint_interval() -> DurationConfig {
+    DurationConfig(Duration::from_secs(5))
+}
+
+impl AgentConfig {
+    /// A config with the given rules and nothing else (the command line fills the rest).
+    pub fn with_rules(rules: PathBuf) -> Self {
+        Self {
+            rules,
+            sources: Vec::new(),
+            server: ServerConfig::default(),
+            checkpoint: None,
+            poll_interval: default_poll_interval(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        self.rules = join(&self.rules);
+        if let Some(checkpoint) = &mut self.checkpoint {
+            checkpoint.path = join(&checkpoint.path);
+        }
+        for source in &mut self.sources {
+            if let SourceConfig::File { paths, .. } = source {
+                for path in paths {
+                    *path = join(Path::new(path)).to_string_lossy().into_owned();
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the agent's worker thread died")]
+    Worker,
+}
+
+/// State shared by the worker and the HTTP server.
+pub struct Shared {
+    pipeline: Mutex<Pipeline>,
+    ready: AtomicBool,
+    /// Clock time (ns) of the last successful checkpoint, 0 before the first.
+    last_checkpoint_ns: AtomicI64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    pub fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
+        // A panic elsewhere must not take /metrics down with it.
+        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        let last = self.last_checkpoint_ns.load(Ordering::Acquire);
+        let mut pipeline = self.pipeline();
+        if last > 0 {
+            let age = (self.clock.now_ns() - last).max(0) as f64 / 1e9;
+            pipeline.set_checkpoint_age(age);
+        }
+        crate::export::prometheus::render(&pipeline.registry, format)
+    }
+}
+
+enum Command {
+    Reload,
+    Stop,
+}
+
+#[derive(Clone)]
+pub struct ReloadHandle(Sender<Command>);
+
+impl ReloadHandle {
+    pub fn reload(&self) {
+        let _ = self.0.send(Command::Reload);
+    }
+}
+
+/// A running agent (without its HTTP server).
+pub struct Agent {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    worker: Option<JoinHandle<()>>,
+}
+
+struct Worker {
+    config: AgentConfig,
+    sources: Vec<Box<dyn Source>>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    rules_text: Vec<u8>,
+}
+
+impl Agent {
+    /// Loads the rules, restores the checkpoint and starts polling.
+    pub fn start(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<Self, AgentError> {
+        let rules_text = std::fs::read(&config.rules).map_err(|source| ConfigError::Read {
+            path: config.rules.clone(),
+            source,
+        })?;
+        let rules = RulesConfig::from_yaml(&String::from_utf8_lossy(&rules_text), &config.rules)?;
+        let mut pipeline = Pipeline::new(&rules, &config.rules, clock.clone())?;
+        let mut sources = build_sources(&config, &pipeline);
+        if let Some(cp) = &config.checkpoint {
+            if let Some(saved) = checkpoint::read(&cp.path)? {
+                info!(path = %cp.path.display(), "resuming from checkpoint");
+                pipeline.restore(saved.pipeline);
+                let mut positions = saved.sources;
+                for source in &mut sources {
+                    if let Some(position) = positions.remove(source.name()) {
+                        source.restore(position);
+                    }
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            pipeline: Mutex::new(pipeline),
+            ready: AtomicBool::new(false),
+            last_checkpoint_ns: AtomicI64::new(0),
+            clock,
+        });
+        let (commands, receiver) = channel();
+        let mut worker = Worker {
+            config,
+            sources,
+            shared: shared.clone(),
+            commands: receiver,
+            rules_text,
+        };
+        let handle = std::thread::Builder::new()
+            .name("omen-agent".into())
+            .spawn(move || worker.run())
+            .map_err(|_| AgentError::Worker)?;
+        Ok(Self {
+            shared,
+            commands,
+            worker: Some(handle),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Asks for a rules reload (what SIGHUP does).
+    pub fn reload(&self) {
+        let _ = self.commands.send(Command::Reload);
+    }
+
+    /// A handle that asks for reloads from another thread or task.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.commands.clone())
+    }
+
+    /// Stops polling, writes a final checkpoint and waits for the worker.
+    pub fn stop(mut self) -> Result<(), AgentError> {
+        let _ = self.commands.send(Command::Stop);
+        match self.worker.take().map(JoinHandle::join) {
+            Some(Err(_)) => Err(AgentError::Worker),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn build_sources(config: &AgentConfig, pipeline: &Pipeline) -> Vec<Box<dyn Source>> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        match source {
+            SourceConfig::File {
+                name,
+                paths,
+                start_at,
+            } => {
+                let name = name.clone().unwrap_or_else(|| format!("file{index}"));
+                let mut file_config = FileSourceConfig::new(name, paths.clone());
+                file_config.start_at = *start_at;
+                sources.push(Box::new(FileSource::new(
+                    file_config,
+                    pipeline.framing().clone(),
+                )));
+            }
+            SourceConfig::Stdin => {
+                sources.push(Box::new(StdinSource::new(pipeline.framing().clone())));
+            }
+        }
+    }
+    sources
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let checkpoint_every = self.config.checkpoint.as_ref().map(|c| c.interval.0);
+        let mut last_checkpoint = Instant::now();
+        let mut last_rules_check = Instant::now();
+        loop {
+            let read = self.poll_once();
+            self.shared.ready.store(true, Ordering::Release);
+            if checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every) {
+                self.checkpoint();
+                last_checkpoint = Instant::now();
+            }
+            if last_rules_check.elapsed() >= Duration::from_secs(1) {
+                last_rules_check = Instant::now();
+                self.reload_if_changed();
+            }
+            let wait = if read > 0 {
+                Duration::ZERO
+            } else {
+                self.config.poll_interval.0
+            };
+            match self.commands.recv_timeout(wait) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Command::Reload) => self.reload(),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.checkpoint();
+        info!("agent stopped");
+    }
+
+    fn poll_once(&mut self) -> u64 {
+        let mut pipeline = self.shared.pipeline();
+        pipeline.begin_batch();
+        let mut read = 0;
+        for source in &mut self.sources {
+            read += source.poll(&mut *pipeline);
+        }
+        pipeline.end_batch();
+        read
+    }
+
+    fn checkpoint(&mut self) {
+        let Some(config) = &self.config.checkpoint else {
+            return;
+        };
+        let snapshot = self.shared.pipeline().snapshot();
+        let positions: BTreeMap<String, _> = self
+            .sources
+            .iter()
+            .map(|s| (s.name().to_owned(), s.checkpoint()))
+            .collect();
+        let now_ns = self.shared.clock.now_ns();
+        let saved = Checkpoint::new(now_ns as f64 / 1e9, positions, snapshot);
+        let result = checkpoint::write(&config.path, &saved);
+        if let Err(error) = &result {
+            error!(%error, "checkpoint failed");
+        } else {
+            self.shared
+                .last_checkpoint_ns
+                .store(now_ns, Ordering::Release);
+        }
+        self.shared
+            .pipeline()
+            .count_checkpoint_write(result.is_ok());
+    }
+
+    fn reload_if_changed(&mut self) {
+        match std::fs::read(&self.config.rules) {
+            Ok(text) if text != self.rules_text => self.reload_from(text),
+            Ok(_) => {}
+            Err(error) => warn!(path = %self.config.rules.display(), %error, "cannot read rules"),
+        }
+    }
+
+    fn reload(&mut self) {
+        match std::fs::read(&self.config.rules) {
+            Ok(text) => self.reload_from(text),
+            Err(error) => {
+                error!(path = %self.config.rules.display(), %error, "reload failed, keeping the running rules")
+            }
+        }
+    }
+
+    fn reload_from(&mut self, text: Vec<u8>) {
+        let path = self.config.rules.clone();
+        let result =
+            RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path).and_then(|rules| {
+                let mut pipeline = self.shared.pipeline();
+                pipeline.reload(&rules, &path)?;
+                for source in &mut self.sources {
+                    source.set_framing(pipeline.framing());
+                }
+                Ok(())
+            });
+        // Remember what was tried, so a bad file is reported once, not every second.
+        self.rules_text = text;
+        match result {
+            Ok(()) => info!(path = %path.display(), "rules reloaded"),
+            Err(error) => error!(%error, "reload failed, keeping the running rules"),
+        }
+    }
+}
+
+/// Runs the agent with its HTTP server until SIGINT or SIGTERM; SIGHUP reloads the rules.
+pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let agent = Agent::start(config, clock)?;
+    let shared = agent.shared();
+    info!(addr = %listener.local_addr().unwrap_or(listen), "serving /metrics");
+    let reloader = agent.reload_handle();
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading rules");
+                reloader.reload();
+            }
+        }
+    });
+    let server =
+        axum::serve(listener, crate::server::app(shared)).with_graceful_shutdown(shutdown_signal());
+    if let Err(error) = server.await {
+        error!(%error, "http server failed");
+    }
+    tokio::task::spawn_blocking(move || agent.stop())
+        .await
+        .map_err(|_| AgentError::Worker)?
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    info!("shutting down");
+}
