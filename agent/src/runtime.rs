@@ -321,15 +321,20 @@ fn build_sources(config: &AgentConfig, pipeline: &Pipeline) -> Vec<Box<dyn Sourc
 impl Worker {
     fn run(&mut self) {
         let checkpoint_every = self.config.checkpoint.as_ref().map(|c| c.interval.0);
-        let mut last_checkpoint = Instant::now();
+        let mut last_checkpoint: Option<Instant> = None;
         let mut last_rules_check = Instant::now();
         loop {
             let read = self.poll_once();
-            self.shared.ready.store(true, Ordering::Release);
-            if checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every) {
+            // The first checkpoint is written right after the first poll, before the agent
+            // says it is ready: positions chosen at startup (`start_at: end`) survive a
+            // crash that comes before the first interval.
+            let due = checkpoint_every
+                .is_some_and(|every| last_checkpoint.is_none_or(|t| t.elapsed() >= every));
+            if due {
                 self.checkpoint();
-                last_checkpoint = Instant::now();
+                last_checkpoint = Some(Instant::now());
             }
+            self.shared.ready.store(true, Ordering::Release);
             if last_rules_check.elapsed() >= Duration::from_secs(1) {
                 last_rules_check = Instant::now();
                 self.reload_if_changed();

@@ -1,0 +1,353 @@
+//! The live agent, as a user runs it: tailing files that grow, rotate and get truncated,
+//! killed with SIGKILL at arbitrary moments, reloaded while running. Every test starts its
+//! own `omen agent` on a free 127.0.0.1 port and is bounded in time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{http_get, wait_for, ChildGuard};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct LiveAgent {
+    process: ChildGuard,
+    addr: SocketAddr,
+}
+
+impl LiveAgent {
+    fn start(rules: &Path, tail: &str, checkpoint: Option<&Path>, port: u16) -> Self {
+        Self::start_with(rules, tail, checkpoint, port, &[])
+    }
+
+    fn start_with(
+        rules: &Path,
+        tail: &str,
+        checkpoint: Option<&Path>,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = common::omen();
+        command
+            .args(["agent", "--rules"])
+            .arg(rules)
+            .args(["--tail", tail, "--listen", &addr.to_string()])
+            .args(extra);
+        if let Some(path) = checkpoint {
+            command
+                .arg("--checkpoint")
+                .arg(path)
+                .args(["--checkpoint-interval", "100ms"]);
+        }
+        let process = ChildGuard::spawn(&mut command);
+        wait_for(LIMIT, "the agent to be ready", || {
+            http_get(addr, "/ready").filter(|(status, _)| *status == 200)
+        });
+        Self { process, addr }
+    }
+
+    fn samples(&self) -> BTreeMap<String, f64> {
+        http_get(self.addr, "/metrics")
+            .map(|(_, body)| omen_agent::oneshot::parse_exposition(&body))
+            .unwrap_or_default()
+    }
+
+    fn wait_value(&self, key: &str, want: f64) {
+        wait_for(LIMIT, &format!("{key} == {want}"), || {
+            (self.samples().get(key) == Some(&want)).then_some(())
+        });
+    }
+}
+
+fn delete_line(table: &str, id: usize) -> String {
+    format!("2025-07-14T09:00:00.003Z level=warn msg=\"hard-delete\" table={table} id={id} actor=admin\n")
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open");
+    file.write_all(text.as_bytes()).expect("append");
+}
+
+fn inventory_rules() -> PathBuf {
+    common::repo_root().join("examples/agent/inventory.yaml")
+}
+
+#[test]
+fn tails_globs_partial_lines_rotation_and_copytruncate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("app.log");
+    append(
+        &app,
+        &(0..3).map(|i| delete_line("orders", i)).collect::<String>(),
+    );
+    append(
+        &app,
+        "2025-07-14T09:00:01.000Z level=warn msg=\"hard-delete\" table=orders",
+    );
+    let glob = format!("{}/*.log", dir.path().display());
+    let agent = LiveAgent::start(&inventory_rules(), &glob, None, common::free_port());
+    let orders = "hard_deletes_total{table=\"orders\"}";
+    agent.wait_value(orders, 3.0);
+
+    // The partial line is held until its newline arrives.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(agent.samples().get(orders), Some(&3.0));
+    append(&app, " id=3 actor=admin\n");
+    agent.wait_value(orders, 4.0);
+
+    // Rotation by rename + create: lines written to the old file after the rename are
+    // still read, then the new file from its start.
+    append(
+        &app,
+        &(4..6).map(|i| delete_line("orders", i)).collect::<String>(),
+    );
+    let rotated = dir.path().join("app.log.1");
+    fs::rename(&app, &rotated).expect("rename");
+    append(&rotated, &delete_line("orders", 6));
+    append(
+        &app,
+        &(7..9).map(|i| delete_line("orders", i)).collect::<String>(),
+    );
+    agent.wait_value(orders, 9.0);
+
+    // A file that appears later is picked up from its beginning.
+    let other = dir.path().join("other.log");
+    append(
+        &other,
+        &(0..2).map(|i| delete_line("users", i)).collect::<String>(),
+    );
+    let users = "hard_deletes_total{table=\"users\"}";
+    agent.wait_value(users, 2.0);
+
+    // Rotation by copytruncate: the copy is not tailed; the truncated file is read again
+    // from its start.
+    fs::copy(&other, dir.path().join("other.log.1")).expect("copy");
+    fs::write(&other, "").expect("truncate");
+    append(&other, &delete_line("users", 2));
+    agent.wait_value(users, 3.0);
+    assert_eq!(agent.samples().get(orders), Some(&9.0));
+    let events = agent.samples();
+    let rotated_events: f64 = events
+        .iter()
+        .filter(|(k, _)| k.starts_with("omen_agent_source_events_total") && k.contains("rotated"))
+        .map(|(_, v)| v)
+        .sum();
+    let truncations: f64 = events
+        .iter()
+        .filter(|(k, _)| k.starts_with("omen_agent_source_events_total") && k.contains("truncated"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!((rotated_events, truncations), (1.0, 1.0));
+}
+
+/// A deterministic log of the inventory format: hard deletes, HTTP lines, and stock
+/// decrement/publish pairs (some late, some lost).
+fn inventory_log(lines: usize) -> Vec<String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(lines);
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    for i in 0..lines {
+        let ms = i as u64 * 50;
+        let time = format!(
+            "2025-07-14T{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            (ms / 60_000) % 60,
+            (ms / 1000) % 60,
+            ms % 1000
+        );
+        let line = match next() % 10 {
+            0 => format!(
+                "{time} level=warn msg=\"hard-delete\" table=t{} id={i}",
+                next() % 3
+            ),
+            1 | 2 => {
+                open.push((i, ms));
+                format!("{time} level=info msg=\"stock decremented\" order_id=o{i} sku=s1 qty=1")
+            }
+            3 | 4 if !open.is_empty() => {
+                let (order, _) = open.remove((next() % open.len() as u64) as usize);
+                format!("{time} level=info msg=\"event published\" order_id=o{order} topic=orders")
+            }
+            _ => format!(
+                "{time} level=info method=GET path=/x status={} latency_ms={}",
+                [200, 500][(next() % 2) as usize],
+                next() % 3000
+            ),
+        };
+        out.push(line);
+    }
+    out
+}
+
+#[test]
+fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("inventory.log");
+    let checkpoint = dir.path().join("agent.checkpoint");
+    let lines = inventory_log(20_000);
+    fs::write(&log, "").expect("create log");
+
+    // The writer appends in uneven chunks that often end mid-line, for ~4 seconds.
+    let writer_log = log.clone();
+    let writer_lines = lines.clone();
+    let writer = std::thread::spawn(move || {
+        let text: String = writer_lines.iter().map(|l| format!("{l}\n")).collect();
+        let bytes = text.as_bytes();
+        let mut position = 0;
+        let mut step = 1usize;
+        while position < bytes.len() {
+            step = (step * 7919 + 13) % 40_000 + 1;
+            let end = (position + step).min(bytes.len());
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(&writer_log)
+                .expect("open");
+            file.write_all(&bytes[position..end]).expect("write");
+            position = end;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+
+    // Files found at startup are read from their end: without the checkpoint's positions
+    // every restart would skip what was written while the agent was down.
+    let port = common::free_port();
+    let glob = log.display().to_string();
+    let rules = inventory_rules();
+    let start = |port| {
+        LiveAgent::start_with(
+            &rules,
+            &glob,
+            Some(&checkpoint),
+            port,
+            &["--start-at", "end"],
+        )
+    };
+    let mut agent = start(port);
+    let mut kills = 0;
+    let started = Instant::now();
+    let mut pause = 150u64;
+    while !writer.is_finished() && started.elapsed() < LIMIT {
+        pause = (pause * 31 + 17) % 500 + 100;
+        std::thread::sleep(Duration::from_millis(pause));
+        agent.process.kill();
+        kills += 1;
+        agent = start(port);
+    }
+    writer.join().expect("writer");
+    // One more kill after the last write, then let the survivor catch up.
+    agent.process.kill();
+    kills += 1;
+    agent = start(port);
+    assert!(kills >= 4, "only {kills} kills happened");
+    let total = lines.len() as f64;
+    let lines_key = format!("omen_agent_lines_total{{stream=\"{glob}\"}}");
+    agent.wait_value(&lines_key, total);
+
+    let uninterrupted = common::rule_samples(&common::agent_oneshot(&rules, &log));
+    let live = common::rule_samples(&http_get(agent.addr, "/metrics").expect("scrape").1);
+    assert!(uninterrupted["stock_event_matched_total"] > 100.0);
+    assert_eq!(
+        live, uninterrupted,
+        "values after {kills} kills differ from one clean run"
+    );
+}
+
+#[test]
+fn reload_keeps_unchanged_metrics_and_rejects_a_bad_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yaml");
+    let base = "parser: { format: logfmt }\nrules:\n  - name: hard_deletes_total\n    type: counter\n    match: { msg: hard-delete }\n    labels: { table: table }\n";
+    fs::write(&rules, base).expect("rules");
+    let log = dir.path().join("app.log");
+    append(
+        &log,
+        &(0..5).map(|i| delete_line("orders", i)).collect::<String>(),
+    );
+    let agent = LiveAgent::start(
+        &rules,
+        &log.display().to_string(),
+        None,
+        common::free_port(),
+    );
+    let orders = "hard_deletes_total{table=\"orders\"}";
+    agent.wait_value(orders, 5.0);
+
+    // A changed file is picked up: the new rule appears, the unchanged metric keeps its value.
+    let extended = format!("{base}  - name: deletes_by_actor_total\n    type: counter\n    match: {{ msg: hard-delete }}\n    labels: {{ actor: actor }}\n");
+    fs::write(&rules, &extended).expect("rules");
+    agent.wait_value("omen_agent_reloads_total{result=\"success\"}", 1.0);
+    append(&log, &delete_line("orders", 5));
+    agent.wait_value("deletes_by_actor_total{actor=\"admin\"}", 1.0);
+    agent.wait_value(orders, 6.0);
+
+    // An invalid file is rejected; the running rules keep counting.
+    fs::write(
+        &rules,
+        format!("{extended}  - name: broken\n    type: histogram\n    value: x\n    buckets: []\n"),
+    )
+    .expect("rules");
+    agent.wait_value("omen_agent_reloads_total{result=\"failure\"}", 1.0);
+    append(&log, &delete_line("orders", 6));
+    agent.wait_value(orders, 7.0);
+    agent.wait_value("deletes_by_actor_total{actor=\"admin\"}", 2.0);
+
+    // SIGHUP reloads on demand.
+    fs::write(&rules, base).expect("rules");
+    agent.wait_value("omen_agent_reloads_total{result=\"success\"}", 2.0);
+    agent.process.signal(1);
+    agent.wait_value("omen_agent_reloads_total{result=\"success\"}", 3.0);
+    let samples = agent.samples();
+    assert_eq!(samples.get(orders), Some(&7.0));
+    assert!(!samples
+        .keys()
+        .any(|k| k.starts_with("deletes_by_actor_total")));
+}
+
+#[test]
+fn sigterm_writes_a_final_checkpoint_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let checkpoint = dir.path().join("cp.json");
+    append(
+        &log,
+        &(0..4).map(|i| delete_line("orders", i)).collect::<String>(),
+    );
+    let port = common::free_port();
+    let glob = log.display().to_string();
+    let mut agent = LiveAgent::start(&inventory_rules(), &glob, Some(&checkpoint), port);
+    agent.wait_value("hard_deletes_total{table=\"orders\"}", 4.0);
+    agent.process.signal(15);
+    let status = agent
+        .process
+        .wait_exit(LIMIT)
+        .expect("agent exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let saved = omen_agent::checkpoint::read(&checkpoint)
+        .expect("read")
+        .expect("checkpoint exists");
+    assert_eq!(saved.sources.len(), 1);
+    append(&log, &delete_line("orders", 4));
+    let agent = LiveAgent::start(&inventory_rules(), &glob, Some(&checkpoint), port);
+    agent.wait_value("hard_deletes_total{table=\"orders\"}", 5.0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        agent.samples().get("hard_deletes_total{table=\"orders\"}"),
+        Some(&5.0)
+    );
+}
