@@ -397,3 +397,173 @@ impl RecordSink for Pipeline {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::registry::Value;
+
+    fn pipeline(rules: &str) -> Pipeline {
+        let config = RulesConfig::from_yaml(rules, Path::new("rules.yaml")).unwrap();
+        Pipeline::new(
+            &config,
+            Path::new("rules.yaml"),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap()
+    }
+
+    fn value(p: &Pipeline, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match p.registry.get(name, labels) {
+            Some(Value::Scalar(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    const PAIR_RULES: &str = "parser: { format: logfmt, timestamp: { field: t, format: unix } }\nrules:\n  - name: job\n    type: pair\n    key: id\n    timeout: 10s\n    max_open: 3\n    start: { match: { msg: start } }\n    end: { match: { msg: end } }\n";
+
+    #[test]
+    fn bad_input_is_counted_never_fatal() {
+        let mut p = pipeline("parser: { format: json, timestamp: { field: t } }\nlimits: { max_line_bytes: 64 }\nrules:\n  - name: bytes_total\n    type: counter\n    value: n\n  - name: seen\n    type: pair\n    key: k\n    timeout: 1s\n    start: { match: { e: a } }\n    end: { match: { e: b } }\n");
+        let stream = p.stream("test");
+        p.record(stream, br#"{"n": 5, "t": "2025-01-01T00:00:00Z"}"#, false);
+        p.record(stream, b"{\"n\": \xff1}", false);
+        p.record(stream, br#"{"n": "many"}"#, false);
+        p.record(stream, br#"{"n": -1}"#, false);
+        p.record(stream, br#"{"m": 1}"#, false);
+        p.record(stream, br#"{"n": 1, "t": "yesterday"}"#, true);
+        p.record(stream, b"[1, 2]", false);
+        p.end_batch();
+        assert_eq!(value(&p, "bytes_total", &[]), Some(6.0));
+        let errors = |stage, reason| {
+            value(
+                &p,
+                "omen_agent_errors_total",
+                &[("stage", stage), ("reason", reason)],
+            )
+        };
+        assert_eq!(errors("read", "invalid_utf8"), Some(1.0));
+        assert_eq!(errors("read", "line_truncated"), Some(1.0));
+        assert_eq!(errors("parse", "invalid_json"), Some(2.0));
+        assert_eq!(errors("rule", "bad_value"), Some(1.0));
+        assert_eq!(errors("rule", "negative_increment"), Some(1.0));
+        assert_eq!(errors("rule", "missing_value"), Some(1.0));
+        assert_eq!(errors("parse", "bad_timestamp"), Some(4.0));
+        assert_eq!(
+            value(&p, "omen_agent_lines_total", &[("stream", "test")]),
+            Some(7.0)
+        );
+    }
+
+    #[test]
+    fn pairs_match_first_in_first_out_and_bound_their_state() {
+        let mut p = pipeline(PAIR_RULES);
+        for line in [
+            "t=100 msg=start id=a",
+            "t=101 msg=start id=a",
+            "t=102 msg=start id=b",
+            "t=103 msg=start id=c", // over max_open: dropped, counted
+            "t=105 msg=end id=a",   // matches the start at 100
+            "t=106 msg=end id=c",   // its start was dropped: orphan
+        ] {
+            p.process(line);
+        }
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_orphan_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_pending", &[]), Some(2.0));
+        assert_eq!(
+            value(&p, "omen_agent_pair_overflow_total", &[("rule", "job")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&p, "omen_agent_pair_open_keys", &[("rule", "job")]),
+            Some(2.0)
+        );
+        match p
+            .registry
+            .get("job_latency_seconds", &[] as &[(&str, &str)])
+        {
+            Some(Value::Histogram(h)) => assert_eq!((h.count, h.sum), (1, 5.0)),
+            other => panic!("{other:?}"),
+        }
+        // Time passes in the logs: the start at 101 expires after 111, the one at 102 after 112.
+        p.process("t=111.5 msg=noise");
+        p.end_batch();
+        assert_eq!(value(&p, "job_unmatched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_pending", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn a_snapshot_restores_exactly_into_a_new_pipeline() {
+        let mut p = pipeline(PAIR_RULES);
+        for line in [
+            "t=100 msg=start id=a",
+            "t=101 msg=start id=b",
+            "t=102 msg=end id=a",
+        ] {
+            p.process(line);
+        }
+        let snapshot = p.snapshot();
+        let mut restored = pipeline(PAIR_RULES);
+        restored.restore(snapshot.clone());
+        assert_eq!(restored.snapshot(), snapshot);
+        for q in [&mut p, &mut restored] {
+            q.process("t=103 msg=end id=b");
+            q.process("t=200 msg=start id=z");
+        }
+        assert_eq!(p.render_rules(), restored.render_rules());
+        assert_eq!(value(&restored, "job_matched_total", &[]), Some(2.0));
+    }
+
+    #[test]
+    fn reload_keeps_pair_state_when_unchanged_and_counts_failures() {
+        let mut p = pipeline(PAIR_RULES);
+        p.process("t=100 msg=start id=a");
+        let path = Path::new("rules.yaml");
+        let same = RulesConfig::from_yaml(
+            &format!("{PAIR_RULES}  - name: other_total\n    type: counter\n"),
+            path,
+        )
+        .unwrap();
+        p.reload(&same, path).unwrap();
+        p.process("t=101 msg=end id=a");
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
+        let broken =
+            RulesConfig::from_yaml("rules:\n  - name: 9bad\n    type: counter\n", path).unwrap();
+        let error = p.reload(&broken, path).unwrap_err().to_string();
+        assert!(
+            error.contains("rule `9bad`") && error.contains("field `name`"),
+            "{error}"
+        );
+        assert_eq!(
+            value(&p, "omen_agent_reloads_total", &[("result", "failure")]),
+            Some(1.0)
+        );
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn the_cardinality_budget_is_enforced_and_counted() {
+        let mut p = pipeline("limits: { max_series_per_metric: 2 }\nrules:\n  - name: users_total\n    type: counter\n    labels: { user: user }\n");
+        for user in ["a", "b", "c", "d", "a"] {
+            p.process(&format!("user={user}"));
+        }
+        p.end_batch();
+        assert_eq!(value(&p, "users_total", &[("user", "a")]), Some(2.0));
+        assert_eq!(
+            value(&p, "users_total", &[("user", "__overflow__")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &p,
+                "omen_agent_series_dropped_total",
+                &[("metric", "users_total")]
+            ),
+            Some(2.0)
+        );
+    }
+}

@@ -164,6 +164,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state around a pipeline, not yet ready (the worker marks it ready).
+    pub fn new(pipeline: Pipeline, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            pipeline: Mutex::new(pipeline),
+            ready: AtomicBool::new(false),
+            last_checkpoint_ns: AtomicI64::new(0),
+            clock,
+        }
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
     pub fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
         // A panic elsewhere must not take /metrics down with it.
         self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
@@ -235,12 +249,7 @@ impl Agent {
                 }
             }
         }
-        let shared = Arc::new(Shared {
-            pipeline: Mutex::new(pipeline),
-            ready: AtomicBool::new(false),
-            last_checkpoint_ns: AtomicI64::new(0),
-            clock,
-        });
+        let shared = Arc::new(Shared::new(pipeline, clock));
         let (commands, receiver) = channel();
         let mut worker = Worker {
             config,

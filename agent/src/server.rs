@@ -37,3 +37,95 @@ async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::RulesConfig;
+    use crate::pipeline::Pipeline;
+
+    fn shared() -> Arc<Shared> {
+        let rules = RulesConfig::from_yaml(
+            "rules:\n  - name: deletes_total\n    type: counter\n    match: { msg: delete }\n",
+            Path::new("rules.yaml"),
+        )
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let mut pipeline = Pipeline::new(&rules, Path::new("rules.yaml"), clock.clone()).unwrap();
+        pipeline.process("msg=delete");
+        pipeline.end_batch();
+        Arc::new(Shared::new(pipeline, clock))
+    }
+
+    async fn get(app: Router, uri: &str, accept: Option<&str>) -> (StatusCode, String, String) {
+        let mut request = Request::get(uri);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        let response = app
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_in_both_formats() {
+        let state = shared();
+        let (status, content_type, body) = get(app(state.clone()), "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(body.contains("deletes_total 1\n"), "{body}");
+        assert!(
+            body.contains("omen_agent_rule_matches_total{rule=\"deletes_total\"} 1\n"),
+            "{body}"
+        );
+
+        let accept = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5";
+        let (_, content_type, body) = get(app(state), "/metrics", Some(accept)).await;
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert!(body.contains("deletes_created 1000\n"), "{body}");
+        assert!(body.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness() {
+        let state = shared();
+        assert_eq!(
+            get(app(state.clone()), "/healthz", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(app(state.clone()), "/ready", None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.set_ready();
+        assert_eq!(
+            get(app(state.clone()), "/ready", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(app(state), "/nope", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
