@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
-use crate::parse::{EventTime, Parser};
+use crate::parse::{EventTime, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
 use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
@@ -141,6 +141,7 @@ pub struct PipelineSnapshot {
 pub struct Pipeline {
     pub registry: Registry,
     parser: Parser,
+    scratch: Scratch,
     rules: RuleSet,
     self_metrics: SelfMetrics,
     streams: Vec<StreamCounts>,
@@ -165,6 +166,7 @@ impl Pipeline {
         let mut pipeline = Self {
             registry,
             parser: rules.parser.clone(),
+            scratch: Scratch::default(),
             rule_matches: vec![0; rules.rules.len()],
             rules,
             self_metrics,
@@ -264,16 +266,14 @@ impl Pipeline {
 
     /// Processes one record's text.
     pub fn process(&mut self, text: &str) {
-        let record = match self.parser.parse(text) {
-            Ok(record) => record,
-            Err(error) => {
-                *self.errors.entry(("parse", error.reason())).or_default() += 1;
-                return;
-            }
-        };
+        if let Err(error) = self.parser.parse(text, &mut self.scratch) {
+            *self.errors.entry(("parse", error.reason())).or_default() += 1;
+            return;
+        }
+        let record = Record::new(text, &self.scratch);
         let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
         let errors = &mut self.errors;
-        rules.apply_simple(&record, registry, |index, result| match result {
+        rules.apply_simple(record, registry, |index, result| match result {
             Ok(true) => matches[index] += 1,
             Ok(false) => {}
             Err(error) => *errors.entry(("rule", error.reason())).or_default() += 1,
@@ -300,7 +300,7 @@ impl Pipeline {
                 continue;
             };
             // Overflow is counted by `omen_agent_pair_overflow_total` at the end of the batch.
-            if pair.apply(&record, time, &mut self.registry) != PairOutcome::None {
+            if pair.apply(record, time, &mut self.registry) != PairOutcome::None {
                 self.rule_matches[rule_index] += 1;
             }
         }

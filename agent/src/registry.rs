@@ -109,7 +109,7 @@ struct Family {
     desc: FamilyDesc,
     active: bool,
     max_series: usize,
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     series: Vec<Series>,
     overflow: Option<usize>,
     /// Label sets folded into the overflow series.
@@ -122,7 +122,7 @@ impl Family {
             desc,
             active: true,
             max_series: max_series.max(1),
-            index: HashMap::new(),
+            index: HashMap::default(),
             series: Vec::new(),
             overflow: None,
             dropped: 0,

@@ -1,78 +1,86 @@
-//! JSON lines: every scalar leaf becomes a field named by its dotted path
-//! (`{"a":{"b":1},"c":[true]}` gives `a.b=1` and `c.0=true`).
+//! JSON lines: a field is named by its dotted path (`a.b` in `{"a":{"b":1}}`, `c.0` for
+//! the first item of an array). Scalars are read as text: strings as they are, numbers
+//! and booleans as written, null as empty.
 
 use serde_json::Value;
 
-use super::{ParseError, Record};
+use super::{ParseError, Scratch};
 
-pub(super) fn parse_into(line: &str, record: &mut Record<'_>) -> Result<(), ParseError> {
+pub(super) fn parse_into(
+    line: &str,
+    paths: &[Vec<String>],
+    scratch: &mut Scratch,
+) -> Result<(), ParseError> {
     let value: Value = serde_json::from_str(line).map_err(|_| ParseError::InvalidJson)?;
     if !value.is_object() {
         return Err(ParseError::InvalidJson);
     }
-    let mut path = String::new();
-    flatten(&value, &mut path, record);
-    Ok(())
-}
-
-fn flatten(value: &Value, path: &mut String, record: &mut Record<'_>) {
-    let prefix_len = path.len();
-    let child = |key: &str, value: &Value, path: &mut String, record: &mut Record<'_>| {
-        if prefix_len > 0 {
-            path.push('.');
-        }
-        path.push_str(key);
-        flatten(value, path, record);
-        path.truncate(prefix_len);
-    };
-    match value {
-        Value::Object(map) => {
-            for (key, value) in map {
-                child(key, value, path, record);
+    for (slot, path) in paths.iter().enumerate() {
+        let walked = path.iter().try_fold(&value, |node, part| match node {
+            Value::Object(map) => map.get(part),
+            Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        });
+        let Some(leaf) = walked else { continue };
+        match leaf {
+            Value::String(s) => scratch.set_owned(slot, |out| out.push_str(s)),
+            Value::Number(n) => scratch.set_owned(slot, |out| out.push_str(&n.to_string())),
+            Value::Bool(b) => {
+                scratch.set_owned(slot, |out| out.push_str(if *b { "true" } else { "false" }))
             }
+            Value::Null => scratch.set_owned(slot, |_| {}),
+            Value::Object(_) | Value::Array(_) => {}
         }
-        Value::Array(items) => {
-            for (index, value) in items.iter().enumerate() {
-                child(&index.to_string(), value, path, record);
-            }
-        }
-        Value::String(s) => record.push(path.clone(), s.clone()),
-        Value::Number(n) => record.push(path.clone(), n.to_string()),
-        Value::Bool(b) => record.push(path.clone(), b.to_string()),
-        Value::Null => record.push(path.clone(), ""),
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::{ParserConfig, ParserFormat};
+    use crate::parse::testing::fields;
+    use crate::parse::ParseError;
     use proptest::prelude::*;
 
+    fn json() -> ParserConfig {
+        ParserConfig {
+            format: ParserFormat::Json,
+            ..ParserConfig::default()
+        }
+    }
+
     #[test]
-    fn flattens_by_dotted_path() {
+    fn reads_fields_by_dotted_path() {
         let line = r#"{"ts":"2025-07-14T09:00:00Z","req":{"status":500,"ok":false},"tags":["a","b"],"n":null}"#;
-        let mut record = Record::new(line);
-        parse_into(line, &mut record).unwrap();
-        assert_eq!(record.get("req.status"), Some("500"));
-        assert_eq!(record.get("req.ok"), Some("false"));
-        assert_eq!(record.get("tags.1"), Some("b"));
-        assert_eq!(record.get("n"), Some(""));
-        assert_eq!(record.get("req"), None);
+        assert_eq!(
+            fields(
+                &json(),
+                &["req.status", "req.ok", "tags.1", "n", "req", "req.missing"],
+                line
+            )
+            .unwrap(),
+            vec![
+                Some("500".into()),
+                Some("false".into()),
+                Some("b".into()),
+                Some("".into()),
+                None,
+                None
+            ]
+        );
     }
 
     #[test]
     fn rejects_non_objects() {
         for line in ["[1]", "3", "{", ""] {
-            let mut record = Record::new(line);
-            assert_eq!(parse_into(line, &mut record), Err(ParseError::InvalidJson));
+            assert_eq!(fields(&json(), &["a"], line), Err(ParseError::InvalidJson));
         }
     }
 
     proptest! {
         #[test]
         fn never_panics(line in "\\PC*") {
-            let mut record = Record::new(&line);
-            let _ = parse_into(&line, &mut record);
+            let _ = fields(&json(), &["a", "a.b"], &line);
         }
     }
 }

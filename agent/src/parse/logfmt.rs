@@ -1,11 +1,10 @@
 //! logfmt: `key=value key="quoted value" flag`. Lenient: an unterminated quote takes the
-//! rest of the line; a bare word is a key with an empty value.
+//! rest of the line; a bare word is a key with an empty value. Only keys a rule reads
+//! are kept.
 
-use std::borrow::Cow;
+use super::{FieldNames, Scratch};
 
-use super::Record;
-
-pub(super) fn parse_into<'a>(line: &'a str, record: &mut Record<'a>) {
+pub(super) fn parse_into(line: &str, fields: &FieldNames, scratch: &mut Scratch) {
     let bytes = line.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -21,9 +20,11 @@ pub(super) fn parse_into<'a>(line: &'a str, record: &mut Record<'a>) {
             i += 1;
             continue;
         }
-        let key = &line[key_start..i];
+        let slot = fields.find(&line[key_start..i]);
         if i >= bytes.len() || bytes[i] != b'=' {
-            record.push(key, "");
+            if let Some(slot) = slot {
+                scratch.set_borrowed(slot, line, &line[i..i]);
+            }
             continue;
         }
         i += 1; // '='
@@ -39,26 +40,28 @@ pub(super) fn parse_into<'a>(line: &'a str, record: &mut Record<'a>) {
                 i += 1;
             }
             let value_end = i.min(bytes.len());
-            let raw = &line[value_start..value_end];
-            let value = if escaped {
-                Cow::Owned(unescape(raw))
-            } else {
-                Cow::Borrowed(raw)
-            };
-            record.push(key, value);
+            if let Some(slot) = slot {
+                let raw = &line[value_start..value_end];
+                if escaped {
+                    scratch.set_owned(slot, |out| unescape(raw, out));
+                } else {
+                    scratch.set_borrowed(slot, line, raw);
+                }
+            }
             i = value_end + 1;
         } else {
             let value_start = i;
             while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
                 i += 1;
             }
-            record.push(key, &line[value_start..i]);
+            if let Some(slot) = slot {
+                scratch.set_borrowed(slot, line, &line[value_start..i]);
+            }
         }
     }
 }
 
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
+fn unescape(raw: &str, out: &mut String) {
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
@@ -73,67 +76,66 @@ fn unescape(raw: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::ParserConfig;
+    use crate::parse::testing::fields;
     use proptest::prelude::*;
 
-    fn fields(line: &str) -> Vec<(String, String)> {
-        let mut record = Record::new(line);
-        parse_into(line, &mut record);
-        record
-            .fields()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+    fn logfmt(names: &[&str], line: &str) -> Vec<Option<String>> {
+        fields(&ParserConfig::default(), names, line).unwrap()
+    }
+
+    fn some(values: &[&str]) -> Vec<Option<String>> {
+        values.iter().map(|v| Some((*v).to_owned())).collect()
     }
 
     #[test]
     fn parses_the_inventory_format() {
-        let got =
-            fields(r#"2025-07-14T09:00:00.003Z level=warn msg="hard-delete" table=orders id=123"#);
+        let line = r#"2025-07-14T09:00:00.003Z level=warn msg="hard-delete" table=orders id=123"#;
         assert_eq!(
-            got,
-            vec![
-                ("2025-07-14T09:00:00.003Z".into(), "".into()),
-                ("level".into(), "warn".into()),
-                ("msg".into(), "hard-delete".into()),
-                ("table".into(), "orders".into()),
-                ("id".into(), "123".into()),
-            ]
+            logfmt(
+                &["msg", "table", "id", "level", "2025-07-14T09:00:00.003Z"],
+                line
+            ),
+            some(&["hard-delete", "orders", "123", "warn", ""])
         );
+        assert_eq!(logfmt(&["actor"], line), vec![None]);
     }
 
     #[test]
-    fn handles_escapes_empty_values_and_broken_quotes() {
+    fn handles_escapes_empty_values_repeats_and_broken_quotes() {
         assert_eq!(
-            fields(r#"a="x \"y\" z" b= c="open"#),
+            logfmt(&["a", "b", "c", "d"], r#"a="x \"y\" z" b= c="open d=1"#),
             vec![
-                ("a".into(), r#"x "y" z"#.into()),
-                ("b".into(), "".into()),
-                ("c".into(), "open".into()),
+                Some(r#"x "y" z"#.into()),
+                Some("".into()),
+                Some("open d=1".into()),
+                None
             ]
         );
-        assert_eq!(fields("= =x  "), vec![("x".into(), "".into())]);
+        assert_eq!(logfmt(&["x"], "= =x  "), some(&[""]));
+        assert_eq!(logfmt(&["k"], "k=1 k=2"), some(&["1"]));
     }
 
     proptest! {
         #[test]
         fn never_panics(line in "\\PC*") {
-            let _ = fields(&line);
+            let _ = logfmt(&["a", "msg", "b"], &line);
         }
 
         #[test]
-        fn round_trips_simple_pairs(pairs in proptest::collection::vec(("[a-z_]{1,8}", "[a-zA-Z0-9 ._/-]{0,12}"), 0..6)) {
+        fn round_trips_simple_pairs(pairs in proptest::collection::btree_map("[a-z_]{1,8}", "[a-zA-Z0-9 ._/\\\\\"-]{0,12}", 0..6)) {
             let line = pairs
                 .iter()
-                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let expected: Vec<(String, String)> = pairs.clone();
-            prop_assert_eq!(fields(&line), expected);
+            let names: Vec<&str> = pairs.keys().map(String::as_str).collect();
+            let expected: Vec<Option<String>> = pairs.values().cloned().map(Some).collect();
+            prop_assert_eq!(logfmt(&names, &line), expected);
         }
     }
 }

@@ -1,49 +1,134 @@
-//! Parsing: a record (one line, or a line with its continuation lines) becomes named
-//! fields, and optionally an event time.
+//! Parsing: a record (one line, or a line with its continuation lines) becomes the fields
+//! the rules read, and optionally an event time.
 //!
-//! Parsers borrow from the record wherever they can, so the common case (logfmt without
-//! escapes) allocates only the field list. A record that does not parse is an error the
-//! pipeline counts; it never stops the pipeline.
+//! Rules name the fields they read when they are built; each name gets a slot
+//! ([`FieldNames`]). A parser fills only those slots, as spans into the record (or into a
+//! side buffer for unescaped or converted values), in a [`Scratch`] reused from record to
+//! record: the common case (logfmt without escapes) allocates nothing per record, and a
+//! rule reads a field by index, not by comparing names.
 
 mod json;
 mod logfmt;
 mod regex;
 pub mod timestamp;
 
-use std::borrow::Cow;
-
 use crate::config::{ParserConfig, ParserFormat};
 pub use timestamp::{TimeFormat, TimestampParser};
 
-/// The fields of one parsed record.
-#[derive(Debug, Default)]
-pub struct Record<'a> {
-    pub raw: &'a str,
-    fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+/// The index of a field in [`FieldNames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(pub usize);
+
+/// The field names the rules read, each with its slot.
+#[derive(Debug, Clone, Default)]
+pub struct FieldNames {
+    names: Vec<String>,
 }
 
-impl<'a> Record<'a> {
-    pub fn new(raw: &'a str) -> Self {
-        Self {
-            raw,
-            fields: Vec::new(),
+impl FieldNames {
+    /// The slot of a name, added if new.
+    pub fn slot(&mut self, name: &str) -> Slot {
+        let known = self.names.iter().position(|n| n == name);
+        Slot(known.unwrap_or_else(|| {
+            self.names.push(name.to_owned());
+            self.names.len() - 1
+        }))
+    }
+
+    /// The slot of a key seen in a record, if a rule reads it.
+    pub fn find(&self, key: &str) -> Option<usize> {
+        // Most keys in a record are not read by any rule: reject them on length and first
+        // byte before comparing whole names.
+        let first = *key.as_bytes().first()?;
+        self.names.iter().position(|name| {
+            name.len() == key.len()
+                && name.as_bytes()[0] == first
+                && name.as_bytes() == key.as_bytes()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Where a field's value is: in the record itself, or in the scratch side buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+    side: bool,
+}
+
+/// Per-record buffers, reused from record to record.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    spans: Vec<Option<Span>>,
+    side: String,
+}
+
+impl Scratch {
+    fn reset(&mut self, slots: usize) {
+        self.spans.clear();
+        self.spans.resize(slots, None);
+        self.side.clear();
+    }
+
+    /// Sets a slot to `value`, a sub-slice of `raw` (the first value of a key wins).
+    fn set_borrowed(&mut self, slot: usize, raw: &str, value: &str) {
+        if self.spans[slot].is_none() {
+            let start = value.as_ptr() as usize - raw.as_ptr() as usize;
+            self.spans[slot] = Some(Span {
+                start: start as u32,
+                end: (start + value.len()) as u32,
+                side: false,
+            });
         }
     }
 
-    /// The value of a field; the first one wins when a name repeats.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
+    /// Sets a slot to text written into the side buffer by `write`.
+    fn set_owned(&mut self, slot: usize, write: impl FnOnce(&mut String)) {
+        if self.spans[slot].is_none() {
+            let start = self.side.len();
+            write(&mut self.side);
+            self.spans[slot] = Some(Span {
+                start: start as u32,
+                end: self.side.len() as u32,
+                side: true,
+            });
+        }
+    }
+}
+
+/// The fields of one parsed record, by slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub raw: &'a str,
+    spans: &'a [Option<Span>],
+    side: &'a str,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(raw: &'a str, scratch: &'a Scratch) -> Self {
+        Self {
+            raw,
+            spans: &scratch.spans,
+            side: &scratch.side,
+        }
     }
 
-    pub fn push(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
-        self.fields.push((name.into(), value.into()));
-    }
-
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    pub fn get(&self, slot: Slot) -> Option<&'a str> {
+        let span = (*self.spans.get(slot.0)?)?;
+        let text = if span.side { self.side } else { self.raw };
+        text.get(span.start as usize..span.end as usize)
     }
 }
 
@@ -64,6 +149,8 @@ pub enum ParseError {
     NoMatch,
     #[error("line is not a JSON object")]
     InvalidJson,
+    #[error("line is longer than 4 GiB")]
+    TooLong,
 }
 
 impl ParseError {
@@ -72,6 +159,7 @@ impl ParseError {
         match self {
             ParseError::NoMatch => "no_match",
             ParseError::InvalidJson => "invalid_json",
+            ParseError::TooLong => "too_long",
         }
     }
 }
@@ -86,53 +174,74 @@ pub enum ParserBuildError {
     Timestamp(String),
 }
 
-/// A built parser: the record format plus where the event time comes from.
+/// A built parser: the record format, the fields to extract, and the event time.
 #[derive(Debug, Clone)]
 pub struct Parser {
     format: Format,
+    fields: FieldNames,
     timestamp: Option<TimestampParser>,
 }
 
 #[derive(Debug, Clone)]
 enum Format {
     Logfmt,
-    Json,
-    Regex(::regex::Regex),
+    Json(Vec<Vec<String>>),
+    Regex(::regex::Regex, Vec<Option<usize>>),
     None,
 }
 
 impl Parser {
-    pub fn build(config: &ParserConfig) -> Result<Self, ParserBuildError> {
+    /// Builds a parser extracting `fields` (the timestamp field is added to them).
+    pub fn build(config: &ParserConfig, mut fields: FieldNames) -> Result<Self, ParserBuildError> {
+        let timestamp = config
+            .timestamp
+            .as_ref()
+            .map(|ts| TimestampParser::build(ts, &mut fields))
+            .transpose()
+            .map_err(ParserBuildError::Timestamp)?;
         let format = match config.format {
             ParserFormat::Logfmt => Format::Logfmt,
-            ParserFormat::Json => Format::Json,
             ParserFormat::None => Format::None,
+            ParserFormat::Json => Format::Json(
+                fields
+                    .names()
+                    .iter()
+                    .map(|name| name.split('.').map(str::to_owned).collect())
+                    .collect(),
+            ),
             ParserFormat::Regex => {
                 let pattern = config
                     .pattern
                     .as_deref()
                     .ok_or(ParserBuildError::MissingPattern)?;
-                Format::Regex(::regex::Regex::new(pattern)?)
+                let regex = ::regex::Regex::new(pattern)?;
+                let slots = regex
+                    .capture_names()
+                    .map(|name| name.and_then(|n| fields.find(n)))
+                    .collect();
+                Format::Regex(regex, slots)
             }
         };
-        let timestamp = config
-            .timestamp
-            .as_ref()
-            .map(TimestampParser::build)
-            .transpose()
-            .map_err(ParserBuildError::Timestamp)?;
-        Ok(Self { format, timestamp })
+        Ok(Self {
+            format,
+            fields,
+            timestamp,
+        })
     }
 
-    pub fn parse<'a>(&'a self, line: &'a str) -> Result<Record<'a>, ParseError> {
-        let mut record = Record::new(line);
+    /// Parses `line` into `scratch`; read the fields with `Record::new(line, scratch)`.
+    pub fn parse(&self, line: &str, scratch: &mut Scratch) -> Result<(), ParseError> {
+        if u32::try_from(line.len()).is_err() {
+            return Err(ParseError::TooLong);
+        }
+        scratch.reset(self.fields.len());
         match &self.format {
-            Format::Logfmt => logfmt::parse_into(line, &mut record),
-            Format::Json => json::parse_into(line, &mut record)?,
-            Format::Regex(regex) => regex::parse_into(regex, line, &mut record)?,
+            Format::Logfmt => logfmt::parse_into(line, &self.fields, scratch),
+            Format::Json(paths) => json::parse_into(line, paths, scratch)?,
+            Format::Regex(regex, slots) => regex::parse_into(regex, slots, line, scratch)?,
             Format::None => {}
         }
-        Ok(record)
+        Ok(())
     }
 
     /// The event time of a parsed record, in Unix nanoseconds.
@@ -141,5 +250,28 @@ impl Parser {
             None => EventTime::NotConfigured,
             Some(ts) => ts.read(record).map_or(EventTime::Unreadable, EventTime::At),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Parses a line with a parser extracting `names`, returning the values by name.
+    pub fn fields(
+        config: &ParserConfig,
+        names: &[&str],
+        line: &str,
+    ) -> Result<Vec<Option<String>>, ParseError> {
+        let mut field_names = FieldNames::default();
+        let slots: Vec<Slot> = names.iter().map(|n| field_names.slot(n)).collect();
+        let parser = Parser::build(config, field_names).unwrap();
+        let mut scratch = Scratch::default();
+        parser.parse(line, &mut scratch)?;
+        let record = Record::new(line, &scratch);
+        Ok(slots
+            .iter()
+            .map(|s| record.get(*s).map(str::to_owned))
+            .collect())
     }
 }

@@ -1,16 +1,18 @@
-//! Regex parsing: each named capture group that took part in the match becomes a field.
+//! Regex parsing: named capture groups that took part in the match fill the fields of
+//! the same name (group index → slot, resolved when the parser is built).
 
-use super::{ParseError, Record};
+use super::{ParseError, Scratch};
 
-pub(super) fn parse_into<'a>(
-    regex: &'a regex::Regex,
-    line: &'a str,
-    record: &mut Record<'a>,
+pub(super) fn parse_into(
+    regex: &regex::Regex,
+    slots: &[Option<usize>],
+    line: &str,
+    scratch: &mut Scratch,
 ) -> Result<(), ParseError> {
     let captures = regex.captures(line).ok_or(ParseError::NoMatch)?;
-    for (index, name) in regex.capture_names().enumerate() {
-        if let (Some(name), Some(value)) = (name, captures.get(index)) {
-            record.push(name, value.as_str());
+    for (group, slot) in slots.iter().enumerate() {
+        if let (Some(slot), Some(value)) = (slot, captures.get(group)) {
+            scratch.set_borrowed(*slot, line, value.as_str());
         }
     }
     Ok(())
@@ -18,27 +20,33 @@ pub(super) fn parse_into<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::{ParserConfig, ParserFormat};
+    use crate::parse::testing::fields;
+    use crate::parse::ParseError;
     use proptest::prelude::*;
+
+    fn config(pattern: &str) -> ParserConfig {
+        ParserConfig {
+            format: ParserFormat::Regex,
+            pattern: Some(pattern.to_owned()),
+            ..ParserConfig::default()
+        }
+    }
 
     #[test]
     fn named_captures_become_fields() {
-        let regex = regex::Regex::new(r"^(?P<method>\S+) (?P<path>\S+)(?: (?P<opt>x))?").unwrap();
-        let mut record = Record::new("GET /a");
-        parse_into(&regex, "GET /a", &mut record).unwrap();
-        assert_eq!(record.get("method"), Some("GET"));
-        assert_eq!(record.get("path"), Some("/a"));
-        assert_eq!(record.get("opt"), None);
-        let mut other = Record::new("");
-        assert_eq!(parse_into(&regex, "", &mut other), Err(ParseError::NoMatch));
+        let config = config(r"^(?P<method>\S+) (?P<path>\S+)(?: (?P<opt>x))?");
+        assert_eq!(
+            fields(&config, &["method", "path", "opt", "other"], "GET /a").unwrap(),
+            vec![Some("GET".into()), Some("/a".into()), None, None]
+        );
+        assert_eq!(fields(&config, &["method"], ""), Err(ParseError::NoMatch));
     }
 
     proptest! {
         #[test]
         fn never_panics(line in "\\PC*") {
-            let regex = regex::Regex::new(r"(?P<a>\w+)=(?P<b>\d+)").unwrap();
-            let mut record = Record::new(&line);
-            let _ = parse_into(&regex, &line, &mut record);
+            let _ = fields(&config(r"(?P<a>\w+)=(?P<b>\d+)"), &["a", "b"], &line);
         }
     }
 }

@@ -2,9 +2,11 @@
 //! nanoseconds. RFC 3339 has a hand-written fast path (it is on the hot path of every
 //! pair rule); anything it does not cover falls back to chrono.
 
+use std::cell::Cell;
+
 use chrono::{DateTime, NaiveDateTime};
 
-use super::Record;
+use super::{FieldNames, Record, Slot};
 use crate::config::TimestampConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +71,7 @@ impl TimeFormat {
 
 #[derive(Debug, Clone)]
 enum Place {
-    Field(String),
+    Field(Slot),
     Token(usize),
 }
 
@@ -78,59 +80,95 @@ enum Place {
 pub struct TimestampParser {
     place: Place,
     format: TimeFormat,
+    /// The last RFC 3339 minute prefix (`YYYY-MM-DDTHH:MM`) read and its Unix seconds:
+    /// consecutive log lines almost always share it.
+    minute_cache: Cell<([u8; 16], i64)>,
 }
 
 impl TimestampParser {
-    pub fn build(config: &TimestampConfig) -> Result<Self, String> {
+    /// Builds the reader; a time field becomes one of the fields the parser extracts.
+    pub fn build(config: &TimestampConfig, fields: &mut FieldNames) -> Result<Self, String> {
         let place = match (&config.field, config.token) {
-            (Some(field), None) => Place::Field(field.clone()),
+            (Some(field), None) => Place::Field(fields.slot(field)),
             (None, Some(token)) => Place::Token(token),
             _ => return Err("timestamp needs exactly one of `field` or `token`".to_owned()),
         };
         Ok(Self {
             place,
             format: TimeFormat::from_name(&config.format)?,
+            minute_cache: Cell::new(([0; 16], 0)),
         })
     }
 
     /// `None` when the place is empty or holds text not in the format.
     pub fn read(&self, record: &Record<'_>) -> Option<i64> {
         let text = match &self.place {
-            Place::Field(name) => record.get(name),
+            Place::Field(slot) => record.get(*slot),
             Place::Token(n) => record.raw.split_ascii_whitespace().nth(*n),
         };
-        text.and_then(|t| self.format.parse(t))
+        let text = text?;
+        if self.format == TimeFormat::Rfc3339 {
+            return self.parse_rfc3339_cached(text);
+        }
+        self.format.parse(text)
+    }
+
+    /// RFC 3339 with the minute prefix's value cached; everything after it is parsed
+    /// and checked on every call, so the result always equals `parse_rfc3339`.
+    fn parse_rfc3339_cached(&self, text: &str) -> Option<i64> {
+        parse_rfc3339_with(text, |prefix| {
+            let (cached_prefix, cached_seconds) = self.minute_cache.get();
+            if prefix == cached_prefix {
+                return Some(cached_seconds);
+            }
+            let seconds = minute_seconds(&prefix)?;
+            self.minute_cache.set((prefix, seconds));
+            Some(seconds)
+        })
     }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, also with a space or `t` for `T`.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut value = 0i64;
-        for &c in &b[range] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            value = value * 10 + i64::from(c - b'0');
+    parse_rfc3339_with(text, |prefix| minute_seconds(&prefix))
+}
+
+fn digits(bytes: &[u8]) -> Option<i64> {
+    let mut value = 0i64;
+    for &c in bytes {
+        if !c.is_ascii_digit() {
+            return None;
         }
-        Some(value)
-    };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        value = value * 10 + i64::from(c - b'0');
+    }
+    Some(value)
+}
+
+/// Unix seconds of the minute `YYYY-MM-DDTHH:MM` (before any offset), validated.
+fn minute_seconds(b: &[u8; 16]) -> Option<i64> {
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
         return None;
     }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute) = (digits(&b[11..13])?, digits(&b[14..16])?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
-    if hour > 23 || minute > 59 || second > 60 {
+    if hour > 23 || minute > 59 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60)
+}
+
+/// Parses the seconds, fraction and offset after the minute prefix, whose value
+/// `minute` gives (from a cache or computed).
+fn parse_rfc3339_with(text: &str, minute: impl FnOnce([u8; 16]) -> Option<i64>) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[16] != b':' {
+        return None;
+    }
+    let second = digits(&b[17..19])?;
+    if second > 60 {
         return None;
     }
     let mut i = 19;
@@ -155,8 +193,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let offset_seconds = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let hours = digits(i + 1..i + 3)?;
-            let minutes = digits(i + 4..i + 6)?;
+            let hours = digits(&b[i + 1..i + 3])?;
+            let minutes = digits(&b[i + 4..i + 6])?;
             if hours > 23 || minutes > 59 {
                 return None;
             }
@@ -173,8 +211,9 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
                 .timestamp_nanos_opt()
         }
     };
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_seconds;
+    let mut prefix = [0u8; 16];
+    prefix.copy_from_slice(&b[..16]);
+    let seconds = minute(prefix)? + second - offset_seconds;
     seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
@@ -248,6 +287,30 @@ mod tests {
         assert_eq!(strf.parse("1970-01-01 00:00:10"), Some(10_000_000_000));
         assert!(TimeFormat::from_name("iso").is_err());
         assert_eq!(unix.parse("1e300"), None);
+    }
+
+    #[test]
+    fn the_minute_cache_gives_the_same_times() {
+        let config = TimestampConfig {
+            field: None,
+            token: Some(0),
+            format: "rfc3339".into(),
+        };
+        let parser = TimestampParser::build(&config, &mut FieldNames::default()).unwrap();
+        for text in [
+            "2025-07-14T09:00:00.003Z",
+            "2025-07-14T09:00:59.999Z",
+            "2025-07-14T09:00:10+02:00",
+            "2025-07-14T09:00:61Z",
+            "2025-07-14T09:01:00Z",
+            "2025-07-14T09:00:05.5Z",
+        ] {
+            assert_eq!(
+                parser.parse_rfc3339_cached(text),
+                parse_rfc3339(text),
+                "{text}"
+            );
+        }
     }
 
     proptest! {

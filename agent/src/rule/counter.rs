@@ -13,7 +13,7 @@ pub struct CounterRule {
 }
 
 impl CounterRule {
-    pub fn apply(&self, record: &Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
+    pub fn apply(&self, record: Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
         let Some(event) = self.matcher.matches(record) else {
             return Ok(false);
         };
@@ -24,7 +24,8 @@ impl CounterRule {
         if by < 0.0 {
             return Err(ApplyError::NegativeCounterIncrement);
         }
-        registry.inc(self.metric.id, &self.labels.values(&event), by);
+        self.labels
+            .with_values(&event, |labels| registry.inc(self.metric.id, labels, by));
         Ok(true)
     }
 }

@@ -15,16 +15,15 @@ pub struct GaugeRule {
 }
 
 impl GaugeRule {
-    pub fn apply(&self, record: &Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
+    pub fn apply(&self, record: Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
         let Some(event) = self.matcher.matches(record) else {
             return Ok(false);
         };
         let value = self.value.read(&event)?;
-        let labels = self.labels.values(&event);
-        match self.op {
-            GaugeOp::Set => registry.set(self.metric.id, &labels, value),
-            GaugeOp::Add => registry.inc(self.metric.id, &labels, value),
-        }
+        self.labels.with_values(&event, |labels| match self.op {
+            GaugeOp::Set => registry.set(self.metric.id, labels, value),
+            GaugeOp::Add => registry.inc(self.metric.id, labels, value),
+        });
         Ok(true)
     }
 }

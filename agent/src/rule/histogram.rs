@@ -14,12 +14,14 @@ pub struct HistogramRule {
 }
 
 impl HistogramRule {
-    pub fn apply(&self, record: &Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
+    pub fn apply(&self, record: Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
         let Some(event) = self.matcher.matches(record) else {
             return Ok(false);
         };
         let value = self.value.read(&event)?;
-        registry.observe(self.metric.id, &self.labels.values(&event), value);
+        self.labels.with_values(&event, |labels| {
+            registry.observe(self.metric.id, labels, value)
+        });
         Ok(true)
     }
 }

@@ -1,10 +1,13 @@
 //! Which records a rule applies to: conditions on fields, plus an optional regex on the
 //! raw record whose named captures become extra fields for that rule only.
+//!
+//! Fields are resolved when the rule is built: a name becomes a parser slot, or a capture
+//! group of the rule's own pattern (which wins over a parsed field of the same name).
 
 use regex::{Captures, Regex};
 
 use crate::config::{ConditionConfig, ConditionSpec};
-use crate::parse::Record;
+use crate::parse::{FieldNames, Record, Slot};
 
 #[derive(Debug, Clone)]
 enum Test {
@@ -15,9 +18,18 @@ enum Test {
     Exists(bool),
 }
 
+/// A field as one rule reads it.
+#[derive(Debug, Clone)]
+pub struct FieldRef {
+    pub name: String,
+    slot: Slot,
+    /// Capture group of the rule's pattern with this name.
+    capture: Option<usize>,
+}
+
 #[derive(Debug, Clone)]
 struct Condition {
-    field: String,
+    field: FieldRef,
     test: Test,
 }
 
@@ -34,18 +46,20 @@ impl Condition {
     }
 }
 
-/// A record seen by one rule: its fields, then the rule's own captures.
-pub struct Event<'r, 'a> {
-    pub record: &'r Record<'a>,
-    captures: Option<Captures<'r>>,
+/// A record seen by one rule: its fields, and the rule's own captures.
+pub struct Event<'a> {
+    pub record: Record<'a>,
+    captures: Option<Captures<'a>>,
 }
 
-impl Event<'_, '_> {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        if let Some(m) = self.captures.as_ref().and_then(|c| c.name(name)) {
-            return Some(m.as_str());
+impl<'a> Event<'a> {
+    pub fn get(&self, field: &FieldRef) -> Option<&'a str> {
+        if let (Some(group), Some(captures)) = (field.capture, &self.captures) {
+            if let Some(m) = captures.get(group) {
+                return Some(&self.record.raw[m.range()]);
+            }
         }
-        self.record.get(name)
+        self.record.get(field.slot)
     }
 }
 
@@ -61,43 +75,67 @@ impl Matcher {
         conditions: &std::collections::BTreeMap<String, ConditionConfig>,
         pattern: Option<&str>,
         prefix: &str,
+        fields: &mut FieldNames,
     ) -> Result<Self, (String, String)> {
-        let mut built = Vec::new();
+        let pattern = pattern
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| (format!("{prefix}pattern"), e.to_string()))?;
+        let mut matcher = Self {
+            conditions: Vec::new(),
+            pattern,
+        };
         for (field, config) in conditions {
             let place = format!("{prefix}match.{field}");
             let test = match config {
                 ConditionConfig::Equals(value) => Test::Equals(value.clone()),
                 ConditionConfig::Spec(spec) => build_test(spec).map_err(|m| (place, m))?,
             };
-            built.push(Condition {
-                field: field.clone(),
-                test,
-            });
+            let field = matcher.field(field, fields);
+            matcher.conditions.push(Condition { field, test });
         }
-        let pattern = pattern
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| (format!("{prefix}pattern"), e.to_string()))?;
-        Ok(Self {
-            conditions: built,
-            pattern,
-        })
+        // Conditions on parsed fields are checked before the pattern runs.
+        matcher
+            .conditions
+            .sort_by_key(|c| c.field.capture.is_some());
+        Ok(matcher)
+    }
+
+    /// Resolves a field name for this rule.
+    pub fn field(&self, name: &str, fields: &mut FieldNames) -> FieldRef {
+        let capture = self
+            .pattern
+            .as_ref()
+            .and_then(|p| p.capture_names().position(|group| group == Some(name)));
+        FieldRef {
+            name: name.to_owned(),
+            slot: fields.slot(name),
+            capture,
+        }
     }
 
     /// The event when the record matches this rule.
-    pub fn matches<'r, 'a>(&'r self, record: &'r Record<'a>) -> Option<Event<'r, 'a>> {
-        if !self
-            .conditions
-            .iter()
-            .all(|c| c.holds(record.get(&c.field)))
-        {
-            return None;
-        }
-        let captures = match &self.pattern {
-            Some(regex) => Some(regex.captures(record.raw)?),
-            None => None,
+    pub fn matches<'a>(&self, record: Record<'a>) -> Option<Event<'a>> {
+        let mut event = Event {
+            record,
+            captures: None,
         };
-        Some(Event { record, captures })
+        let mut captured = false;
+        for condition in &self.conditions {
+            if condition.field.capture.is_some() && !captured {
+                event.captures = Some(self.pattern.as_ref()?.captures(record.raw)?);
+                captured = true;
+            }
+            if !condition.holds(event.get(&condition.field)) {
+                return None;
+            }
+        }
+        if !captured {
+            if let Some(pattern) = &self.pattern {
+                event.captures = Some(pattern.captures(record.raw)?);
+            }
+        }
+        Some(event)
     }
 }
 
@@ -118,8 +156,8 @@ fn build_test(spec: &ConditionSpec) -> Result<Test, String> {
     if let Some(v) = spec.exists {
         tests.push(Test::Exists(v));
     }
-    match tests.len() {
-        1 => Ok(tests.pop().expect("one test")),
+    match (tests.pop(), tests.is_empty()) {
+        (Some(test), true) => Ok(test),
         _ => Err(
             "a condition needs exactly one of equals, not_equals, one_of, regex, exists".to_owned(),
         ),
@@ -129,18 +167,9 @@ fn build_test(spec: &ConditionSpec) -> Result<Test, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Scalar;
+    use crate::config::{ParserConfig, Scalar};
+    use crate::parse::{Parser, Scratch};
     use std::collections::BTreeMap;
-
-    fn record(line: &str) -> Record<'_> {
-        let mut record = Record::new(line);
-        for pair in line.split(' ') {
-            if let Some((k, v)) = pair.split_once('=') {
-                record.push(k, v);
-            }
-        }
-        record
-    }
 
     #[test]
     fn conditions_and_pattern() {
@@ -160,17 +189,27 @@ mod tests {
                 ..Default::default()
             }),
         );
-        let matcher = Matcher::build(&conditions, Some(r"id=(?P<num>\d+)"), "").unwrap();
-        let line = "msg=x status=503 id=42";
-        let rec = record(line);
-        let event = matcher.matches(&rec).expect("matches");
-        assert_eq!(event.get("num"), Some("42"));
-        assert_eq!(event.get("status"), Some("503"));
-        assert!(matcher.matches(&record("msg=x status=200 id=1")).is_none());
-        assert!(matcher
-            .matches(&record("msg=x status=500 id=1 gone=1"))
-            .is_none());
-        assert!(matcher.matches(&record("msg=x status=500")).is_none());
+        conditions.insert("num".to_owned(), ConditionConfig::Equals("42".into()));
+        let mut fields = FieldNames::default();
+        let matcher =
+            Matcher::build(&conditions, Some(r"id=(?P<num>\d+)"), "", &mut fields).unwrap();
+        let num = matcher.field("num", &mut fields);
+        let status = matcher.field("status", &mut fields);
+        let parser = Parser::build(&ParserConfig::default(), fields).unwrap();
+        let mut scratch = Scratch::default();
+        let mut check = |line: &str| -> Option<(String, String)> {
+            parser.parse(line, &mut scratch).unwrap();
+            let event = matcher.matches(Record::new(line, &scratch))?;
+            Some((event.get(&num)?.to_owned(), event.get(&status)?.to_owned()))
+        };
+        assert_eq!(
+            check("msg=x status=503 id=42"),
+            Some(("42".into(), "503".into()))
+        );
+        assert_eq!(check("msg=x status=503 id=41"), None);
+        assert_eq!(check("msg=x status=200 id=42"), None);
+        assert_eq!(check("msg=x status=500 id=42 gone=1"), None);
+        assert_eq!(check("msg=x status=500"), None);
     }
 
     #[test]
@@ -184,7 +223,8 @@ mod tests {
                 ..Default::default()
             }),
         );
-        let (field, _) = Matcher::build(&conditions, None, "start.").unwrap_err();
+        let (field, _) =
+            Matcher::build(&conditions, None, "start.", &mut FieldNames::default()).unwrap_err();
         assert_eq!(field, "start.match.a");
     }
 }

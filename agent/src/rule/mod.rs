@@ -18,11 +18,11 @@ use std::path::Path;
 pub use counter::CounterRule;
 pub use gauge::GaugeRule;
 pub use histogram::HistogramRule;
-pub use matcher::{Event, Matcher};
+pub use matcher::{Event, FieldRef, Matcher};
 pub use pair::{PairOutcome, PairRule, PairSnapshot};
 
 use crate::config::{ConfigError, RuleConfig, RulesConfig};
-use crate::parse::{Parser, Record};
+use crate::parse::{FieldNames, Parser, Record};
 use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
 use crate::source::Framing;
 
@@ -59,7 +59,7 @@ pub struct Bound {
 
 #[derive(Debug, Clone)]
 enum LabelSource {
-    Field(String),
+    Field(FieldRef),
     Static(String),
 }
 
@@ -70,14 +70,33 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn values<'e>(&'e self, event: &'e Event<'_, '_>) -> Vec<&'e str> {
-        self.sources
-            .iter()
-            .map(|source| match source {
+    /// Calls `with` on the label values of an event (a missing field gives ""), without
+    /// allocating for up to eight labels.
+    pub fn with_values<R>(&self, event: &Event<'_>, with: impl FnOnce(&[&str]) -> R) -> R {
+        const ON_STACK: usize = 8;
+        fn value<'x>(source: &'x LabelSource, event: &Event<'x>) -> &'x str {
+            match source {
                 LabelSource::Field(field) => event.get(field).unwrap_or(""),
                 LabelSource::Static(value) => value.as_str(),
-            })
-            .collect()
+            }
+        }
+        if self.sources.len() <= ON_STACK {
+            let mut values = [""; ON_STACK];
+            for (slot, source) in values.iter_mut().zip(&self.sources) {
+                *slot = value(source, event);
+            }
+            with(&values[..self.sources.len()])
+        } else {
+            let values: Vec<&str> = self.sources.iter().map(|s| value(s, event)).collect();
+            with(&values)
+        }
+    }
+
+    /// The label values of an event, owned (for state kept beyond the record).
+    pub fn owned_values(&self, event: &Event<'_>) -> Vec<String> {
+        self.with_values(event, |values| {
+            values.iter().map(|v| (*v).to_owned()).collect()
+        })
     }
 
     fn is_static(&self) -> bool {
@@ -100,7 +119,7 @@ impl Labels {
         self.sources
             .iter()
             .map(|s| match s {
-                LabelSource::Field(f) => format!("f:{f}"),
+                LabelSource::Field(field) => format!("f:{}", field.name),
                 LabelSource::Static(v) => format!("s:{v}"),
             })
             .collect::<Vec<_>>()
@@ -111,12 +130,12 @@ impl Labels {
 /// Reads a number from a field, times a scale.
 #[derive(Debug, Clone)]
 pub struct ValueSource {
-    field: String,
+    field: FieldRef,
     scale: f64,
 }
 
 impl ValueSource {
-    pub fn read(&self, event: &Event<'_, '_>) -> Result<f64, ApplyError> {
+    pub fn read(&self, event: &Event<'_>) -> Result<f64, ApplyError> {
         let text = event.get(&self.field).ok_or(ApplyError::MissingValue)?;
         let value: f64 = text.trim().parse().map_err(|_| ApplyError::BadValue)?;
         let value = value * self.scale;
@@ -246,8 +265,7 @@ impl RuleSet {
             field: field.to_owned(),
             message,
         };
-        let parser = Parser::build(&config.parser)
-            .map_err(|e| invalid("(parser)", "parser", e.to_string()))?;
+        let mut fields = FieldNames::default();
         let framing = Framing::build(&config.parser, &config.limits)
             .map_err(|(field, message)| invalid("(parser)", &field, message))?;
         if config.limits.max_series_per_metric == 0 {
@@ -283,14 +301,16 @@ impl RuleSet {
             };
             let rule = match rule_config {
                 RuleConfig::Counter(c) => {
-                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
-                        .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, false)
-                        .map_err(|(f, m)| err(&f, m))?;
+                    let matcher =
+                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) =
+                        build_labels(&c.labels, &c.static_labels, false, &matcher, &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
                     let value = c
                         .value
                         .as_ref()
-                        .map(|field| value_source(field, c.scale))
+                        .map(|field| value_source(matcher.field(field, &mut fields), c.scale))
                         .transpose()
                         .map_err(|m| err("scale", m))?;
                     let desc =
@@ -303,11 +323,14 @@ impl RuleSet {
                     })
                 }
                 RuleConfig::Gauge(c) => {
-                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
-                        .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, false)
-                        .map_err(|(f, m)| err(&f, m))?;
-                    let value = value_source(&c.value, c.scale).map_err(|m| err("scale", m))?;
+                    let matcher =
+                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) =
+                        build_labels(&c.labels, &c.static_labels, false, &matcher, &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let value = value_source(matcher.field(&c.value, &mut fields), c.scale)
+                        .map_err(|m| err("scale", m))?;
                     let desc =
                         FamilyDesc::new(&c.name, &c.help, MetricKind::Gauge).labels(label_names);
                     Rule::Gauge(GaugeRule {
@@ -319,11 +342,14 @@ impl RuleSet {
                     })
                 }
                 RuleConfig::Histogram(c) => {
-                    let matcher = Matcher::build(&c.conditions, c.pattern.as_deref(), "")
-                        .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, true)
-                        .map_err(|(f, m)| err(&f, m))?;
-                    let value = value_source(&c.value, c.scale).map_err(|m| err("scale", m))?;
+                    let matcher =
+                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) =
+                        build_labels(&c.labels, &c.static_labels, true, &matcher, &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let value = value_source(matcher.field(&c.value, &mut fields), c.scale)
+                        .map_err(|m| err("scale", m))?;
                     check_buckets(&c.buckets).map_err(|m| err("buckets", m))?;
                     let desc = FamilyDesc::new(&c.name, &c.help, MetricKind::Histogram)
                         .labels(label_names)
@@ -336,11 +362,20 @@ impl RuleSet {
                     })
                 }
                 RuleConfig::Pair(c) => {
-                    let start =
-                        Matcher::build(&c.start.conditions, c.start.pattern.as_deref(), "start.")
-                            .map_err(|(f, m)| err(&f, m))?;
-                    let end = Matcher::build(&c.end.conditions, c.end.pattern.as_deref(), "end.")
-                        .map_err(|(f, m)| err(&f, m))?;
+                    let start = Matcher::build(
+                        &c.start.conditions,
+                        c.start.pattern.as_deref(),
+                        "start.",
+                        &mut fields,
+                    )
+                    .map_err(|(f, m)| err(&f, m))?;
+                    let end = Matcher::build(
+                        &c.end.conditions,
+                        c.end.pattern.as_deref(),
+                        "end.",
+                        &mut fields,
+                    )
+                    .map_err(|(f, m)| err(&f, m))?;
                     let start_key = c.start.key.clone().or_else(|| c.key.clone());
                     let end_key = c.end.key.clone().or_else(|| c.key.clone());
                     let (Some(start_key), Some(end_key)) = (start_key, end_key) else {
@@ -357,8 +392,15 @@ impl RuleSet {
                         return Err(err("max_open", "must be at least 1".into()));
                     }
                     check_buckets(&c.buckets).map_err(|m| err("buckets", m))?;
-                    let (labels, label_names) = build_labels(&c.labels, &c.static_labels, true)
-                        .map_err(|(f, m)| err(&f, m))?;
+                    let (labels, label_names) =
+                        build_labels(&c.labels, &c.static_labels, true, &start, &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    // Orphans take the same labels from the end event.
+                    let (end_labels, _) =
+                        build_labels(&c.labels, &c.static_labels, true, &end, &mut fields)
+                            .map_err(|(f, m)| err(&f, m))?;
+                    let start_key = start.field(&start_key, &mut fields);
+                    let end_key = end.field(&end_key, &mut fields);
                     let help = |what: &str| {
                         if c.help.is_empty() {
                             what.to_owned()
@@ -410,6 +452,7 @@ impl RuleSet {
                         timeout_ns,
                         max_open: c.max_open,
                         labels,
+                        end_labels,
                         metrics,
                         state: Default::default(),
                     }))
@@ -417,6 +460,8 @@ impl RuleSet {
             };
             rules.push(rule);
         }
+        let parser = Parser::build(&config.parser, fields)
+            .map_err(|e| invalid("(parser)", "parser", e.to_string()))?;
         Ok(Self {
             parser,
             framing,
@@ -431,7 +476,7 @@ impl RuleSet {
     /// which owns event time. Calls `on_match(rule_index)` and `on_error(reason)`.
     pub fn apply_simple(
         &self,
-        record: &Record<'_>,
+        record: Record<'_>,
         registry: &mut Registry,
         mut on_result: impl FnMut(usize, Result<bool, ApplyError>),
     ) {
@@ -447,14 +492,11 @@ impl RuleSet {
     }
 }
 
-fn value_source(field: &str, scale: f64) -> Result<ValueSource, String> {
+fn value_source(field: FieldRef, scale: f64) -> Result<ValueSource, String> {
     if !scale.is_finite() || scale == 0.0 {
         return Err("must be a finite, non-zero number".into());
     }
-    Ok(ValueSource {
-        field: field.to_owned(),
-        scale,
-    })
+    Ok(ValueSource { field, scale })
 }
 
 fn check_metric_name(name: &str) -> Result<(), String> {
@@ -502,14 +544,16 @@ fn check_buckets(buckets: &[f64]) -> Result<(), String> {
 
 /// Label names sorted, each from a field or a constant.
 fn build_labels(
-    fields: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     statics: &BTreeMap<String, String>,
     histogram: bool,
+    matcher: &Matcher,
+    fields: &mut FieldNames,
 ) -> Result<(Labels, Vec<String>), (String, String)> {
     let mut all: BTreeMap<&str, LabelSource> = BTreeMap::new();
-    for (label, field) in fields {
+    for (label, field) in labels {
         check_label_name(label).map_err(|m| (format!("labels.{label}"), m))?;
-        all.insert(label, LabelSource::Field(field.clone()));
+        all.insert(label, LabelSource::Field(matcher.field(field, fields)));
     }
     for (label, value) in statics {
         check_label_name(label).map_err(|m| (format!("static_labels.{label}"), m))?;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bound, Labels, Matcher};
+use super::{Bound, FieldRef, Labels, Matcher};
 use crate::parse::Record;
 use crate::registry::{Registry, Value};
 
@@ -29,11 +29,12 @@ pub struct PairRule {
     pub(super) name: String,
     pub(super) start: Matcher,
     pub(super) end: Matcher,
-    pub(super) start_key: String,
-    pub(super) end_key: String,
+    pub(super) start_key: FieldRef,
+    pub(super) end_key: FieldRef,
     pub(super) timeout_ns: i64,
     pub(super) max_open: usize,
     pub(super) labels: Labels,
+    pub(super) end_labels: Labels,
     pub(super) metrics: PairMetrics,
     pub(super) state: PairState,
 }
@@ -48,7 +49,7 @@ struct OpenStart {
 /// Open starts, indexed by key and by deadline.
 #[derive(Debug, Clone, Default)]
 pub struct PairState {
-    open: HashMap<String, VecDeque<OpenStart>>,
+    open: HashMap<String, VecDeque<OpenStart>, foldhash::fast::RandomState>,
     deadlines: BTreeMap<(i64, u64), String>,
     next_seq: u64,
     overflow: u64,
@@ -90,8 +91,8 @@ impl PairRule {
     pub fn fingerprint(&self) -> String {
         format!(
             "{}|{}|{}|{}|{}",
-            self.start_key,
-            self.end_key,
+            self.start_key.name,
+            self.end_key.name,
             self.timeout_ns,
             self.labels.fingerprint(),
             self.metrics.latency.desc_fingerprint
@@ -116,12 +117,7 @@ impl PairRule {
 
     /// Applies one record at event time `time` (the caller has already expired starts
     /// against the newest time).
-    pub fn apply(
-        &mut self,
-        record: &Record<'_>,
-        time: i64,
-        registry: &mut Registry,
-    ) -> PairOutcome {
+    pub fn apply(&mut self, record: Record<'_>, time: i64, registry: &mut Registry) -> PairOutcome {
         if let Some(event) = self.end.matches(record) {
             if let Some(key) = event.get(&self.end_key) {
                 let front = self
@@ -146,7 +142,9 @@ impl PairRule {
                         PairOutcome::Matched
                     }
                     None => {
-                        registry.inc(self.metrics.orphan.id, &self.labels.values(&event), 1.0);
+                        let orphan = self.metrics.orphan.id;
+                        self.end_labels
+                            .with_values(&event, |labels| registry.inc(orphan, labels, 1.0));
                         PairOutcome::Orphan
                     }
                 };
@@ -162,12 +160,7 @@ impl PairRule {
             self.state.overflow += 1;
             return PairOutcome::Overflow;
         }
-        let labels: Vec<String> = self
-            .labels
-            .values(&event)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let labels = self.labels.owned_values(&event);
         registry.inc(self.metrics.pending.id, &labels, 1.0);
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
