@@ -545,6 +545,27 @@ mod tests {
         assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
     }
 
+    proptest::proptest! {
+        /// Any bytes, through every parser and every rule kind: no panic, every record
+        /// counted, every value finite.
+        #[test]
+        fn hostile_records_never_panic(
+            records in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..40),
+            format in proptest::sample::select(vec!["logfmt", "json", "regex"]),
+        ) {
+            let rules = format!("parser: {{ format: {format}, pattern: '(?P<msg>\\w+) (?P<v>\\S+)', timestamp: {{ field: t, format: unix }}, multiline: {{ continuation: '^ ' }} }}\nlimits: {{ max_line_bytes: 50, max_series_per_metric: 3 }}\nrules:\n  - {{ name: c_total, type: counter, value: v, labels: {{ m: msg }} }}\n  - {{ name: g, type: gauge, value: v, op: add }}\n  - {{ name: h, type: histogram, value: v, buckets: [1, 10] }}\n  - {{ name: p, type: pair, key: k, timeout: 1s, max_open: 5, start: {{ match: {{ msg: a }} }}, end: {{ match: {{ msg: b }} }} }}\n");
+            let mut p = pipeline(&rules);
+            let stream = p.stream("fuzz");
+            for record in &records {
+                p.record(stream, record, record.len() > 50);
+            }
+            p.end_batch();
+            proptest::prop_assert_eq!(value(&p, "omen_agent_lines_total", &[("stream", "fuzz")]), Some(records.len() as f64));
+            let samples = crate::oneshot::parse_exposition(&p.render_rules());
+            proptest::prop_assert!(samples.values().all(|v| v.is_finite()), "{samples:?}");
+        }
+    }
+
     #[test]
     fn the_cardinality_budget_is_enforced_and_counted() {
         let mut p = pipeline("limits: { max_series_per_metric: 2 }\nrules:\n  - name: users_total\n    type: counter\n    labels: { user: user }\n");
