@@ -111,3 +111,41 @@ fn a_bad_config_names_file_rule_and_field_and_exits_2() {
     assert!(message.contains("field `buckets`"), "{message}");
     assert!(message.contains("strictly increasing"), "{message}");
 }
+
+#[test]
+fn the_live_agent_rejects_bad_configuration_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        "rules: rules.yaml\nsources:\n  - type: file\n    paths: [\"*.log\"]\n    follow: true\n",
+    )
+    .expect("write");
+    let output = common::omen()
+        .args(["agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let message = common::stderr(&output);
+    assert!(
+        message.contains("agent.yaml") && message.contains("follow"),
+        "{message}"
+    );
+
+    std::fs::write(&config, "rules: missing.yaml\nsources:\n  - type: stdin\n").expect("write");
+    let output = common::omen()
+        .args(["agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        common::stderr(&output).contains("missing.yaml"),
+        "{}",
+        common::stderr(&output)
+    );
+
+    let output = common::omen().args(["agent"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+}
