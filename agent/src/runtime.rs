@@ -439,13 +439,18 @@ impl Worker {
 /// Runs the agent with its HTTP server until SIGINT or SIGTERM; SIGHUP reloads the rules.
 pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
     let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: listen,
-            source,
-        })?;
+    // Configuration errors come first, before any port is taken.
     let agent = Agent::start(config, clock)?;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            tokio::task::spawn_blocking(move || agent.stop()).await.ok();
+            return Err(AgentError::Bind {
+                addr: listen,
+                source,
+            });
+        }
+    };
     let shared = agent.shared();
     info!(addr = %listener.local_addr().unwrap_or(listen), "serving /metrics");
     let reloader = agent.reload_handle();
