@@ -203,7 +203,23 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
     let lines = inventory_log(20_000);
     fs::write(&log, "").expect("create log");
 
-    // The writer appends in uneven chunks that often end mid-line, for ~4 seconds.
+    // Files found at startup are read from their end: without the checkpoint's positions
+    // every restart would skip what was written while the agent was down.
+    let port = common::free_port();
+    let glob = log.display().to_string();
+    let rules = inventory_rules();
+    let start = |port| {
+        LiveAgent::start_with(
+            &rules,
+            &glob,
+            Some(&checkpoint),
+            port,
+            &["--start-at", "end"],
+        )
+    };
+    let mut agent = start(port);
+    // Only once the first agent is ready (and has saved its position) does writing start.
+    // The writer appends in uneven chunks that often end mid-line, for ~3.5 seconds.
     let writer_log = log.clone();
     let writer_lines = lines.clone();
     let writer = std::thread::spawn(move || {
@@ -220,25 +236,10 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
                 .expect("open");
             file.write_all(&bytes[position..end]).expect("write");
             position = end;
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(40));
         }
     });
 
-    // Files found at startup are read from their end: without the checkpoint's positions
-    // every restart would skip what was written while the agent was down.
-    let port = common::free_port();
-    let glob = log.display().to_string();
-    let rules = inventory_rules();
-    let start = |port| {
-        LiveAgent::start_with(
-            &rules,
-            &glob,
-            Some(&checkpoint),
-            port,
-            &["--start-at", "end"],
-        )
-    };
-    let mut agent = start(port);
     let mut kills = 0;
     let started = Instant::now();
     let mut pause = 150u64;
