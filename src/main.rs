@@ -64,6 +64,10 @@ struct AgentRunArgs {
     checkpoint: Option<PathBuf>,
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     checkpoint_interval: DurationConfig,
+    /// Push metrics over OTLP/HTTP (protobuf) to this URL, e.g.
+    /// http://127.0.0.1:4318/v1/metrics; other `otlp` settings come from the config file.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -171,7 +175,10 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
     };
     match runtime.block_on(omen_agent::runtime::run(config, Arc::new(SystemClock))) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ omen_agent::runtime::AgentError::Config(_)) => {
+        Err(
+            error @ (omen_agent::runtime::AgentError::Config(_)
+            | omen_agent::runtime::AgentError::Otlp(_)),
+        ) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
@@ -212,6 +219,9 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
             path,
             interval: args.checkpoint_interval,
         });
+    }
+    if let Some(endpoint) = args.otlp_endpoint {
+        config.otlp.get_or_insert_with(Default::default).endpoint = endpoint;
     }
     if config.sources.is_empty() {
         anyhow::bail!("no sources: give --tail GLOB, --stdin, or `sources` in the config file");

@@ -33,6 +33,7 @@ struct SelfMetrics {
     pub(crate) reloads: FamilyId,
     pub(crate) checkpoint_writes: FamilyId,
     pub(crate) checkpoint_age: FamilyId,
+    otlp_exports: FamilyId,
 }
 
 impl SelfMetrics {
@@ -118,6 +119,12 @@ impl SelfMetrics {
                 "Seconds since the last successful checkpoint.",
                 Gauge,
                 &[],
+            ),
+            otlp_exports: def(
+                "otlp_exports_total",
+                "OTLP metric pushes, by result.",
+                Counter,
+                &["result"],
             ),
         }
     }
@@ -258,6 +265,12 @@ impl Pipeline {
         let result = if ok { "success" } else { "failure" };
         self.registry
             .inc(self.self_metrics.checkpoint_writes, &[result], 1.0);
+    }
+
+    pub fn count_otlp_export(&mut self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.registry
+            .inc(self.self_metrics.otlp_exports, &[result], 1.0);
     }
 
     fn error(&mut self, stage: &'static str, reason: &'static str) {

@@ -104,6 +104,18 @@ pub struct Series {
     created: f64,
 }
 
+impl Series {
+    /// Label values, in the order of the family's `label_names`.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Unix seconds when the series was first created (kept across restarts).
+    pub fn created(&self) -> f64 {
+        self.created
+    }
+}
+
 #[derive(Debug)]
 struct Family {
     desc: FamilyDesc,
@@ -362,6 +374,14 @@ impl Registry {
             .iter()
             .filter(|f| f.active && f.dropped > 0)
             .map(|f| (f.desc.name.as_str(), f.dropped))
+    }
+
+    /// Every active family with its series, in definition order (for push exporters).
+    pub fn families(&self) -> impl Iterator<Item = (&FamilyDesc, &[Series])> {
+        self.families
+            .iter()
+            .filter(|f| f.active)
+            .map(|f| (&f.desc, f.series.as_slice()))
     }
 
     pub fn snapshot(&self) -> Vec<FamilySnapshot> {
@@ -686,6 +706,33 @@ mod tests {
             10,
         );
         assert_eq!(changed.restore(snapshot), vec!["deletes_total".to_owned()]);
+    }
+
+    #[test]
+    fn families_lists_active_series_with_labels_and_created() {
+        let mut registry = Registry::new();
+        registry.set_now(7.25);
+        let deletes = counter(&mut registry, 10);
+        registry.inc(deletes, &["users"], 3.0);
+        let gone = registry.define(FamilyDesc::new("gone", "", MetricKind::Gauge), 10);
+        registry.set(gone, &[] as &[&str], 1.0);
+        registry.retain(|desc| desc.name == "deletes_total");
+
+        let listed: Vec<String> = registry
+            .families()
+            .flat_map(|(desc, series)| {
+                series.iter().map(|s| {
+                    format!(
+                        "{} {:?} {:?} {}",
+                        desc.name,
+                        s.labels(),
+                        s.value,
+                        s.created()
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(listed, ["deletes_total [\"users\"] Scalar(3.0) 7.25"]);
     }
 
     #[test]

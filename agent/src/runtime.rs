@@ -21,8 +21,9 @@ use tracing::{error, info, warn};
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::clock::Clock;
 use crate::config::{ConfigError, DurationConfig, RulesConfig};
+use crate::export::otlp::{OtlpConfig, OtlpConfigError};
 use crate::pipeline::Pipeline;
-use crate::registry::Format;
+use crate::registry::{Format, Registry};
 use crate::source::{FileSource, FileSourceConfig, Source, StartAt, StdinSource};
 
 /// The agent's configuration file (`omen agent --config FILE`). Relative paths are
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     /// How long the worker sleeps when no source had anything new.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: DurationConfig,
+    /// OTLP/HTTP metrics push, off unless given.
+    pub otlp: Option<OtlpConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +102,7 @@ impl AgentConfig {
             server: ServerConfig::default(),
             checkpoint: None,
             poll_interval: default_poll_interval(),
+            otlp: None,
         }
     }
 
@@ -150,6 +154,8 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Otlp(#[from] OtlpConfigError),
     #[error("the agent's worker thread died")]
     Worker,
 }
@@ -188,13 +194,20 @@ impl Shared {
     }
 
     pub fn render(&self, format: Format) -> String {
+        self.read_registry(|registry, _| crate::export::prometheus::render(registry, format))
+    }
+
+    /// Runs `read` under the pipeline lock with the checkpoint age refreshed; `read` also
+    /// gets the clock's time (ns) at that moment.
+    pub fn read_registry<R>(&self, read: impl FnOnce(&Registry, i64) -> R) -> R {
         let last = self.last_checkpoint_ns.load(Ordering::Acquire);
         let mut pipeline = self.pipeline();
+        let now_ns = self.clock.now_ns();
         if last > 0 {
-            let age = (self.clock.now_ns() - last).max(0) as f64 / 1e9;
+            let age = (now_ns - last).max(0) as f64 / 1e9;
             pipeline.set_checkpoint_age(age);
         }
-        crate::export::prometheus::render(&pipeline.registry, format)
+        read(&pipeline.registry, now_ns)
     }
 }
 
@@ -440,6 +453,7 @@ impl Worker {
 pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
     let listen = config.server.listen;
     // Configuration errors come first, before any port is taken.
+    let otlp = config.otlp.clone().map(OtlpConfig::build).transpose()?;
     let agent = Agent::start(config, clock)?;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
@@ -453,6 +467,9 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
     };
     let shared = agent.shared();
     info!(addr = %listener.local_addr().unwrap_or(listen), "serving /metrics");
+    let pusher = otlp
+        .clone()
+        .map(|exporter| tokio::spawn(exporter.push_loop(shared.clone())));
     let reloader = agent.reload_handle();
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -464,14 +481,24 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
             }
         }
     });
-    let server =
-        axum::serve(listener, crate::server::app(shared)).with_graceful_shutdown(shutdown_signal());
+    let server = axum::serve(listener, crate::server::app(shared.clone()))
+        .with_graceful_shutdown(shutdown_signal());
     if let Err(error) = server.await {
         error!(%error, "http server failed");
     }
-    tokio::task::spawn_blocking(move || agent.stop())
+    if let Some(pusher) = pusher {
+        pusher.abort();
+    }
+    let stopped = tokio::task::spawn_blocking(move || agent.stop())
         .await
-        .map_err(|_| AgentError::Worker)?
+        .map_err(|_| AgentError::Worker)?;
+    // The final values, after the worker's last batch; bounded by the push timeout.
+    if let Some(exporter) = otlp {
+        if let Err(error) = exporter.push(&shared).await {
+            warn!(%error, "final otlp push failed");
+        }
+    }
+    stopped
 }
 
 async fn shutdown_signal() {
