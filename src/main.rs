@@ -68,6 +68,12 @@ struct AgentRunArgs {
     /// http://127.0.0.1:4318/v1/metrics; other `otlp` settings come from the config file.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Threads reading and parsing files in parallel (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Read the sources to their current end, print the rules' metrics and exit (no server).
+    #[arg(long)]
+    oneshot: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -142,7 +148,12 @@ fn agent_test(args: AgentTestArgs) -> ExitCode {
         };
     }
     let input = args.input.unwrap_or_else(|| PathBuf::from("-"));
-    match omen_agent::oneshot::run_input(&args.rules, &input, clock) {
+    print_exposition(omen_agent::oneshot::run_input(&args.rules, &input, clock))
+}
+
+/// Prints a one-shot run's exposition, or its error with the configuration exit code.
+fn print_exposition(result: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match result {
         Ok(exposition) => {
             print!("{exposition}");
             ExitCode::SUCCESS
@@ -155,6 +166,7 @@ fn agent_test(args: AgentTestArgs) -> ExitCode {
 }
 
 fn agent_run(args: AgentRunArgs) -> ExitCode {
+    let oneshot = args.oneshot;
     let config = match agent_config(args) {
         Ok(config) => config,
         Err(error) => {
@@ -162,6 +174,12 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if oneshot {
+        return print_exposition(omen_agent::runtime::run_oneshot(
+            &config,
+            Arc::new(SystemClock),
+        ));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -222,6 +240,9 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
     }
     if let Some(endpoint) = args.otlp_endpoint {
         config.otlp.get_or_insert_with(Default::default).endpoint = endpoint;
+    }
+    if let Some(threads) = args.threads {
+        config.threads = threads.max(1);
     }
     if config.sources.is_empty() {
         anyhow::bail!("no sources: give --tail GLOB, --stdin, or `sources` in the config file");

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
-use crate::parse::{EventTime, Parser, Record, Scratch};
+use crate::parse::{EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
 use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
@@ -277,13 +277,29 @@ impl Pipeline {
         *self.errors.entry((stage, reason)).or_default() += 1;
     }
 
+    /// The parser of the running rules (cloned by threads that parse ahead).
+    pub fn parser(&self) -> &Parser {
+        &self.parser
+    }
+
     /// Processes one record's text.
     pub fn process(&mut self, text: &str) {
-        if let Err(error) = self.parser.parse(text, &mut self.scratch) {
-            *self.errors.entry(("parse", error.reason())).or_default() += 1;
-            return;
+        // The scratch is taken out for the call, so the record can borrow it while the
+        // rules mutate the rest of the pipeline.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match self.parser.parse(text, &mut scratch) {
+            Ok(()) => {
+                let record = Record::new(text, &scratch);
+                let time = self.parser.event_time(&record);
+                self.apply(record, time);
+            }
+            Err(error) => *self.errors.entry(("parse", error.reason())).or_default() += 1,
         }
-        let record = Record::new(text, &self.scratch);
+        self.scratch = scratch;
+    }
+
+    /// Applies a parsed record to every rule.
+    fn apply(&mut self, record: Record<'_>, event_time: EventTime) {
         let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
         let errors = &mut self.errors;
         rules.apply_simple(record, registry, |index, result| match result {
@@ -294,7 +310,7 @@ impl Pipeline {
         if !self.rules.has_pairs() {
             return;
         }
-        let time = match self.parser.event_time(&record) {
+        let time = match event_time {
             EventTime::At(time) => time,
             EventTime::Unreadable => {
                 *self.errors.entry(("parse", "bad_timestamp")).or_default() += 1;
@@ -389,6 +405,24 @@ impl RecordSink for Pipeline {
             }
         };
         self.process(&text);
+    }
+
+    fn parsed_batch(&mut self, stream: StreamId, batch: &ParsedBatch) {
+        if let Some(counts) = self.streams.get_mut(stream.0) {
+            counts.records += batch.len() as u64;
+        }
+        for record in batch.records() {
+            if record.truncated {
+                self.error("read", "line_truncated");
+            }
+            if record.invalid_utf8 {
+                self.error("read", "invalid_utf8");
+            }
+            match record.parsed {
+                Ok((fields, time)) => self.apply(fields, time),
+                Err(error) => self.error("parse", error.reason()),
+            }
+        }
     }
 
     fn bytes_read(&mut self, stream: StreamId, bytes: u64) {

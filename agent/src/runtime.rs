@@ -41,6 +41,10 @@ pub struct AgentConfig {
     /// How long the worker sleeps when no source had anything new.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: DurationConfig,
+    /// Threads that read and parse files in parallel when several files are tailed
+    /// (default: the machine's cores, at most 8); rules are applied on one thread.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
     /// OTLP/HTTP metrics push, off unless given.
     pub otlp: Option<OtlpConfig>,
 }
@@ -85,6 +89,10 @@ pub fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9750))
 }
 
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 fn default_poll_interval() -> DurationConfig {
     DurationConfig(Duration::from_millis(250))
 }
@@ -103,6 +111,7 @@ impl AgentConfig {
             checkpoint: None,
             poll_interval: default_poll_interval(),
             otlp: None,
+            threads: default_threads(),
         }
     }
 
@@ -377,14 +386,11 @@ impl Worker {
     }
 
     fn poll_once(&mut self) -> u64 {
-        let mut pipeline = self.shared.pipeline();
-        pipeline.begin_batch();
-        let mut read = 0;
-        for source in &mut self.sources {
-            read += source.poll(&mut *pipeline);
-        }
-        pipeline.end_batch();
-        read
+        poll_sources(
+            &mut self.shared.pipeline(),
+            &mut self.sources,
+            self.config.threads,
+        )
     }
 
     fn checkpoint(&mut self) {
@@ -447,6 +453,45 @@ impl Worker {
             Err(error) => error!(%error, "reload failed, keeping the running rules"),
         }
     }
+}
+
+/// Polls every source once into the pipeline, as one batch; returns the bytes read.
+fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], threads: usize) -> u64 {
+    pipeline.begin_batch();
+    let parser = (threads > 1).then(|| pipeline.parser().clone());
+    let mut read = 0;
+    for source in sources.iter_mut() {
+        read += match &parser {
+            Some(parser) => source.poll_parallel(pipeline, parser, threads),
+            None => source.poll(pipeline),
+        };
+    }
+    pipeline.end_batch();
+    read
+}
+
+/// Reads every source to its current end (stdin to its close), then returns the rules'
+/// exposition: `omen agent --oneshot`, mtail's one-shot mode. No server, no checkpoint.
+pub fn run_oneshot(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<String, AgentError> {
+    let rules = RulesConfig::load(&config.rules)?;
+    let mut pipeline = Pipeline::new(&rules, &config.rules, clock)?;
+    let mut sources = build_sources(config, &pipeline);
+    loop {
+        let read = poll_sources(&mut pipeline, &mut sources, config.threads);
+        let waiting = sources.iter().any(|s| s.is_stdin() && !s.finished());
+        if read == 0 && !waiting {
+            break;
+        }
+        if read == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    pipeline.begin_batch();
+    for source in &mut sources {
+        source.flush(&mut pipeline, true);
+    }
+    pipeline.end_batch();
+    Ok(pipeline.render_rules())
 }
 
 /// Runs the agent with its HTTP server until SIGINT or SIGTERM; SIGHUP reloads the rules.

@@ -7,10 +7,13 @@
 //! record: the common case (logfmt without escapes) allocates nothing per record, and a
 //! rule reads a field by index, not by comparing names.
 
+mod batch;
 mod json;
 mod logfmt;
 mod regex;
 pub mod timestamp;
+
+pub use batch::{ParsedBatch, ParsedRecord};
 
 use crate::config::{ParserConfig, ParserFormat};
 pub use timestamp::{TimeFormat, TimestampParser};
@@ -62,7 +65,7 @@ impl FieldNames {
 
 /// Where a field's value is: in the record itself, or in the scratch side buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(crate) struct Span {
     start: u32,
     end: u32,
     side: bool,
@@ -71,8 +74,8 @@ struct Span {
 /// Per-record buffers, reused from record to record.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    spans: Vec<Option<Span>>,
-    side: String,
+    pub(crate) spans: Vec<Option<Span>>,
+    pub(crate) side: String,
 }
 
 impl Scratch {
@@ -123,6 +126,10 @@ impl<'a> Record<'a> {
             spans: &scratch.spans,
             side: &scratch.side,
         }
+    }
+
+    pub(crate) fn from_parts(raw: &'a str, spans: &'a [Option<Span>], side: &'a str) -> Self {
+        Self { raw, spans, side }
     }
 
     pub fn get(&self, slot: Slot) -> Option<&'a str> {

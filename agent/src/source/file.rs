@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{Framer, Framing, RecordSink, Source, SourceCheckpoint, SourceEvent, StreamId};
+use crate::parse::{ParsedBatch, Parser, Scratch};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,7 +47,7 @@ impl FileSourceConfig {
             paths,
             start_at: StartAt::Beginning,
             rescan_interval: Duration::from_millis(500),
-            read_budget: 4 << 20,
+            read_budget: 1 << 20,
         }
     }
 }
@@ -78,6 +79,9 @@ pub struct FileSource {
     /// Rotated files being read to their end.
     draining: Vec<Tailed>,
     restored: Vec<FilePosition>,
+    /// Batches reused from poll to poll by the parallel readers (their buffers stay
+    /// allocated).
+    batch_pool: Vec<ParsedBatch>,
     scanned_once: bool,
     last_scan: Option<Instant>,
     buffer: Vec<u8>,
@@ -91,6 +95,7 @@ impl FileSource {
             files: BTreeMap::new(),
             draining: Vec::new(),
             restored: Vec::new(),
+            batch_pool: Vec::new(),
             scanned_once: false,
             last_scan: None,
             buffer: vec![0; 256 * 1024],
@@ -208,36 +213,124 @@ impl FileSource {
         }
     }
 
-    /// Reads a file up to the budget; returns bytes read and whether it hit end of file.
-    /// The caller reports the bytes to the sink.
+    /// Reads a file up to the budget, framing what it reads into records for `emit`.
     fn read(
         tailed: &mut Tailed,
         buffer: &mut [u8],
         budget: usize,
-        sink: &mut dyn RecordSink,
-    ) -> (u64, bool) {
-        let mut total = 0u64;
+        emit: &mut dyn FnMut(&[u8], bool),
+    ) -> ReadOutcome {
+        let mut outcome = ReadOutcome::default();
         loop {
             match tailed.file.read(buffer) {
-                Ok(0) => return (total, true),
+                Ok(0) => {
+                    outcome.at_end = true;
+                    return outcome;
+                }
                 Ok(n) => {
-                    total += n as u64;
-                    let stream = tailed.stream;
-                    tailed.framer.feed(&buffer[..n], &mut |record, truncated| {
-                        sink.record(stream, record, truncated)
-                    });
-                    if total as usize >= budget {
-                        return (total, false);
+                    outcome.bytes += n as u64;
+                    tailed.framer.feed(&buffer[..n], emit);
+                    if outcome.bytes as usize >= budget {
+                        return outcome;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
                     warn!(path = %tailed.path.display(), %error, "read failed");
-                    sink.event(tailed.stream, SourceEvent::ReadError);
-                    return (total, true);
+                    outcome.at_end = true;
+                    outcome.failed = true;
+                    return outcome;
                 }
             }
         }
+    }
+
+    /// Reads a file straight into the sink (on the pipeline thread).
+    fn read_to_sink(
+        tailed: &mut Tailed,
+        buffer: &mut [u8],
+        budget: usize,
+        sink: &mut dyn RecordSink,
+    ) -> ReadOutcome {
+        let stream = tailed.stream;
+        let outcome = Self::read(tailed, buffer, budget, &mut |record, truncated| {
+            sink.record(stream, record, truncated)
+        });
+        sink.bytes_read(stream, outcome.bytes);
+        if outcome.failed {
+            sink.event(stream, SourceEvent::ReadError);
+        }
+        outcome
+    }
+
+    /// Reads the tailed files on up to `threads` threads, each framing and parsing its
+    /// share of the files; this thread hands each file's batch to the sink, in file order,
+    /// as soon as it is ready, so applying rules overlaps with parsing the next files.
+    fn read_parallel(
+        &mut self,
+        sink: &mut dyn RecordSink,
+        parser: &Parser,
+        threads: usize,
+    ) -> Vec<ReadOutcome> {
+        // The same budget as on one thread: records of different files then interleave
+        // the same way whatever the number of threads, so results do not depend on it.
+        let budget = self.config.read_budget;
+        let streams: Vec<StreamId> = self.files.values().map(|t| t.stream).collect();
+        let count = streams.len();
+        let mut files: Vec<(usize, &mut Tailed)> = self.files.values_mut().enumerate().collect();
+        let workers = threads.clamp(1, count.max(1));
+        let mut outcomes = vec![ReadOutcome::default(); count];
+        std::thread::scope(|scope| {
+            let (sender, receiver) =
+                std::sync::mpsc::channel::<(usize, ReadOutcome, ParsedBatch)>();
+            // Files are dealt round-robin, so the first files in order finish first.
+            let mut shares: Vec<Vec<(usize, &mut Tailed, ParsedBatch)>> =
+                (0..workers).map(|_| Vec::new()).collect();
+            for (position, (index, tailed)) in files.drain(..).enumerate() {
+                let batch = self.batch_pool.pop().unwrap_or_default();
+                shares[position % workers].push((index, tailed, batch));
+            }
+            for share in shares {
+                let sender = sender.clone();
+                let parser = parser.clone();
+                scope.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    let mut buffer = vec![0u8; 256 * 1024];
+                    for (index, tailed, mut batch) in share {
+                        batch.clear();
+                        let outcome =
+                            Self::read(tailed, &mut buffer, budget, &mut |record, truncated| {
+                                batch.push(&parser, &mut scratch, record, truncated)
+                            });
+                        if sender.send((index, outcome, batch)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut waiting: BTreeMap<usize, (ReadOutcome, ParsedBatch)> = BTreeMap::new();
+            let mut next = 0;
+            for (index, outcome, batch) in receiver {
+                waiting.insert(index, (outcome, batch));
+                while let Some((outcome, batch)) = waiting.remove(&next) {
+                    let stream = streams[next];
+                    sink.bytes_read(stream, outcome.bytes);
+                    sink.parsed_batch(stream, &batch);
+                    if outcome.failed {
+                        sink.event(stream, SourceEvent::ReadError);
+                    }
+                    outcomes[next] = outcome;
+                    self.batch_pool.push(batch);
+                    next += 1;
+                }
+            }
+            if next < count {
+                // Only a panicking reader thread (a bug) leaves files unreported.
+                warn!(missing = count - next, "file reader threads stopped early");
+            }
+        });
+        outcomes
     }
 
     /// Detects rotation (a new file at the path) and truncation of one tailed file.
@@ -251,8 +344,7 @@ impl FileSource {
             let Some(mut old) = self.files.remove(path) else {
                 return;
             };
-            let (bytes, _) = Self::read(&mut old, &mut self.buffer, usize::MAX, sink);
-            sink.bytes_read(old.stream, bytes);
+            Self::read_to_sink(&mut old, &mut self.buffer, usize::MAX, sink);
             let stream = old.stream;
             old.framer.flush(true, &mut |record, truncated| {
                 sink.record(stream, record, truncated)
@@ -276,12 +368,20 @@ impl FileSource {
     }
 }
 
-impl Source for FileSource {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
+/// What one read of one file did.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadOutcome {
+    bytes: u64,
+    at_end: bool,
+    failed: bool,
+}
 
-    fn poll(&mut self, sink: &mut dyn RecordSink) -> u64 {
+impl FileSource {
+    /// One poll: rescan, finish rotated files, read every file (in parallel when asked and
+    /// there are several), then flush quiet multi-line records and check for rotation.
+    /// Rotation is checked only after this poll's records are handed out, so a rotated
+    /// file's records always come in order.
+    fn poll_with(&mut self, sink: &mut dyn RecordSink, parallel: Option<(&Parser, usize)>) -> u64 {
         let rescan = self
             .last_scan
             .is_none_or(|t| t.elapsed() >= self.config.rescan_interval);
@@ -290,13 +390,12 @@ impl Source for FileSource {
             self.scan(sink);
         }
         let mut total = 0;
+        let budget = self.config.read_budget;
         let mut finished_drains = Vec::new();
         for (index, tailed) in self.draining.iter_mut().enumerate() {
-            let (bytes, at_end) =
-                Self::read(tailed, &mut self.buffer, self.config.read_budget, sink);
-            sink.bytes_read(tailed.stream, bytes);
-            total += bytes;
-            if at_end {
+            let outcome = Self::read_to_sink(tailed, &mut self.buffer, budget, sink);
+            total += outcome.bytes;
+            if outcome.at_end {
                 let stream = tailed.stream;
                 tailed
                     .framer
@@ -307,13 +406,22 @@ impl Source for FileSource {
         for index in finished_drains.into_iter().rev() {
             self.draining.remove(index);
         }
+        let outcomes = match parallel {
+            Some((parser, threads)) if threads > 1 && self.files.len() > 1 => {
+                self.read_parallel(sink, parser, threads)
+            }
+            _ => {
+                let buffer = &mut self.buffer;
+                self.files
+                    .values_mut()
+                    .map(|tailed| Self::read_to_sink(tailed, buffer, budget, sink))
+                    .collect()
+            }
+        };
         let mut idle = Vec::new();
-        for (path, tailed) in &mut self.files {
-            let (bytes, at_end) =
-                Self::read(tailed, &mut self.buffer, self.config.read_budget, sink);
-            sink.bytes_read(tailed.stream, bytes);
-            total += bytes;
-            if bytes == 0 {
+        for ((path, tailed), outcome) in self.files.iter_mut().zip(outcomes) {
+            total += outcome.bytes;
+            if outcome.bytes == 0 {
                 tailed.idle_polls = tailed.idle_polls.saturating_add(1);
                 if tailed.idle_polls == 2 {
                     // Input went quiet: a held multi-line record is complete.
@@ -325,7 +433,7 @@ impl Source for FileSource {
             } else {
                 tailed.idle_polls = 0;
             }
-            if at_end && (rescan || bytes == 0) {
+            if outcome.at_end && (rescan || outcome.bytes == 0) {
                 idle.push(path.clone());
             }
         }
@@ -333,6 +441,20 @@ impl Source for FileSource {
             self.check_rotation(&path, sink);
         }
         total
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn poll(&mut self, sink: &mut dyn RecordSink) -> u64 {
+        self.poll_with(sink, None)
+    }
+
+    fn poll_parallel(&mut self, sink: &mut dyn RecordSink, parser: &Parser, threads: usize) -> u64 {
+        self.poll_with(sink, Some((parser, threads)))
     }
 
     fn flush(&mut self, sink: &mut dyn RecordSink, end_of_input: bool) {

@@ -14,6 +14,8 @@ pub use framer::{Framer, Framing};
 use serde::{Deserialize, Serialize};
 pub use stdin::StdinSource;
 
+use crate::parse::{ParsedBatch, Parser};
+
 /// Index of a stream (one file, stdin, a partition) in the pipeline's self-metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamId(pub usize);
@@ -24,6 +26,8 @@ pub trait RecordSink {
     fn stream(&mut self, name: &str) -> StreamId;
     /// One complete record; `truncated` when it was cut at the line-length limit.
     fn record(&mut self, stream: StreamId, record: &[u8], truncated: bool);
+    /// Records already framed and parsed (off the pipeline thread), in stream order.
+    fn parsed_batch(&mut self, stream: StreamId, batch: &ParsedBatch);
     /// Raw bytes read from a stream (counted whether or not they formed records yet).
     fn bytes_read(&mut self, stream: StreamId, bytes: u64);
     /// A stream event worth counting (rotation, truncation, read error).
@@ -60,11 +64,21 @@ pub trait Source: Send {
     /// Reads what is available now (bounded), handing complete records to `sink`.
     /// Returns the number of bytes read; 0 means nothing new.
     fn poll(&mut self, sink: &mut dyn RecordSink) -> u64;
+    /// Like `poll`, but may read, frame and parse on up to `threads` threads (with this
+    /// parser), handing the results to `sink` in stream order. The default polls.
+    fn poll_parallel(&mut self, sink: &mut dyn RecordSink, parser: &Parser, threads: usize) -> u64 {
+        let _ = (parser, threads);
+        self.poll(sink)
+    }
     /// Hands out records held back waiting for more input (an incomplete multi-line
     /// record, or at end of input a last line without newline).
     fn flush(&mut self, sink: &mut dyn RecordSink, end_of_input: bool);
     /// True once the source can produce nothing more (stdin closed; never for tailing).
     fn finished(&self) -> bool;
+    /// Whether input arrives by itself (a pipe) rather than being read when polled.
+    fn is_stdin(&self) -> bool {
+        false
+    }
     fn checkpoint(&self) -> SourceCheckpoint;
     /// Resumes from a checkpoint taken by a source of the same name.
     fn restore(&mut self, checkpoint: SourceCheckpoint);

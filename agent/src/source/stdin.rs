@@ -85,6 +85,10 @@ impl Source for StdinSource {
         self.closed
     }
 
+    fn is_stdin(&self) -> bool {
+        true
+    }
+
     fn checkpoint(&self) -> SourceCheckpoint {
         SourceCheckpoint::None
     }
