@@ -405,6 +405,15 @@ fn sigterm_writes_a_final_checkpoint_and_a_restart_resumes() {
     let glob = log.display().to_string();
     let mut agent = LiveAgent::start(&inventory_rules(), &glob, Some(&checkpoint), port);
     agent.wait_value("hard_deletes_total{table=\"orders\"}", 4.0);
+    let created = |agent: &LiveAgent| {
+        let accept = "application/openmetrics-text;version=1.0.0";
+        let (_, body) = common::http_get_accepting(agent.addr, "/metrics", accept).expect("scrape");
+        omen_agent::oneshot::parse_exposition(&body)
+            .get("hard_deletes_created{table=\"orders\"}")
+            .copied()
+            .expect("a _created sample")
+    };
+    let created_before = created(&agent);
     agent.process.signal(15);
     let status = agent
         .process
@@ -423,4 +432,6 @@ fn sigterm_writes_a_final_checkpoint_and_a_restart_resumes() {
         agent.samples().get("hard_deletes_total{table=\"orders\"}"),
         Some(&5.0)
     );
+    // The counter's start time survives the restart.
+    assert_eq!(created(&agent), created_before);
 }

@@ -48,9 +48,18 @@ pub fn free_port() -> u16 {
 
 /// `GET path` over HTTP/1.0; returns (status, body), or None if nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_accepting(addr, path, "*/*")
+}
+
+/// `GET path` with an `Accept` header (e.g. OpenMetrics, as Prometheus asks for it).
+pub fn http_get_accepting(addr: SocketAddr, path: &str, accept: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
