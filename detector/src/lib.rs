@@ -1,1 +1,5 @@
 #![doc = include_str!("../README.md")]
+
+pub mod backtest;
+pub mod ingest;
+pub mod series;
