@@ -2,4 +2,5 @@
 
 pub mod backtest;
 pub mod ingest;
+pub mod model;
 pub mod series;

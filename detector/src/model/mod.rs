@@ -1,0 +1,4 @@
+//! Streaming per-series models. Each is causal (a point's score uses points up to it
+//! only) and serialisable, so the live detector can snapshot and restore it.
+
+pub mod iforest;
