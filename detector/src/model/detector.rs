@@ -1,0 +1,282 @@
+//! One detector per series: the baseline, the isolation forest over recent feature
+//! vectors, their combination, the likelihood and the early warning, driven point by
+//! point. The live detector and `omen backtest` both call [`SeriesDetector::update`]; that
+//! is what makes a backtest replay the live path.
+
+use std::collections::VecDeque;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
+use super::forecast::{early_warning, ForecastConfig, Warning};
+use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
+use super::likelihood::{AnomalyLikelihood, LikelihoodConfig};
+use linfa::prelude::ParamGuard;
+
+/// Errors from building a detector.
+#[derive(Debug, Error)]
+pub enum DetectorError {
+    #[error("baseline: {0}")]
+    Baseline(#[from] BaselineError),
+    #[error("forest: {0}")]
+    Forest(#[from] IsolationForestError),
+    #[error("{field} must be at least {min}")]
+    TooSmall { field: &'static str, min: usize },
+}
+
+/// Which models feed the anomaly score (all of them by default; the others are for
+/// ablation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Models {
+    #[default]
+    Combined,
+    BaselineOnly,
+    ForestOnly,
+}
+
+/// Isolation forest settings for online use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineForestConfig {
+    pub trees: usize,
+    pub subsample: usize,
+    pub max_depth: usize,
+    /// Recent feature vectors kept to refit on.
+    pub window: usize,
+    /// Refit every this many points.
+    pub refit_every: usize,
+    pub seed: u64,
+}
+
+impl Default for OnlineForestConfig {
+    fn default() -> Self {
+        Self {
+            trees: 50,
+            subsample: 128,
+            max_depth: 7,
+            window: 256,
+            refit_every: 256,
+            seed: 42,
+        }
+    }
+}
+
+/// Everything a [`SeriesDetector`] needs: one set of defaults for every series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    pub models: Models,
+    pub baseline: BaselineConfig,
+    pub forest: OnlineForestConfig,
+    pub likelihood: LikelihoodConfig,
+    pub forecast: ForecastConfig,
+    /// After a score at or above `alarm_level`, later scores are damped for this many
+    /// points: one alarm per incident, not a page per point.
+    pub suppress_points: usize,
+    pub alarm_level: f64,
+    /// `|z|` at which the baseline's raw surprise reaches 1.
+    pub z_saturation: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            models: Models::Combined,
+            baseline: BaselineConfig::default(),
+            forest: OnlineForestConfig::default(),
+            likelihood: LikelihoodConfig::default(),
+            forecast: ForecastConfig::default(),
+            suppress_points: 200,
+            alarm_level: 0.5,
+            z_saturation: 8.0,
+        }
+    }
+}
+
+/// What the detector says about one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    /// The anomaly score to alert on, in [0, 1].
+    pub score: f64,
+    /// The likelihood before alarm suppression, in [0, 1].
+    pub likelihood: f64,
+    /// Raw surprise fed to the likelihood, in [0, 1].
+    pub raw: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// Distance from the expectation in scales.
+    pub z: f64,
+    /// Isolation forest score in [0, 1] (0.5 before the first fit).
+    pub forest: f64,
+    pub warning: Option<Warning>,
+}
+
+const FEATURES: usize = 4;
+const RECENT: usize = 8;
+
+/// The running detector of one series. Serialisable: the forest is not stored but refitted
+/// from the stored feature window (same seed, same forest) on the first update after a
+/// restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesDetector {
+    config: DetectorConfig,
+    baseline: SeasonalBaseline,
+    likelihood: AnomalyLikelihood,
+    recent_z: VecDeque<f32>,
+    features: VecDeque<[f32; FEATURES]>,
+    #[serde(skip)]
+    forest: Option<IsolationForest>,
+    since_fit: usize,
+    fitted_once: bool,
+    since_alarm: usize,
+}
+
+impl SeriesDetector {
+    /// Builds a detector, validating the configuration.
+    pub fn new(config: DetectorConfig) -> Result<Self, DetectorError> {
+        let baseline = SeasonalBaseline::new(config.baseline.clone())?;
+        IsolationForestParams::new()
+            .trees(config.forest.trees)
+            .subsample(config.forest.subsample)
+            .max_depth(config.forest.max_depth)
+            .check()?;
+        if config.forest.window < 2 {
+            return Err(DetectorError::TooSmall {
+                field: "forest.window",
+                min: 2,
+            });
+        }
+        Ok(Self {
+            likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
+            baseline,
+            recent_z: VecDeque::with_capacity(RECENT + 1),
+            features: VecDeque::with_capacity(config.forest.window + 1),
+            forest: None,
+            since_fit: 0,
+            fitted_once: false,
+            since_alarm: usize::MAX,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
+        let z = z.clamp(-50.0, 50.0) as f32;
+        let previous = self.recent_z.back().copied().unwrap_or(z);
+        self.recent_z.push_back(z);
+        if self.recent_z.len() > RECENT {
+            self.recent_z.pop_front();
+        }
+        let n = self.recent_z.len() as f32;
+        let mean = self.recent_z.iter().sum::<f32>() / n;
+        let variance = self
+            .recent_z
+            .iter()
+            .map(|v| (v - mean).powi(2))
+            .sum::<f32>()
+            / n;
+        [z, z - previous, mean, variance.sqrt()]
+    }
+
+    fn refit(&mut self) {
+        let rows = self.features.len();
+        let mut records = Array2::zeros((rows, FEATURES));
+        for (i, row) in self.features.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                records[[i, j]] = f64::from(v);
+            }
+        }
+        let params = IsolationForestParams::new()
+            .trees(self.config.forest.trees)
+            .subsample(self.config.forest.subsample)
+            .max_depth(self.config.forest.max_depth)
+            .seed(self.config.forest.seed);
+        // Parameters were checked in `new` and features are finite (clamped).
+        self.forest = params
+            .check()
+            .ok()
+            .and_then(|p| p.fit_records(records.view()).ok());
+        self.since_fit = 0;
+        self.fitted_once = true;
+    }
+
+    /// Scores the point at `timestamp_ms` from what came before, then learns it.
+    pub fn update(&mut self, timestamp_ms: i64, value: f64) -> Score {
+        let point = self.baseline.update(timestamp_ms, value);
+        let features = self.feature_vector(point.z);
+
+        let forest_config = &self.config.forest;
+        if self.forest.is_none() && self.fitted_once
+            || self.since_fit >= forest_config.refit_every && self.features.len() >= 32
+        {
+            self.refit();
+        }
+        let forest_score = match &self.forest {
+            Some(forest) => {
+                let row = features.map(f64::from);
+                forest.score_slice(&row)
+            }
+            None => 0.5,
+        };
+        self.features.push_back(features);
+        if self.features.len() > self.config.forest.window {
+            self.features.pop_front();
+        }
+        self.since_fit += 1;
+
+        let baseline_raw = (point.z.abs() / self.config.z_saturation).min(1.0);
+        let forest_raw = (2.0 * forest_score - 1.0).clamp(0.0, 1.0);
+        let raw = match self.config.models {
+            Models::Combined => baseline_raw.max(forest_raw),
+            Models::BaselineOnly => baseline_raw,
+            Models::ForestOnly => forest_raw,
+        };
+        let likelihood = self.likelihood.update(raw);
+
+        let mut score = likelihood;
+        if self.since_alarm < self.config.suppress_points {
+            score *= 0.5;
+        }
+        if likelihood >= self.config.alarm_level && self.since_alarm >= self.config.suppress_points
+        {
+            self.since_alarm = 0;
+        } else {
+            self.since_alarm = self.since_alarm.saturating_add(1);
+        }
+
+        let warning = early_warning(
+            &self.baseline,
+            &self.config.forecast,
+            timestamp_ms,
+            point.upper - point.expected,
+            self.baseline.trend(),
+        );
+        Score {
+            score: score.clamp(0.0, 1.0),
+            likelihood,
+            raw,
+            expected: point.expected,
+            lower: point.lower,
+            upper: point.upper,
+            z: point.z,
+            forest: forest_score,
+            warning,
+        }
+    }
+
+    /// Bytes this detector holds on the heap, the fitted forest included.
+    pub fn heap_bytes(&self) -> usize {
+        self.baseline.heap_bytes()
+            + self.likelihood.heap_bytes()
+            + self.recent_z.capacity() * 4
+            + self.features.capacity() * FEATURES * 4
+            + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
+    }
+}
