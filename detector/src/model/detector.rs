@@ -49,6 +49,10 @@ pub struct OnlineForestConfig {
     /// Refit every this many points.
     pub refit_every: usize,
     pub seed: u64,
+    /// See [`IsolationForestParams::isolate_out_of_range`].
+    pub isolate_out_of_range: bool,
+    /// Forest scores up to this count as no surprise; the rest is rescaled to [0, 1].
+    pub score_floor: f64,
 }
 
 impl Default for OnlineForestConfig {
@@ -60,6 +64,8 @@ impl Default for OnlineForestConfig {
             window: 256,
             refit_every: 256,
             seed: 42,
+            isolate_out_of_range: false,
+            score_floor: 0.65,
         }
     }
 }
@@ -73,12 +79,15 @@ pub struct DetectorConfig {
     pub forest: OnlineForestConfig,
     pub likelihood: LikelihoodConfig,
     pub forecast: ForecastConfig,
-    /// After a score at or above `alarm_level`, later scores are damped for this many
-    /// points: one alarm per incident, not a page per point.
+    /// After an alarm (a likelihood at or above `alarm_level`), scores are capped below
+    /// that level for this many points: one alarm when an incident starts, not a page per
+    /// point. NAB, like a pager, counts only the first detection of an incident.
     pub suppress_points: usize,
     pub alarm_level: f64,
     /// `|z|` at which the baseline's raw surprise reaches 1.
     pub z_saturation: f64,
+    /// Weight of the forest in the combined raw surprise (the baseline has the rest).
+    pub forest_weight: f64,
 }
 
 impl Default for DetectorConfig {
@@ -92,6 +101,7 @@ impl Default for DetectorConfig {
             suppress_points: 200,
             alarm_level: 0.5,
             z_saturation: 8.0,
+            forest_weight: 0.25,
         }
     }
 }
@@ -116,6 +126,8 @@ pub struct Score {
 }
 
 const FEATURES: usize = 4;
+/// Suppressed scores stay below this fraction of the alarm level.
+const SUPPRESSED: f64 = 0.99;
 const RECENT: usize = 8;
 
 /// The running detector of one series. Serialisable: the forest is not stored but refitted
@@ -132,6 +144,7 @@ pub struct SeriesDetector {
     forest: Option<IsolationForest>,
     since_fit: usize,
     fitted_once: bool,
+    /// Points since the last alarm.
     since_alarm: usize,
 }
 
@@ -197,7 +210,8 @@ impl SeriesDetector {
             .trees(self.config.forest.trees)
             .subsample(self.config.forest.subsample)
             .max_depth(self.config.forest.max_depth)
-            .seed(self.config.forest.seed);
+            .seed(self.config.forest.seed)
+            .isolate_out_of_range(self.config.forest.isolate_out_of_range);
         // Parameters were checked in `new` and features are finite (clamped).
         self.forest = params
             .check()
@@ -232,24 +246,19 @@ impl SeriesDetector {
         self.since_fit += 1;
 
         let baseline_raw = (point.z.abs() / self.config.z_saturation).min(1.0);
-        let forest_raw = (2.0 * forest_score - 1.0).clamp(0.0, 1.0);
+        let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
+        let forest_raw = ((forest_score - floor) / (1.0 - floor)).clamp(0.0, 1.0);
         let raw = match self.config.models {
-            Models::Combined => baseline_raw.max(forest_raw),
+            Models::Combined => {
+                let w = self.config.forest_weight.clamp(0.0, 1.0);
+                (1.0 - w) * baseline_raw + w * forest_raw
+            }
             Models::BaselineOnly => baseline_raw,
             Models::ForestOnly => forest_raw,
         };
         let likelihood = self.likelihood.update(raw);
 
-        let mut score = likelihood;
-        if self.since_alarm < self.config.suppress_points {
-            score *= 0.5;
-        }
-        if likelihood >= self.config.alarm_level && self.since_alarm >= self.config.suppress_points
-        {
-            self.since_alarm = 0;
-        } else {
-            self.since_alarm = self.since_alarm.saturating_add(1);
-        }
+        let score = self.suppress(likelihood);
 
         let warning = early_warning(
             &self.baseline,
@@ -269,6 +278,19 @@ impl SeriesDetector {
             forest: forest_score,
             warning,
         }
+    }
+
+    /// An alarm is a likelihood at or above `alarm_level`; for `suppress_points` after
+    /// one, scores are capped just below that level.
+    fn suppress(&mut self, likelihood: f64) -> f64 {
+        if self.since_alarm < self.config.suppress_points {
+            self.since_alarm += 1;
+            return likelihood.min(SUPPRESSED * self.config.alarm_level);
+        }
+        if likelihood >= self.config.alarm_level {
+            self.since_alarm = 0;
+        }
+        likelihood
     }
 
     /// Bytes this detector holds on the heap, the fitted forest included.

@@ -39,6 +39,7 @@ pub struct IsolationForestValidParams {
     subsample: usize,
     max_depth: Option<usize>,
     seed: u64,
+    isolate_out_of_range: bool,
 }
 
 /// The unchecked builder: trees 100, subsample 256, depth `ceil(log2 ψ)`, seed 0.
@@ -52,6 +53,7 @@ impl Default for IsolationForestParams {
             subsample: 256,
             max_depth: None,
             seed: 0,
+            isolate_out_of_range: true,
         })
     }
 }
@@ -80,6 +82,13 @@ impl IsolationForestParams {
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
+        self
+    }
+
+    /// Whether a point outside the range a split's rows spanned is isolated at that
+    /// split (default) or follows the split like any other (the original algorithm).
+    pub fn isolate_out_of_range(mut self, isolate: bool) -> Self {
+        self.0.isolate_out_of_range = isolate;
         self
     }
 }
@@ -143,6 +152,7 @@ const LEAF: u32 = u32::MAX;
 /// A fitted forest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IsolationForest {
+    isolate_out_of_range: bool,
     nodes: Vec<Node>,
     roots: Vec<u32>,
     features: usize,
@@ -266,6 +276,7 @@ impl IsolationForestValidParams {
         }
         builder.nodes.shrink_to_fit();
         Ok(IsolationForest {
+            isolate_out_of_range: self.isolate_out_of_range,
             nodes: builder.nodes,
             roots,
             features,
@@ -316,7 +327,7 @@ impl IsolationForest {
                     break;
                 }
                 let x = row.get(node.feature as usize).copied().unwrap_or(0.0);
-                if x < node.low || x > node.high {
+                if self.isolate_out_of_range && (x < node.low || x > node.high) {
                     total += node.depth;
                     break;
                 }

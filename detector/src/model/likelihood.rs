@@ -27,7 +27,7 @@ impl Default for LikelihoodConfig {
     fn default() -> Self {
         Self {
             short_window: 10,
-            long_window: 2000,
+            long_window: 500,
             min_history: 200,
             min_deviation: 0.01,
         }
