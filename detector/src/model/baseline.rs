@@ -439,3 +439,129 @@ impl SeasonalBaseline {
             + self.config.events.capacity() * std::mem::size_of::<PlannedEvent>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP_MS: i64 = 5 * 60_000;
+    const PER_DAY: i64 = 288;
+
+    /// A daily peak around noon on a base of 100, with small deterministic noise.
+    fn normal_value(i: i64) -> f64 {
+        let minute_of_day = (i % PER_DAY) * 5;
+        let hours_from_noon = (minute_of_day as f64 - 720.0) / 60.0;
+        let peak = 60.0 * (-hours_from_noon * hours_from_noon / 2.0).exp();
+        let noise = ((i * 7919 % 1000) as f64 / 1000.0 - 0.5) * 4.0;
+        100.0 + peak + noise
+    }
+
+    fn at(day: i64, hour: i64) -> i64 {
+        day * PER_DAY + hour * 12
+    }
+
+    #[test]
+    fn flags_shift_spike_and_missing_peak_but_not_a_planned_event() {
+        let spike = at(5, 3);
+        let missing_peak = at(6, 10)..at(6, 14);
+        let planned = at(7, 18)..at(7, 20);
+        let shift_from = at(8, 6);
+        let config = BaselineConfig {
+            events: vec![PlannedEvent {
+                start_ms: planned.start * STEP_MS,
+                end_ms: planned.end * STEP_MS,
+                effect: EventEffect::Offset { offset: 80.0 },
+            }],
+            ..BaselineConfig::default()
+        };
+        let band = config.band;
+        let mut baseline = SeasonalBaseline::new(config).unwrap();
+        let mut flagged = Vec::new();
+        for i in 0..at(9, 0) {
+            let mut value = normal_value(i);
+            if i == spike {
+                value += 60.0;
+            }
+            if missing_peak.contains(&i) {
+                value = 100.0;
+            }
+            if planned.contains(&i) {
+                value += 80.0;
+            }
+            if i >= shift_from {
+                value += 40.0;
+            }
+            let point = baseline.update(i * STEP_MS, value);
+            if point.z.abs() > band {
+                flagged.push(i);
+            }
+        }
+        assert_eq!(baseline.period_ms(), Some(86_400_000), "daily season found");
+        assert!(flagged.contains(&spike), "spike flagged");
+        assert!(
+            flagged.iter().any(|i| missing_peak.contains(i)),
+            "missing peak flagged"
+        );
+        assert!(
+            flagged
+                .iter()
+                .any(|&i| (shift_from..shift_from + 12).contains(&i)),
+            "level shift flagged within the hour"
+        );
+        assert!(
+            !flagged.iter().any(|i| planned.contains(i)),
+            "planned event not flagged"
+        );
+        let calm = flagged
+            .iter()
+            .filter(|&&i| (at(3, 0)..at(5, 0)).contains(&i))
+            .count();
+        assert!(calm <= 2, "{calm} flags on two calm days");
+    }
+
+    #[test]
+    fn checks_configuration() {
+        let bad = BaselineConfig {
+            level_rate: 0.0,
+            ..BaselineConfig::default()
+        };
+        assert!(SeasonalBaseline::new(bad).is_err());
+        let empty_event = BaselineConfig {
+            events: vec![PlannedEvent {
+                start_ms: 10,
+                end_ms: 10,
+                effect: EventEffect::Scale { factor: 2.0 },
+            }],
+            ..BaselineConfig::default()
+        };
+        assert_eq!(
+            SeasonalBaseline::new(empty_event).unwrap_err(),
+            BaselineError::EmptyEvent { index: 0 }
+        );
+    }
+
+    #[test]
+    fn snapshot_restores_the_same_state() {
+        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        for i in 0..1000 {
+            baseline.update(i * STEP_MS, normal_value(i));
+        }
+        let json = serde_json::to_string(&baseline).unwrap();
+        let mut restored: SeasonalBaseline = serde_json::from_str(&json).unwrap();
+        for i in 1000..1100 {
+            let a = baseline.update(i * STEP_MS, normal_value(i));
+            let b = restored.update(i * STEP_MS, normal_value(i));
+            assert!((a.z - b.z).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn non_finite_values_are_not_learnt() {
+        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        for i in 0..100 {
+            let value = if i % 10 == 0 { f64::NAN } else { 5.0 };
+            let point = baseline.update(i * STEP_MS, value);
+            assert!(point.z.is_finite() && point.expected.is_finite());
+        }
+    }
+}

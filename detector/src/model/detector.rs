@@ -167,7 +167,7 @@ impl SeriesDetector {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             baseline,
             recent_z: VecDeque::with_capacity(RECENT + 1),
-            features: VecDeque::with_capacity(config.forest.window + 1),
+            features: VecDeque::with_capacity(config.forest.window + config.forest.refit_every + 1),
             forest: None,
             since_fit: 0,
             fitted_once: false,
@@ -198,10 +198,14 @@ impl SeriesDetector {
         [z, z - previous, mean, variance.sqrt()]
     }
 
-    fn refit(&mut self) {
-        let rows = self.features.len();
-        let mut records = Array2::zeros((rows, FEATURES));
-        for (i, row) in self.features.iter().enumerate() {
+    /// Fits the forest on the `window` feature rows that end `since_fit` rows before the
+    /// newest: the rows of the last scheduled fit, so a restored snapshot rebuilds the
+    /// very forest it was taken with.
+    fn fit_forest(&mut self) {
+        let end = self.features.len().saturating_sub(self.since_fit);
+        let start = end.saturating_sub(self.config.forest.window);
+        let mut records = Array2::zeros((end - start, FEATURES));
+        for (i, row) in self.features.range(start..end).enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 records[[i, j]] = f64::from(v);
             }
@@ -212,12 +216,12 @@ impl SeriesDetector {
             .max_depth(self.config.forest.max_depth)
             .seed(self.config.forest.seed)
             .isolate_out_of_range(self.config.forest.isolate_out_of_range);
-        // Parameters were checked in `new` and features are finite (clamped).
+        // Parameters were checked in `new` and features are finite (clamped): a failure
+        // here can only be too few rows, and then there is no forest yet.
         self.forest = params
             .check()
             .ok()
             .and_then(|p| p.fit_records(records.view()).ok());
-        self.since_fit = 0;
         self.fitted_once = true;
     }
 
@@ -226,11 +230,11 @@ impl SeriesDetector {
         let point = self.baseline.update(timestamp_ms, value);
         let features = self.feature_vector(point.z);
 
-        let forest_config = &self.config.forest;
-        if self.forest.is_none() && self.fitted_once
-            || self.since_fit >= forest_config.refit_every && self.features.len() >= 32
-        {
-            self.refit();
+        if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
+            self.since_fit = 0;
+            self.fit_forest();
+        } else if self.forest.is_none() && self.fitted_once {
+            self.fit_forest(); // restored from a snapshot
         }
         let forest_score = match &self.forest {
             Some(forest) => {
@@ -240,7 +244,7 @@ impl SeriesDetector {
             None => 0.5,
         };
         self.features.push_back(features);
-        if self.features.len() > self.config.forest.window {
+        if self.features.len() > self.config.forest.window + self.config.forest.refit_every {
             self.features.pop_front();
         }
         self.since_fit += 1;
@@ -300,5 +304,67 @@ impl SeriesDetector {
             + self.recent_z.capacity() * 4
             + self.features.capacity() * FEATURES * 4
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn wave(i: i64) -> f64 {
+        10.0 + (i as f64 / 20.0).sin() + 0.1 * ((i * 37 % 11) as f64)
+    }
+
+    #[test]
+    fn a_restored_snapshot_scores_exactly_like_the_original() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let snapshot = serde_json::to_string(&detector).unwrap();
+        let mut restored: SeriesDetector = serde_json::from_str(&snapshot).unwrap();
+        for i in 1300..2000 {
+            let value = if i == 1500 { 50.0 } else { wave(i) };
+            let a = detector.update(i * 60_000, value);
+            let b = restored.update(i * 60_000, value);
+            assert_eq!(a.score.to_bits(), b.score.to_bits(), "point {i}");
+            assert_eq!(a.forest.to_bits(), b.forest.to_bits(), "point {i}");
+        }
+    }
+
+    #[test]
+    fn a_spike_after_a_calm_stretch_raises_an_alarm() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut calm_max: f64 = 0.0;
+        for i in 0..1500 {
+            let s = detector.update(i * 60_000, wave(i));
+            if i > 800 {
+                calm_max = calm_max.max(s.score);
+            }
+        }
+        let spike = (1500..1510)
+            .map(|i| detector.update(i * 60_000, wave(i) + 30.0).score)
+            .fold(0.0, f64::max);
+        assert!(spike >= detector.config().alarm_level, "{spike}");
+        assert!(spike > calm_max, "{spike} vs {calm_max}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn scores_are_finite_and_in_unit_interval(
+            values in proptest::collection::vec(proptest::num::f64::ANY, 1..600),
+            gaps in proptest::collection::vec(-5_000i64..600_000, 1..600),
+        ) {
+            let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+            let mut t = 0i64;
+            for (i, v) in values.iter().enumerate() {
+                t += gaps[i % gaps.len()];
+                let s = detector.update(t, *v);
+                prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score));
+                prop_assert!(s.likelihood.is_finite() && s.raw.is_finite());
+            }
+        }
     }
 }
