@@ -169,8 +169,9 @@ pub struct BaselinePoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeasonalBaseline {
     config: BaselineConfig,
-    /// (timestamp, value) until the season is settled.
-    history: VecDeque<(i64, f32)>,
+    /// (seconds after `history_origin_ms`, value) until the season is settled.
+    history: VecDeque<(i32, f32)>,
+    history_origin_ms: i64,
     season: Option<Season>,
     /// Deseasonalised level and its per-point trend.
     level: Option<f64>,
@@ -191,6 +192,7 @@ impl SeasonalBaseline {
         Ok(Self {
             config,
             history,
+            history_origin_ms: 0,
             season: None,
             level: None,
             trend: 0.0,
@@ -340,10 +342,17 @@ impl SeasonalBaseline {
         if self.season.is_some() || self.config.history == 0 {
             return;
         }
+        if self.history.is_empty() {
+            self.history_origin_ms = timestamp_ms;
+        }
+        let Ok(offset_s) = i32::try_from((timestamp_ms - self.history_origin_ms) / 1000) else {
+            self.history.clear(); // decades of history: start again
+            return;
+        };
         if self.history.len() == self.config.history {
             self.history.pop_front();
         }
-        self.history.push_back((timestamp_ms, value as f32));
+        self.history.push_back((offset_s, value as f32));
         if self.seen >= self.next_season_check {
             self.next_season_check = self.seen + (self.seen / 4).max(64);
             self.try_settle_season();
@@ -393,8 +402,11 @@ impl SeasonalBaseline {
             deviation: vec![0.0; slots],
         };
         // Seed each slot with its mean over the history, relative to the overall mean.
+        let origin_ms = self.history_origin_ms;
+        let at = |offset_s: i32| origin_ms + i64::from(offset_s) * 1000;
         let mut sums = vec![(0.0f64, 0u32); slots];
         for &(t, v) in &self.history {
+            let t = at(t);
             let slot = season.slot(t);
             sums[slot].0 += f64::from(v) - mean;
             sums[slot].1 += 1;
@@ -407,7 +419,7 @@ impl SeasonalBaseline {
         // Rebase the level and the scale on the deseasonalised history.
         let mut absolute_sum = 0.0;
         for &(t, v) in &self.history {
-            let seasonal = season.location_at(season.slot(t)).unwrap_or(0.0);
+            let seasonal = season.location_at(season.slot(at(t))).unwrap_or(0.0);
             absolute_sum += (f64::from(v) - mean - seasonal).abs();
         }
         let recent_level = self
@@ -415,7 +427,7 @@ impl SeasonalBaseline {
             .iter()
             .rev()
             .take(16)
-            .map(|&(t, v)| f64::from(v) - season.location_at(season.slot(t)).unwrap_or(0.0))
+            .map(|&(t, v)| f64::from(v) - season.location_at(season.slot(at(t))).unwrap_or(0.0))
             .sum::<f64>()
             / self.history.len().min(16) as f64;
         let scale = absolute_sum / n as f64;
@@ -431,7 +443,7 @@ impl SeasonalBaseline {
 
     /// Bytes held on the heap by this baseline.
     pub fn heap_bytes(&self) -> usize {
-        self.history.capacity() * std::mem::size_of::<(i64, f32)>()
+        self.history.capacity() * std::mem::size_of::<(i32, f32)>()
             + self
                 .season
                 .as_ref()

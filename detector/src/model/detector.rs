@@ -58,9 +58,9 @@ pub struct OnlineForestConfig {
 impl Default for OnlineForestConfig {
     fn default() -> Self {
         Self {
-            trees: 50,
-            subsample: 128,
-            max_depth: 7,
+            trees: 24,
+            subsample: 64,
+            max_depth: 6,
             window: 256,
             refit_every: 256,
             seed: 42,
@@ -230,7 +230,10 @@ impl SeriesDetector {
         let point = self.baseline.update(timestamp_ms, value);
         let features = self.feature_vector(point.z);
 
-        if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
+        let forest_used = self.config.models != Models::BaselineOnly;
+        if !forest_used {
+            // Ablation: no forest at all, so its cost is not counted either.
+        } else if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
             self.since_fit = 0;
             self.fit_forest();
         } else if self.forest.is_none() && self.fitted_once {

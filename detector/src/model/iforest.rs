@@ -133,15 +133,20 @@ pub fn average_path_length(n: usize) -> f64 {
 }
 
 /// A node in preorder: a split's left child follows it, `right` indexes its right child.
-/// A leaf (`feature == LEAF`) holds in `value` its depth plus `c(size)`. A split keeps the
-/// range `[low, high]` its rows spanned on its feature: a point outside it is isolated
-/// there (path length = the node's depth, as for a leaf of one row), so a point beyond
-/// everything seen in training scores above every training row.
+/// A leaf (`feature == LEAF`) holds in `value` its depth plus `c(size)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Node {
     feature: u32,
     right: u32,
     value: f64,
+}
+
+/// Kept per node only when out-of-range points are isolated: the range `[low, high]` a
+/// split's rows spanned on its feature and the node's depth. A point outside the range is
+/// isolated there (path length = the depth, as for a leaf of one row), so a point beyond
+/// everything seen in training scores above every training row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Bounds {
     low: f64,
     high: f64,
     depth: f64,
@@ -152,41 +157,58 @@ const LEAF: u32 = u32::MAX;
 /// A fitted forest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IsolationForest {
-    isolate_out_of_range: bool,
     nodes: Vec<Node>,
+    /// Parallel to `nodes` when out-of-range points are isolated, else empty.
+    bounds: Vec<Bounds>,
     roots: Vec<u32>,
     features: usize,
     normaliser: f64,
 }
 
-struct Builder<'a> {
-    records: ArrayView2<'a, f64>,
+struct Builder {
+    /// The training rows, column by column (contiguous per feature).
+    columns: Vec<f64>,
+    rows: usize,
+    features: usize,
     rng: Xoshiro256PlusPlus,
     nodes: Vec<Node>,
+    bounds: Option<Vec<Bounds>>,
     max_depth: usize,
 }
 
-impl Builder<'_> {
-    fn grow(&mut self, rows: &mut [usize], depth: usize) {
-        let leaf = |depth: usize, size: usize| Node {
+impl Builder {
+    fn push(&mut self, node: Node, low: f64, high: f64, depth: usize) {
+        self.nodes.push(node);
+        if let Some(bounds) = &mut self.bounds {
+            bounds.push(Bounds {
+                low,
+                high,
+                depth: depth as f64,
+            });
+        }
+    }
+
+    fn push_leaf(&mut self, depth: usize, size: usize) {
+        let node = Node {
             feature: LEAF,
             right: 0,
             value: depth as f64 + average_path_length(size),
-            low: 0.0,
-            high: 0.0,
-            depth: depth as f64,
         };
+        self.push(node, 0.0, 0.0, depth);
+    }
+
+    fn grow(&mut self, rows: &mut [usize], depth: usize) {
         if depth >= self.max_depth || rows.len() <= 1 {
-            self.nodes.push(leaf(depth, rows.len()));
+            self.push_leaf(depth, rows.len());
             return;
         }
-        let features = self.records.ncols();
+        let features = self.features;
         // A random feature that still varies among these rows; a leaf if none does.
         let first = self.rng.gen_range(0..features);
         let mut split = None;
         for offset in 0..features {
             let feature = (first + offset) % features;
-            let column = self.records.column(feature);
+            let column = &self.columns[feature * self.rows..(feature + 1) * self.rows];
             let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
             for &row in rows.iter() {
                 low = low.min(column[row]);
@@ -198,11 +220,11 @@ impl Builder<'_> {
             }
         }
         let Some((feature, low, high)) = split else {
-            self.nodes.push(leaf(depth, rows.len()));
+            self.push_leaf(depth, rows.len());
             return;
         };
         let threshold = self.rng.gen_range(low..high);
-        let column = self.records.column(feature);
+        let column = &self.columns[feature * self.rows..(feature + 1) * self.rows];
         let mut boundary = 0;
         for i in 0..rows.len() {
             if column[rows[i]] < threshold {
@@ -211,14 +233,16 @@ impl Builder<'_> {
             }
         }
         let index = self.nodes.len();
-        self.nodes.push(Node {
-            feature: feature as u32,
-            right: 0,
-            value: threshold,
+        self.push(
+            Node {
+                feature: feature as u32,
+                right: 0,
+                value: threshold,
+            },
             low,
             high,
-            depth: depth as f64,
-        });
+            depth,
+        );
         let (left, right) = rows.split_at_mut(boundary);
         self.grow(left, depth + 1);
         self.nodes[index].right = self.nodes.len() as u32;
@@ -256,10 +280,19 @@ impl IsolationForestValidParams {
             .max_depth
             .unwrap_or_else(|| (subsample as f64).log2().ceil() as usize)
             .max(1);
+        let mut columns = Vec::with_capacity(rows * features);
+        for column in records.columns() {
+            columns.extend(column.iter().copied());
+        }
         let mut builder = Builder {
-            records,
+            columns,
+            rows,
+            features,
             rng: Xoshiro256PlusPlus::seed_from_u64(self.seed),
             nodes: Vec::with_capacity(self.trees * subsample),
+            bounds: self
+                .isolate_out_of_range
+                .then(|| Vec::with_capacity(self.trees * subsample)),
             max_depth,
         };
         let mut all_rows: Vec<usize> = (0..rows).collect();
@@ -275,9 +308,11 @@ impl IsolationForestValidParams {
             builder.grow(&mut sample, 0);
         }
         builder.nodes.shrink_to_fit();
+        let mut bounds = builder.bounds.unwrap_or_default();
+        bounds.shrink_to_fit();
         Ok(IsolationForest {
-            isolate_out_of_range: self.isolate_out_of_range,
             nodes: builder.nodes,
+            bounds,
             roots,
             features,
             normaliser: average_path_length(subsample),
@@ -327,9 +362,11 @@ impl IsolationForest {
                     break;
                 }
                 let x = row.get(node.feature as usize).copied().unwrap_or(0.0);
-                if self.isolate_out_of_range && (x < node.low || x > node.high) {
-                    total += node.depth;
-                    break;
+                if let Some(bounds) = self.bounds.get(index) {
+                    if x < bounds.low || x > bounds.high {
+                        total += bounds.depth;
+                        break;
+                    }
                 }
                 index = if x < node.value {
                     index + 1
@@ -356,7 +393,9 @@ impl IsolationForest {
 
     /// Bytes held by the fitted trees.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>() + self.roots.capacity() * 4
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.bounds.capacity() * std::mem::size_of::<Bounds>()
+            + self.roots.capacity() * 4
     }
 }
 
