@@ -102,7 +102,7 @@ pub fn detect_series(
         run.warnings.push(score.warning.map(|w| w.steps_ahead));
     }
     run.detect_time = started.elapsed();
-    run.state_bytes = std::mem::size_of::<SeriesDetector>() + detector.heap_bytes();
+    run.state_bytes = detector.state_bytes();
     run.snapshot_bytes = serde_json::to_vec(&detector).map_or(0, |v| v.len());
     Ok(run)
 }

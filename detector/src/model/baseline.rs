@@ -55,7 +55,8 @@ pub struct BaselineConfig {
     pub min_autocorrelation: f64,
     /// At most this many slots per season (coarser slots for long seasons).
     pub max_slots: usize,
-    /// Points buffered for finding the season.
+    /// Points buffered for finding the season: a season is found once two of its periods
+    /// are buffered (3072 points: a day at 1-minute, a week at 1-hour resolution).
     pub history: usize,
     /// Weight of a new observation in its slot's profile.
     pub profile_rate: f64,
@@ -76,7 +77,7 @@ impl Default for BaselineConfig {
             seasons_s: vec![86_400, 7 * 86_400],
             min_autocorrelation: 0.5,
             max_slots: 1440,
-            history: 4096,
+            history: 3072,
             profile_rate: 0.25,
             level_rate: 0.01,
             scale_rate: 0.005,
@@ -187,8 +188,8 @@ impl SeasonalBaseline {
     /// Builds a baseline from a checked configuration.
     pub fn new(config: BaselineConfig) -> Result<Self, BaselineError> {
         config.check()?;
-        let mut history = VecDeque::new();
-        history.reserve_exact(config.history.min(64));
+        // Allocated once: growing by doubling would overshoot the state budget.
+        let history = VecDeque::with_capacity(config.history);
         Ok(Self {
             config,
             history,

@@ -180,6 +180,15 @@ impl SeriesDetector {
         &self.config
     }
 
+    pub fn baseline(&self) -> &SeasonalBaseline {
+        &self.baseline
+    }
+
+    /// Bytes of online state: the detector itself and what it holds on the heap.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.heap_bytes()
+    }
+
     fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
         let z = z.clamp(-50.0, 50.0) as f32;
         let previous = self.recent_z.back().copied().unwrap_or(z);
@@ -351,6 +360,26 @@ mod tests {
             .fold(0.0, f64::max);
         assert!(spike >= detector.config().alarm_level, "{spike}");
         assert!(spike > calm_max, "{spike} vs {calm_max}");
+    }
+
+    #[test]
+    fn state_of_a_one_minute_daily_series_fits_in_64_kib() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut largest = 0;
+        for i in 0..5 * 1440i64 {
+            let minute_of_day = (i % 1440) as f64;
+            let value = 100.0
+                + 50.0 * (minute_of_day / 1440.0 * std::f64::consts::TAU).sin()
+                + ((i * 7919) % 100) as f64 / 50.0;
+            detector.update(i * 60_000, value);
+            largest = largest.max(detector.state_bytes());
+        }
+        assert_eq!(detector.baseline().period_ms(), Some(86_400_000));
+        assert!(largest <= 64 * 1024, "{largest} bytes");
+        println!(
+            "largest state {largest} bytes, final {}",
+            detector.state_bytes()
+        );
     }
 
     proptest! {
