@@ -40,11 +40,14 @@ pub struct EventMetrics {
 /// How the forecast's early warnings relate to detections.
 #[derive(Debug, Clone, Serialize)]
 pub struct EarlyWarningMetrics {
-    /// Detected windows where a warning was raised inside the window before its first alarm.
+    /// Detected windows where a warning inside the window foretold its first alarm (the
+    /// alarm came within twice the warning's announced lead).
     pub warned_before_alarm: usize,
     pub detected: usize,
     /// Over those windows: minutes from the first warning to the first alarm.
     pub mean_minutes_gained: Option<f64>,
+    /// Share of scored rows outside windows that carry a warning (its false-alarm rate).
+    pub warned_share_outside_windows: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,15 +175,29 @@ fn early_warning_metrics(runs: &[SeriesRun], threshold: f64) -> EarlyWarningMetr
     let mut warned_before_alarm = 0;
     let mut detected = 0;
     let mut gained = Vec::new();
+    let (mut outside, mut warned_outside) = (0usize, 0usize);
     for run in runs {
         let probation = probationary_length(run.scores.len());
+        let mut in_window = vec![false; run.scores.len()];
+        for &(first, last) in &run.windows {
+            in_window[first..=last].iter_mut().for_each(|w| *w = true);
+        }
+        for (inside, warning) in in_window.iter().zip(&run.warnings).skip(probation) {
+            if !inside {
+                outside += 1;
+                warned_outside += usize::from(warning.is_some());
+            }
+        }
         for &(first, last) in &run.windows {
             let start = first.max(probation);
             let Some(hit) = (start..=last).find(|&i| run.scores[i] >= threshold) else {
                 continue;
             };
             detected += 1;
-            if let Some(warned) = (start..hit).find(|&i| run.warnings[i].is_some()) {
+            // A warning counts if the alarm came about when it said (within twice its
+            // announced lead), not merely somewhere later in a long window.
+            let foretold = |i: usize| run.warnings[i].is_some_and(|steps| hit <= i + 2 * steps);
+            if let Some(warned) = (start..hit).find(|&i| foretold(i)) {
                 warned_before_alarm += 1;
                 let ms = run.series.timestamps_ms[hit] - run.series.timestamps_ms[warned];
                 gained.push(ms as f64 / 60_000.0);
@@ -192,6 +209,7 @@ fn early_warning_metrics(runs: &[SeriesRun], threshold: f64) -> EarlyWarningMetr
         detected,
         mean_minutes_gained: (!gained.is_empty())
             .then(|| gained.iter().sum::<f64>() / gained.len() as f64),
+        warned_share_outside_windows: warned_outside as f64 / outside.max(1) as f64,
     }
 }
 
@@ -342,10 +360,11 @@ impl Report {
         if let Some(w) = &self.early_warning {
             let _ = writeln!(
                 out,
-                "early warning: raised before the first alarm in {}/{} detected windows, mean {} min ahead",
+                "early warning: raised before the first alarm in {}/{} detected windows, mean {} min ahead; on {:.1}% of rows outside windows",
                 w.warned_before_alarm,
                 w.detected,
-                w.mean_minutes_gained.map_or("-".to_owned(), |l| format!("{l:.0}"))
+                w.mean_minutes_gained.map_or("-".to_owned(), |l| format!("{l:.0}")),
+                100.0 * w.warned_share_outside_windows
             );
         }
         out

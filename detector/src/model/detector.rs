@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
-use super::forecast::{early_warning, ForecastConfig, Warning};
+use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
 use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
 use super::likelihood::{AnomalyLikelihood, LikelihoodConfig};
 use linfa::prelude::ParamGuard;
@@ -35,6 +35,62 @@ pub enum Models {
     Combined,
     BaselineOnly,
     ForestOnly,
+}
+
+/// A variance-stabilising transform applied to values before the baseline sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    #[default]
+    None,
+    /// `sign(x) sqrt(|x|)`: counts (Poisson-like noise) get a steady scale.
+    Sqrt,
+    /// `sign(x) ln(1 + |x|)`.
+    Log,
+    /// [`Sqrt`](Self::Sqrt) for counts (non-negative integers with a median up to
+    /// [`SMALL_COUNT_MEDIAN`]), where Poisson-like noise grows with the level;
+    /// [`None`](Self::None) otherwise. Decided on the first points of the series.
+    Auto,
+}
+
+/// Counts with a median above this are large enough for their noise to look Gaussian.
+pub const SMALL_COUNT_MEDIAN: f64 = 1000.0;
+
+impl Transform {
+    /// The transform to use for a series that started with `values`.
+    pub fn choose(self, values: &[f64]) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let counts = !finite.is_empty() && finite.iter().all(|&v| v >= 0.0 && v.fract() == 0.0);
+        if !counts {
+            return Self::None;
+        }
+        let mut sorted = finite;
+        sorted.sort_by(f64::total_cmp);
+        if sorted[sorted.len() / 2] <= SMALL_COUNT_MEDIAN {
+            Self::Sqrt
+        } else {
+            Self::None
+        }
+    }
+
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::None | Self::Auto => x,
+            Self::Sqrt => x.signum() * x.abs().sqrt(),
+            Self::Log => x.signum() * x.abs().ln_1p(),
+        }
+    }
+
+    pub fn invert(self, y: f64) -> f64 {
+        match self {
+            Self::None | Self::Auto => y,
+            Self::Sqrt => y.signum() * y * y,
+            Self::Log => y.signum() * y.abs().exp_m1(),
+        }
+    }
 }
 
 /// Isolation forest settings for online use.
@@ -75,6 +131,7 @@ impl Default for OnlineForestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
     pub models: Models,
+    pub transform: Transform,
     pub baseline: BaselineConfig,
     pub forest: OnlineForestConfig,
     pub likelihood: LikelihoodConfig,
@@ -94,6 +151,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             models: Models::Combined,
+            transform: Transform::Auto,
             baseline: BaselineConfig::default(),
             forest: OnlineForestConfig::default(),
             likelihood: LikelihoodConfig::default(),
@@ -102,6 +160,23 @@ impl Default for DetectorConfig {
             alarm_level: 0.5,
             z_saturation: 8.0,
             forest_weight: 0.25,
+        }
+    }
+}
+
+impl Score {
+    /// A point scored before the detector has learnt anything.
+    fn quiet(value: f64) -> Self {
+        Self {
+            score: 0.0,
+            likelihood: 0.0,
+            raw: 0.0,
+            expected: value,
+            lower: value,
+            upper: value,
+            z: 0.0,
+            forest: 0.5,
+            warning: None,
         }
     }
 }
@@ -126,6 +201,8 @@ pub struct Score {
 }
 
 const FEATURES: usize = 4;
+/// Points seen before the transform is chosen (and scored as quiet).
+const TRANSFORM_DECISION_POINTS: usize = 64;
 /// Suppressed scores stay below this fraction of the alarm level.
 const SUPPRESSED: f64 = 0.99;
 const RECENT: usize = 8;
@@ -146,6 +223,10 @@ pub struct SeriesDetector {
     fitted_once: bool,
     /// Points since the last alarm.
     since_alarm: usize,
+    /// The transform in use, once chosen; the points before that wait in `pending`.
+    transform: Option<Transform>,
+    pending: Vec<(i64, f64)>,
+    drift: ResidualDrift,
 }
 
 impl SeriesDetector {
@@ -172,6 +253,9 @@ impl SeriesDetector {
             since_fit: 0,
             fitted_once: false,
             since_alarm: usize::MAX,
+            transform: None,
+            pending: Vec::new(),
+            drift: ResidualDrift::default(),
             config,
         })
     }
@@ -236,7 +320,26 @@ impl SeriesDetector {
 
     /// Scores the point at `timestamp_ms` from what came before, then learns it.
     pub fn update(&mut self, timestamp_ms: i64, value: f64) -> Score {
-        let point = self.baseline.update(timestamp_ms, value);
+        if self.transform.is_none() {
+            self.pending.push((timestamp_ms, value));
+            if self.pending.len() < TRANSFORM_DECISION_POINTS {
+                return Score::quiet(value);
+            }
+            let values: Vec<f64> = self.pending.iter().map(|&(_, v)| v).collect();
+            self.transform = Some(self.config.transform.choose(&values));
+            // Replay the buffered points; their scores were already given (as quiet).
+            let mut score = Score::quiet(value);
+            for (t, v) in std::mem::take(&mut self.pending) {
+                score = self.learn_and_score(t, v);
+            }
+            return score;
+        }
+        self.learn_and_score(timestamp_ms, value)
+    }
+
+    fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
+        let transform = self.transform.unwrap_or_default();
+        let point = self.baseline.update(timestamp_ms, transform.apply(value));
         let features = self.feature_vector(point.z);
 
         let forest_used = self.config.models != Models::BaselineOnly;
@@ -276,20 +379,22 @@ impl SeriesDetector {
 
         let score = self.suppress(likelihood);
 
+        self.drift.update(point.z * point.scale);
         let warning = early_warning(
             &self.baseline,
+            &self.drift,
             &self.config.forecast,
             timestamp_ms,
             point.upper - point.expected,
-            self.baseline.trend(),
+            |v| transform.invert(v),
         );
         Score {
             score: score.clamp(0.0, 1.0),
             likelihood,
             raw,
-            expected: point.expected,
-            lower: point.lower,
-            upper: point.upper,
+            expected: transform.invert(point.expected),
+            lower: transform.invert(point.lower),
+            upper: transform.invert(point.upper),
             z: point.z,
             forest: forest_score,
             warning,
@@ -314,6 +419,7 @@ impl SeriesDetector {
         self.baseline.heap_bytes()
             + self.likelihood.heap_bytes()
             + self.recent_z.capacity() * 4
+            + self.pending.capacity() * 16
             + self.features.capacity() * FEATURES * 4
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
     }

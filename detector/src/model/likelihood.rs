@@ -113,10 +113,10 @@ impl AnomalyLikelihood {
         } else {
             0.0
         };
-
-        self.long.push_back(average as f32);
-        self.long_sum += average;
-        self.long_sum_squares += average * average;
+        let stored = f64::from(average as f32);
+        self.long.push_back(stored as f32);
+        self.long_sum += stored;
+        self.long_sum_squares += stored * stored;
         if self.long.len() > self.config.long_window.max(2) {
             let old = f64::from(self.long.pop_front().unwrap_or(0.0));
             self.long_sum -= old;
