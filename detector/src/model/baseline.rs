@@ -210,6 +210,11 @@ impl SeasonalBaseline {
         self.season.as_ref().map(|s| s.period_ms)
     }
 
+    /// Points learnt so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// Per-point trend of the level.
     pub fn trend(&self) -> f64 {
         self.trend

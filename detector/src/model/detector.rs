@@ -141,6 +141,8 @@ pub struct DetectorConfig {
     /// point. NAB, like a pager, counts only the first detection of an incident.
     pub suppress_points: usize,
     pub alarm_level: f64,
+    /// Points the baseline learns before its surprise feeds the likelihood.
+    pub warmup_points: usize,
     /// `|z|` at which the baseline's raw surprise reaches 1.
     pub z_saturation: f64,
     /// Weight of the forest in the combined raw surprise (the baseline has the rest).
@@ -158,7 +160,8 @@ impl Default for DetectorConfig {
             forecast: ForecastConfig::default(),
             suppress_points: 200,
             alarm_level: 0.5,
-            z_saturation: 8.0,
+            warmup_points: 100,
+            z_saturation: 12.0,
             forest_weight: 0.25,
         }
     }
@@ -273,6 +276,8 @@ impl SeriesDetector {
         std::mem::size_of::<Self>() + self.heap_bytes()
     }
 
+    /// Scale-free features of the recent surprise: the point's z, its change, and the
+    /// mean and spread of z over the last [`RECENT`] points.
     fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
         let z = z.clamp(-50.0, 50.0) as f32;
         let previous = self.recent_z.back().copied().unwrap_or(z);
@@ -375,7 +380,12 @@ impl SeriesDetector {
             Models::BaselineOnly => baseline_raw,
             Models::ForestOnly => forest_raw,
         };
-        let likelihood = self.likelihood.update(raw);
+        // The baseline's first points are too rough to teach the likelihood what is normal.
+        let likelihood = if self.baseline.seen() < self.config.warmup_points as u64 {
+            0.0
+        } else {
+            self.likelihood.update(raw)
+        };
 
         let score = self.suppress(likelihood);
 
