@@ -10,7 +10,8 @@ pub mod nab;
 pub mod plot;
 pub mod report;
 
-use std::io::{IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,7 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
             window.next();
         }
         let label = window.peek().is_some_and(|&&(first, _)| first <= i);
-        text.push_str(&format!("{stamp},{value},{score},{}\n", u8::from(label)));
+        let _ = writeln!(text, "{stamp},{value},{score},{}", u8::from(label));
     }
     std::fs::write(path, text).map_err(write_error)
 }

@@ -279,8 +279,29 @@ pub fn score_at_threshold(rows: &[ScoredRow], threshold: f64, fn_weight: f64) ->
 /// Tries every distinct anomaly score as the threshold (and 1.1, no alarm at all) and
 /// returns the best outcome; ties go to the highest threshold.
 pub fn optimise_threshold(rows: &[ScoredRow], fn_weight: f64) -> ThresholdScore {
-    let mut order: Vec<&ScoredRow> = rows.iter().collect();
-    order.sort_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
+    optimise_threshold_in_order(rows, &descending_order(rows), fn_weight)
+}
+
+/// Row indices by decreasing anomaly score: what [`optimise_threshold_in_order`] needs, to
+/// be computed once for several profiles (their rows differ only in alarm values).
+pub fn descending_order(rows: &[ScoredRow]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    // Rows of equal score are taken together, so their order does not matter.
+    order.sort_unstable_by(|&a, &b| {
+        rows[b as usize]
+            .anomaly_score
+            .total_cmp(&rows[a as usize].anomaly_score)
+    });
+    order
+}
+
+/// [`optimise_threshold`] with the order of [`descending_order`] given.
+pub fn optimise_threshold_in_order(
+    rows: &[ScoredRow],
+    order: &[u32],
+    fn_weight: f64,
+) -> ThresholdScore {
+    let order: Vec<&ScoredRow> = order.iter().map(|&i| &rows[i as usize]).collect();
     let positives = rows.iter().filter(|r| r.window.is_some()).count();
     let mut tally = Tally::new(rows, fn_weight);
     let (mut tp, mut fp) = (0, 0);
