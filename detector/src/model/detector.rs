@@ -167,23 +167,6 @@ impl Default for DetectorConfig {
     }
 }
 
-impl Score {
-    /// A point scored before the detector has learnt anything.
-    fn quiet(value: f64) -> Self {
-        Self {
-            score: 0.0,
-            likelihood: 0.0,
-            raw: 0.0,
-            expected: value,
-            lower: value,
-            upper: value,
-            z: 0.0,
-            forest: 0.5,
-            warning: None,
-        }
-    }
-}
-
 /// What the detector says about one point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Score {
@@ -201,6 +184,23 @@ pub struct Score {
     /// Isolation forest score in [0, 1] (0.5 before the first fit).
     pub forest: f64,
     pub warning: Option<Warning>,
+}
+
+impl Score {
+    /// A point scored before the detector has learnt anything.
+    fn quiet(value: f64) -> Self {
+        Self {
+            score: 0.0,
+            likelihood: 0.0,
+            raw: 0.0,
+            expected: value,
+            lower: value,
+            upper: value,
+            z: 0.0,
+            forest: 0.5,
+            warning: None,
+        }
+    }
 }
 
 const FEATURES: usize = 4;
@@ -347,14 +347,15 @@ impl SeriesDetector {
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
         let features = self.feature_vector(point.z);
 
-        let forest_used = self.config.models != Models::BaselineOnly;
-        if !forest_used {
-            // Ablation: no forest at all, so its cost is not counted either.
-        } else if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
-            self.since_fit = 0;
-            self.fit_forest();
-        } else if self.forest.is_none() && self.fitted_once {
-            self.fit_forest(); // restored from a snapshot
+        // In the baseline-only ablation the forest is never fitted, so its cost is not
+        // counted either.
+        if self.config.models != Models::BaselineOnly {
+            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
+                self.since_fit = 0;
+                self.fit_forest();
+            } else if self.forest.is_none() && self.fitted_once {
+                self.fit_forest(); // restored from a snapshot
+            }
         }
         let forest_score = match &self.forest {
             Some(forest) => {
