@@ -71,6 +71,8 @@ pub struct SeriesRun {
     pub detect_time: Duration,
     pub state_bytes: usize,
     pub snapshot_bytes: usize,
+    /// The season the baseline found, in seconds.
+    pub season_s: Option<i64>,
 }
 
 /// Feeds one series through a fresh detector.
@@ -91,6 +93,7 @@ pub fn detect_series(
         detect_time: Duration::ZERO,
         state_bytes: 0,
         snapshot_bytes: 0,
+        season_s: None,
         series,
     };
     let started = Instant::now();
@@ -104,6 +107,7 @@ pub fn detect_series(
     }
     run.detect_time = started.elapsed();
     run.state_bytes = detector.state_bytes();
+    run.season_s = detector.baseline().period_ms().map(|ms| ms / 1000);
     run.snapshot_bytes = serde_json::to_vec(&detector).map_or(0, |v| v.len());
     Ok(run)
 }

@@ -59,6 +59,7 @@ pub struct SeriesSummary {
     pub false_alarms: usize,
     pub state_bytes: usize,
     pub snapshot_bytes: usize,
+    pub season_s: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -286,6 +287,7 @@ impl Report {
                 false_alarms: outcome.false_alarms,
                 state_bytes: run.state_bytes,
                 snapshot_bytes: run.snapshot_bytes,
+                season_s: run.season_s,
             })
             .collect();
         report.events = Some(metrics(
