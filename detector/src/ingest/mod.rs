@@ -88,14 +88,21 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
 }
 
 /// Reads a file or every supported file under a directory, in a stable (sorted) order.
+/// Series are named by their path relative to the directory (for a single file: relative
+/// to its folder's parent), without extension.
 pub fn read_path(path: &Path) -> Result<Vec<Series>, IngestError> {
     let mut files = Vec::new();
     let root = if path.is_dir() {
         collect_files(path, &mut files)?;
         path.to_owned()
     } else {
+        // A single file keeps its folder in its name, as in NAB's `<category>/<file>`, so
+        // label files keyed that way still apply.
         files.push(path.to_owned());
-        path.parent().map(Path::to_owned).unwrap_or_default()
+        path.parent()
+            .and_then(Path::parent)
+            .map(Path::to_owned)
+            .unwrap_or_default()
     };
     files.sort();
     let mut series = Vec::new();
@@ -139,6 +146,15 @@ mod tests {
         assert_eq!(names, ["b/up{job=\"x\"}", "cat/a"]);
         assert_eq!(series[1].values, [1.0, 2.5]);
         assert_eq!(series[0].timestamps_ms, [1000, 2000]);
+    }
+
+    #[test]
+    fn a_single_file_is_named_with_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cat")).unwrap();
+        let file = dir.path().join("cat/a.csv");
+        std::fs::write(&file, "2014-01-01 00:00:00,1\n").unwrap();
+        assert_eq!(read_path(&file).unwrap()[0].name, "cat/a");
     }
 
     #[test]
