@@ -28,6 +28,20 @@ fn read_results(path: &Path) -> (Vec<i64>, Vec<f64>) {
     (timestamps, scores)
 }
 
+/// A reference detector's scores for `file` (`<category>/<name>.csv`) and its windows as
+/// row ranges.
+fn reference_scores(
+    dir: &Path,
+    detector: &str,
+    file: &str,
+    windows: &Windows,
+) -> (Vec<f64>, Vec<(usize, usize)>) {
+    let (category, name) = file.split_once('/').unwrap();
+    let (timestamps, scores) = read_results(&dir.join(category).join(format!("{detector}_{name}")));
+    let rows_windows = window_rows(&timestamps, windows.for_series(file));
+    (scores, rows_windows)
+}
+
 #[test]
 fn reproduces_every_reference_row() {
     let Some(nab) = nab_dir() else {
@@ -49,10 +63,7 @@ fn reproduces_every_reference_row() {
                 if !file.ends_with(".csv") {
                     continue; // totals
                 }
-                let (category, name) = file.split_once('/').unwrap();
-                let results = dir.join(category).join(format!("{detector}_{name}"));
-                let (timestamps, scores) = read_results(&results);
-                let rows_windows = window_rows(&timestamps, windows.for_series(file));
+                let (scores, rows_windows) = reference_scores(&dir, detector, file, &windows);
                 let rows = weigh_rows(&scores, &rows_windows, profile, 0);
                 let threshold: f64 = f[3].parse().unwrap();
                 let outcome = score_at_threshold(&rows, threshold, profile.fn_weight);
@@ -96,11 +107,8 @@ fn reproduces_the_published_normalised_scores() {
         for (profile, expected) in PROFILES.iter().zip(expected) {
             let mut rows = Vec::new();
             let mut window_count = 0;
-            for (file, file_windows) in &windows.0 {
-                let (category, name) = file.split_once('/').unwrap();
-                let (timestamps, scores) =
-                    read_results(&dir.join(category).join(format!("{detector}_{name}")));
-                let rows_windows = window_rows(&timestamps, file_windows);
+            for file in windows.0.keys() {
+                let (scores, rows_windows) = reference_scores(&dir, detector, file, &windows);
                 rows.extend(weigh_rows(&scores, &rows_windows, profile, window_count));
                 window_count += rows_windows.len();
             }
