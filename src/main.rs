@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use omen_agent::clock::SystemClock;
 use omen_agent::config::DurationConfig;
 use omen_agent::runtime::{AgentConfig, CheckpointConfig, SourceConfig};
@@ -22,6 +22,40 @@ struct Cli {
 enum Command {
     /// Turn logs into metrics: tail files or stdin, serve /metrics.
     Agent(AgentArgs),
+    /// Replay history through the detector and score it (NAB rules).
+    Backtest(BacktestArgs),
+}
+
+/// Which models feed the anomaly score.
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelsArg {
+    Combined,
+    Baseline,
+    Forest,
+}
+
+#[derive(Args)]
+struct BacktestArgs {
+    /// A directory searched for CSV / Prometheus files, or one file
+    data: PathBuf,
+    /// NAB `combined_windows.json` with the anomaly windows
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Output directory: results go to OUT/NAME/
+    #[arg(long)]
+    out: PathBuf,
+    /// Detector name ([A-Za-z0-9-]+)
+    #[arg(long, default_value = "omen")]
+    name: String,
+    /// Detector configuration (JSON, fields of DetectorConfig); defaults otherwise
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Models feeding the score (for ablation)
+    #[arg(long, value_enum, default_value = "combined")]
+    models: ModelsArg,
+    /// Skip the per-series plots
+    #[arg(long)]
+    no_plots: bool,
 }
 
 #[derive(Args)]
@@ -110,7 +144,39 @@ fn main() -> ExitCode {
             Some(AgentCommand::Test(test)) => agent_test(test),
             None => agent_run(args.run),
         },
+        Command::Backtest(args) => match backtest(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
+    use omen_detector::model::{DetectorConfig, Models};
+    let mut config: DetectorConfig = match &args.config {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => DetectorConfig::default(),
+    };
+    config.models = match args.models {
+        ModelsArg::Combined => Models::Combined,
+        ModelsArg::Baseline => Models::BaselineOnly,
+        ModelsArg::Forest => Models::ForestOnly,
+    };
+    let report = omen_detector::backtest::run(&omen_detector::backtest::BacktestOptions {
+        data: args.data,
+        labels: args.labels,
+        out: args.out,
+        name: args.name,
+        config,
+        plots: !args.no_plots,
+        progress: true,
+    })?;
+    print!("{}", report.summary());
+    Ok(())
 }
 
 fn init_tracing() {

@@ -1,1 +1,6 @@
 #![doc = include_str!("../README.md")]
+
+pub mod backtest;
+pub mod ingest;
+pub mod model;
+pub mod series;

@@ -1,0 +1,411 @@
+//! NAB's scorer: probationary period, sigmoid-weighted windows, three cost profiles,
+//! threshold optimisation over all files pooled, and normalisation between the null and
+//! the perfect detector. Rules as in `shared/nab/README.md`; tests reproduce the
+//! official scorer's per-file figures for two published detectors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::series::parse_timestamp;
+
+/// Errors from reading NAB label files.
+#[derive(Debug, Error)]
+pub enum LabelsError {
+    #[error("cannot read labels {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("labels {path}: {reason}")]
+    Format { path: String, reason: String },
+}
+
+/// One of NAB's cost profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CostProfile {
+    pub name: &'static str,
+    pub tp_weight: f64,
+    pub fp_weight: f64,
+    pub fn_weight: f64,
+}
+
+/// NAB's three profiles (`profiles.json`), in its order.
+pub const PROFILES: [CostProfile; 3] = [
+    CostProfile {
+        name: "standard",
+        tp_weight: 1.0,
+        fp_weight: 0.11,
+        fn_weight: 1.0,
+    },
+    CostProfile {
+        name: "reward_low_FP_rate",
+        tp_weight: 1.0,
+        fp_weight: 0.22,
+        fn_weight: 1.0,
+    },
+    CostProfile {
+        name: "reward_low_FN_rate",
+        tp_weight: 1.0,
+        fp_weight: 0.11,
+        fn_weight: 2.0,
+    },
+];
+
+/// Anomaly windows per file, keyed as in `combined_windows.json`
+/// (`<category>/<file>.csv`), each `(start_ms, end_ms)` inclusive.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Windows(pub BTreeMap<String, Vec<(i64, i64)>>);
+
+impl Windows {
+    /// Parses NAB's `combined_windows.json`.
+    pub fn parse(text: &str, path: &str) -> Result<Self, LabelsError> {
+        let format = |reason: String| LabelsError::Format {
+            path: path.to_owned(),
+            reason,
+        };
+        let raw: BTreeMap<String, Vec<(String, String)>> =
+            serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        let mut windows = BTreeMap::new();
+        for (file, pairs) in raw {
+            let mut parsed = Vec::with_capacity(pairs.len());
+            for (start, end) in pairs {
+                let start = parse_timestamp(&start).map_err(|e| format(format!("{file}: {e}")))?;
+                let end = parse_timestamp(&end).map_err(|e| format(format!("{file}: {e}")))?;
+                parsed.push((start, end));
+            }
+            parsed.sort_unstable();
+            windows.insert(file, parsed);
+        }
+        Ok(Self(windows))
+    }
+
+    pub fn read(path: &Path) -> Result<Self, LabelsError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text, &display)
+    }
+
+    /// The windows of a series named `<category>/<file>` (with or without `.csv`).
+    pub fn for_series(&self, name: &str) -> &[(i64, i64)] {
+        self.0
+            .get(name)
+            .or_else(|| self.0.get(&format!("{name}.csv")))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// Rows at the start of a file that are not scored: `min(floor(0.15 n), 750)`.
+pub fn probationary_length(rows: usize) -> usize {
+    (rows * 15 / 100).min(750)
+}
+
+/// Maps time windows onto row ranges `[first, last]`: the first row at or after the
+/// start, the last at or before the end. Windows holding no row are dropped.
+pub fn window_rows(timestamps_ms: &[i64], windows: &[(i64, i64)]) -> Vec<(usize, usize)> {
+    windows
+        .iter()
+        .filter_map(|&(start, end)| {
+            let first = timestamps_ms.partition_point(|&t| t < start);
+            let after = timestamps_ms.partition_point(|&t| t <= end);
+            (first < after).then(|| (first, after - 1))
+        })
+        .collect()
+}
+
+/// `2 sigmoid(-5 x) - 1`, and `-1` from `x >= 3` on (far past a window).
+fn scaled_sigmoid(relative_position: f64) -> f64 {
+    if relative_position >= 3.0 {
+        -1.0
+    } else {
+        2.0 / (1.0 + (5.0 * relative_position).exp()) - 1.0
+    }
+}
+
+/// A scored row (after the probationary period): its anomaly score, what an alarm on it
+/// is worth, and the window it lies in (a global id when files are pooled).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredRow {
+    pub anomaly_score: f64,
+    pub alarm_value: f64,
+    pub window: Option<usize>,
+}
+
+/// Weighs every scored row of one file. `windows` are row ranges in time order; the
+/// window ids given to rows are `first_window_id + k`.
+pub fn weigh_rows(
+    anomaly_scores: &[f64],
+    windows: &[(usize, usize)],
+    profile: &CostProfile,
+    first_window_id: usize,
+) -> Vec<ScoredRow> {
+    let max_tp = scaled_sigmoid(-1.0);
+    let probation = probationary_length(anomaly_scores.len());
+    let mut rows = Vec::with_capacity(anomaly_scores.len().saturating_sub(probation));
+    let mut next_window = 0;
+    let mut current: Option<(usize, usize, usize)> = None; // (id, first, last)
+    let mut previous: Option<(usize, usize)> = None; // (last row, width)
+    for (i, &anomaly_score) in anomaly_scores.iter().enumerate() {
+        if current.is_none() {
+            if let Some(&(first, last)) = windows.get(next_window) {
+                if first == i {
+                    current = Some((first_window_id + next_window, first, last));
+                    next_window += 1;
+                }
+            }
+        }
+        let (alarm_value, window) = match current {
+            Some((id, first, last)) => {
+                let width = (last - first + 1) as f64;
+                let position = -((last as f64) - (i as f64) + 1.0) / width;
+                (
+                    scaled_sigmoid(position) * profile.tp_weight / max_tp,
+                    Some(id),
+                )
+            }
+            None => {
+                let position = match previous {
+                    None => 3.0,
+                    Some((_, width)) if width <= 1 => 3.0,
+                    Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
+                };
+                (scaled_sigmoid(position) * profile.fp_weight, None)
+            }
+        };
+        if i >= probation {
+            rows.push(ScoredRow {
+                anomaly_score,
+                alarm_value,
+                window,
+            });
+        }
+        if let Some((_, first, last)) = current {
+            if i == last {
+                previous = Some((last, last - first + 1));
+                current = None;
+            }
+        }
+    }
+    rows
+}
+
+/// The outcome at one threshold: raw score and row counts (rows in a window are
+/// positives; alarms are rows scoring at or above the threshold).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ThresholdScore {
+    pub threshold: f64,
+    pub score: f64,
+    pub tp: usize,
+    pub tn: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+}
+
+/// Sums the outcome of every window (its earliest alarm, else `-fn_weight`) and of every
+/// alarm outside windows.
+struct Tally {
+    window_best: HashMap<usize, f64>,
+    window_sum: f64,
+    false_alarm_sum: f64,
+    fn_weight: f64,
+}
+
+impl Tally {
+    fn new(rows: &[ScoredRow], fn_weight: f64) -> Self {
+        let window_best: HashMap<usize, f64> = rows
+            .iter()
+            .filter_map(|r| r.window)
+            .map(|w| (w, -fn_weight))
+            .collect();
+        Self {
+            window_sum: -fn_weight * window_best.len() as f64,
+            window_best,
+            false_alarm_sum: 0.0,
+            fn_weight,
+        }
+    }
+
+    fn alarm(&mut self, row: &ScoredRow) {
+        match row.window {
+            Some(id) => {
+                let best = self.window_best.entry(id).or_insert(-self.fn_weight);
+                if row.alarm_value > *best {
+                    self.window_sum += row.alarm_value - *best;
+                    *best = row.alarm_value;
+                }
+            }
+            None => self.false_alarm_sum += row.alarm_value,
+        }
+    }
+
+    fn score(&self) -> f64 {
+        self.window_sum + self.false_alarm_sum
+    }
+}
+
+/// Scores rows at a fixed threshold (alarm when `anomaly_score >= threshold`).
+pub fn score_at_threshold(rows: &[ScoredRow], threshold: f64, fn_weight: f64) -> ThresholdScore {
+    let mut tally = Tally::new(rows, fn_weight);
+    let (mut tp, mut tn, mut fp, mut fn_) = (0, 0, 0, 0);
+    for row in rows {
+        let alarm = row.anomaly_score >= threshold;
+        match (alarm, row.window.is_some()) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => tn += 1,
+        }
+        if alarm {
+            tally.alarm(row);
+        }
+    }
+    ThresholdScore {
+        threshold,
+        score: tally.score(),
+        tp,
+        tn,
+        fp,
+        fn_,
+    }
+}
+
+/// Tries every distinct anomaly score as the threshold (and 1.1, no alarm at all) and
+/// returns the best outcome; ties go to the highest threshold.
+pub fn optimise_threshold(rows: &[ScoredRow], fn_weight: f64) -> ThresholdScore {
+    optimise_threshold_in_order(rows, &descending_order(rows), fn_weight)
+}
+
+/// Row indices by decreasing anomaly score: what [`optimise_threshold_in_order`] needs, to
+/// be computed once for several profiles (their rows differ only in alarm values).
+pub fn descending_order(rows: &[ScoredRow]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    // Rows of equal score are taken together, so their order does not matter.
+    order.sort_unstable_by(|&a, &b| {
+        rows[b as usize]
+            .anomaly_score
+            .total_cmp(&rows[a as usize].anomaly_score)
+    });
+    order
+}
+
+/// [`optimise_threshold`] with the order of [`descending_order`] given.
+pub fn optimise_threshold_in_order(
+    rows: &[ScoredRow],
+    order: &[u32],
+    fn_weight: f64,
+) -> ThresholdScore {
+    let order: Vec<&ScoredRow> = order.iter().map(|&i| &rows[i as usize]).collect();
+    let positives = rows.iter().filter(|r| r.window.is_some()).count();
+    let mut tally = Tally::new(rows, fn_weight);
+    let (mut tp, mut fp) = (0, 0);
+    let outcome = |threshold: f64, score: f64, tp: usize, fp: usize| ThresholdScore {
+        threshold,
+        score,
+        tp,
+        tn: rows.len() - positives - fp,
+        fp,
+        fn_: positives - tp,
+    };
+    let mut best = outcome(1.1, tally.score(), 0, 0);
+    let mut index = 0;
+    while index < order.len() {
+        let threshold = order[index].anomaly_score;
+        while index < order.len() && order[index].anomaly_score == threshold {
+            let row = order[index];
+            if row.window.is_some() {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            tally.alarm(row);
+            index += 1;
+        }
+        let score = tally.score();
+        if score > best.score {
+            best = outcome(threshold, score, tp, fp);
+        }
+    }
+    best
+}
+
+/// `100 (S - S_null) / (S_perfect - S_null)` for `windows` labelled windows.
+pub fn normalised_score(raw: f64, windows: usize, profile: &CostProfile) -> f64 {
+    let null = -profile.fn_weight * windows as f64;
+    let perfect = profile.tp_weight * windows as f64;
+    if perfect == null {
+        return 0.0;
+    }
+    100.0 * (raw - null) / (perfect - null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STANDARD: CostProfile = PROFILES[0];
+
+    #[test]
+    fn probation_is_fifteen_percent_capped_at_750() {
+        assert_eq!(probationary_length(100), 15);
+        assert_eq!(probationary_length(4032), 604);
+        assert_eq!(probationary_length(22_695), 750);
+    }
+
+    #[test]
+    fn earliest_alarm_in_a_window_is_worth_the_tp_weight() {
+        let mut scores = vec![0.0; 200];
+        scores[100] = 1.0;
+        let rows = weigh_rows(&scores, &[(100, 119)], &STANDARD, 0);
+        let outcome = score_at_threshold(&rows, 0.5, 1.0);
+        // Left edge: position -1 scaled to exactly tp_weight... within rounding.
+        let expected = scaled_sigmoid(-1.0) / scaled_sigmoid(-1.0);
+        assert!((outcome.score - expected).abs() < 1e-12);
+        assert_eq!((outcome.tp, outcome.fp, outcome.fn_), (1, 0, 19));
+    }
+
+    #[test]
+    fn missed_window_and_early_false_alarm_cost() {
+        let mut scores = vec![0.0; 200];
+        scores[50] = 1.0;
+        let rows = weigh_rows(&scores, &[(100, 119)], &STANDARD, 0);
+        let outcome = score_at_threshold(&rows, 0.5, 1.0);
+        assert!((outcome.score - (-1.0 - 0.11)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn window_in_probation_is_not_counted() {
+        let scores = vec![0.0; 200];
+        let rows = weigh_rows(&scores, &[(2, 5)], &STANDARD, 0);
+        assert_eq!(score_at_threshold(&rows, 0.5, 1.0).score, 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn optimum_matches_the_best_fixed_threshold(
+            scores in proptest::collection::vec(0u8..6, 40..120),
+            start in 20usize..30,
+            width in 1usize..10,
+        ) {
+            let scores: Vec<f64> = scores.into_iter().map(|s| f64::from(s) / 5.0).collect();
+            let rows = weigh_rows(&scores, &[(start, start + width)], &STANDARD, 0);
+            let best = optimise_threshold(&rows, 1.0);
+            let mut candidates: Vec<f64> = scores.clone();
+            candidates.push(1.1);
+            for threshold in candidates {
+                let fixed = score_at_threshold(&rows, threshold, 1.0);
+                prop_assert!(fixed.score <= best.score + 1e-12);
+            }
+            let again = score_at_threshold(&rows, best.threshold, 1.0);
+            prop_assert!((again.score - best.score).abs() < 1e-9);
+            prop_assert_eq!((again.tp, again.fp, again.tn, again.fn_), (best.tp, best.fp, best.tn, best.fn_));
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `timestamp,value` CSV, NAB's data format. A header row is optional; blank lines are
+//! skipped; extra columns are ignored.
+
+use std::path::Path;
+
+use super::IngestError;
+use crate::series::{parse_timestamp, Series};
+
+/// Parses `timestamp,value` rows into one series named `name`.
+pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestError> {
+    let mut series = Series::new(name);
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let error = |reason: String| IngestError::Parse {
+            path: path.to_owned(),
+            line: index + 1,
+            reason,
+        };
+        let mut fields = line.split(',');
+        let timestamp_text = fields.next().unwrap_or("").trim().trim_matches('"');
+        let value_text = fields
+            .next()
+            .ok_or_else(|| error("expected `timestamp,value`".to_owned()))?
+            .trim()
+            .trim_matches('"');
+        let timestamp = match parse_timestamp(timestamp_text) {
+            Ok(timestamp) => timestamp,
+            Err(_) if index == 0 || series.is_empty() && value_text.parse::<f64>().is_err() => {
+                continue; // a header
+            }
+            Err(e) => return Err(error(e.to_string())),
+        };
+        let value = value_text
+            .parse::<f64>()
+            .map_err(|e| error(format!("value {value_text:?}: {e}")))?;
+        series.push(timestamp, timestamp_text.to_owned(), value);
+    }
+    Ok(series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_is_optional_and_bad_rows_are_located() {
+        let path = Path::new("x.csv");
+        let s = read_csv("2014-01-01 00:00:00,3\n", path, "x").unwrap();
+        assert_eq!(s.values, [3.0]);
+        let e = read_csv("timestamp,value\n2014-01-01 00:00:00,oops\n", path, "x").unwrap_err();
+        assert!(e.to_string().contains("x.csv:2"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(text in "\\PC{0,200}") {
+            let _ = read_csv(&text, Path::new("p.csv"), "p");
+        }
+    }
+}

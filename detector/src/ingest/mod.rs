@@ -1,0 +1,168 @@
+//! Ingest: reads history into [`Series`] from files.
+//!
+//! Formats: `timestamp,value` CSV (NAB's layout), a Prometheus `query_range` JSON
+//! response, and Prometheus text exposition with timestamps. A directory is searched
+//! recursively; each series is named by its path relative to the root (without `.csv`),
+//! so NAB's `<category>/<file>` names survive into the results.
+
+mod csv;
+mod prometheus;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::series::Series;
+
+pub use self::csv::read_csv;
+pub use self::prometheus::{read_query_range, read_text_exposition};
+
+/// Errors from reading history files.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: not a Prometheus query_range response: {reason}")]
+    QueryRange { path: PathBuf, reason: String },
+    #[error("no series found under {path}")]
+    Empty { path: PathBuf },
+}
+
+fn read_to_string(path: &Path) -> Result<String, IngestError> {
+    std::fs::read_to_string(path).map_err(|source| IngestError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), IngestError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries {
+        let path = entry
+            .map_err(|source| IngestError::Io {
+                path: dir.to_owned(),
+                source,
+            })?
+            .path();
+        if path.is_dir() {
+            collect_files(&path, files)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("csv" | "json" | "prom" | "txt")
+        ) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one file, choosing the format from its content: `{` starts a `query_range`
+/// response, a line of `name value timestamp` is text exposition, anything else is CSV.
+/// `name` names the series (CSV) or prefixes the series found in the file.
+pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
+    let text = read_to_string(path)?;
+    let first_line = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .unwrap_or("");
+    if text.trim_start().starts_with('{') {
+        read_query_range(&text, path, name)
+    } else if !first_line.contains(',') && first_line.split_whitespace().count() >= 2 {
+        read_text_exposition(&text, path, name)
+    } else {
+        read_csv(&text, path, name).map(|series| vec![series])
+    }
+}
+
+/// Reads a file or every supported file under a directory, in a stable (sorted) order.
+/// Series are named by their path relative to the directory (for a single file: relative
+/// to its folder's parent), without extension.
+pub fn read_path(path: &Path) -> Result<Vec<Series>, IngestError> {
+    let mut files = Vec::new();
+    let root = if path.is_dir() {
+        collect_files(path, &mut files)?;
+        path.to_owned()
+    } else {
+        // A single file keeps its folder in its name, as in NAB's `<category>/<file>`, so
+        // label files keyed that way still apply.
+        files.push(path.to_owned());
+        path.parent()
+            .and_then(Path::parent)
+            .map(Path::to_owned)
+            .unwrap_or_default()
+    };
+    files.sort();
+    let mut series = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&root).unwrap_or(file).with_extension("");
+        let name = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        series.extend(read_file(file, &name)?);
+    }
+    if series.is_empty() {
+        return Err(IngestError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_directory_tree_with_relative_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cat")).unwrap();
+        std::fs::write(
+            dir.path().join("cat/a.csv"),
+            "timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2.5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.prom"),
+            "# TYPE up gauge\nup{job=\"x\"} 1 1000\nup{job=\"x\"} 0 2000\n",
+        )
+        .unwrap();
+        let series = read_path(dir.path()).unwrap();
+        let names: Vec<_> = series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b/up{job=\"x\"}", "cat/a"]);
+        assert_eq!(series[1].values, [1.0, 2.5]);
+        assert_eq!(series[0].timestamps_ms, [1000, 2000]);
+    }
+
+    #[test]
+    fn a_single_file_is_named_with_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cat")).unwrap();
+        let file = dir.path().join("cat/a.csv");
+        std::fs::write(&file, "2014-01-01 00:00:00,1\n").unwrap();
+        assert_eq!(read_path(&file).unwrap()[0].name, "cat/a");
+    }
+
+    #[test]
+    fn empty_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_path(dir.path()),
+            Err(IngestError::Empty { .. })
+        ));
+    }
+}

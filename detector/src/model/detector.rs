@@ -1,0 +1,519 @@
+//! One detector per series: the baseline, the isolation forest over recent feature
+//! vectors, their combination, the likelihood and the early warning, driven point by
+//! point. The live detector and `omen backtest` both call [`SeriesDetector::update`]; that
+//! is what makes a backtest replay the live path.
+
+use std::collections::VecDeque;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
+use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
+use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
+use super::likelihood::{AnomalyLikelihood, LikelihoodConfig};
+use linfa::prelude::ParamGuard;
+
+/// Errors from building a detector.
+#[derive(Debug, Error)]
+pub enum DetectorError {
+    #[error("baseline: {0}")]
+    Baseline(#[from] BaselineError),
+    #[error("forest: {0}")]
+    Forest(#[from] IsolationForestError),
+    #[error("{field} must be at least {min}")]
+    TooSmall { field: &'static str, min: usize },
+}
+
+/// Which models feed the anomaly score (all of them by default; the others are for
+/// ablation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Models {
+    #[default]
+    Combined,
+    BaselineOnly,
+    ForestOnly,
+}
+
+/// A variance-stabilising transform applied to values before the baseline sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    #[default]
+    None,
+    /// `sign(x) sqrt(|x|)`: counts (Poisson-like noise) get a steady scale.
+    Sqrt,
+    /// `sign(x) ln(1 + |x|)`.
+    Log,
+    /// [`Sqrt`](Self::Sqrt) for counts (non-negative integers with a median up to
+    /// [`SMALL_COUNT_MEDIAN`]), where Poisson-like noise grows with the level;
+    /// [`None`](Self::None) otherwise. Decided on the first points of the series.
+    Auto,
+}
+
+/// Counts with a median above this are large enough for their noise to look Gaussian.
+pub const SMALL_COUNT_MEDIAN: f64 = 1000.0;
+
+impl Transform {
+    /// The transform to use for a series that started with `values`.
+    pub fn choose(self, values: &[f64]) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let counts = !finite.is_empty() && finite.iter().all(|&v| v >= 0.0 && v.fract() == 0.0);
+        if !counts {
+            return Self::None;
+        }
+        let mut sorted = finite;
+        sorted.sort_by(f64::total_cmp);
+        if sorted[sorted.len() / 2] <= SMALL_COUNT_MEDIAN {
+            Self::Sqrt
+        } else {
+            Self::None
+        }
+    }
+
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Self::None | Self::Auto => x,
+            Self::Sqrt => x.signum() * x.abs().sqrt(),
+            Self::Log => x.signum() * x.abs().ln_1p(),
+        }
+    }
+
+    pub fn invert(self, y: f64) -> f64 {
+        match self {
+            Self::None | Self::Auto => y,
+            Self::Sqrt => y.signum() * y * y,
+            Self::Log => y.signum() * y.abs().exp_m1(),
+        }
+    }
+}
+
+/// Isolation forest settings for online use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineForestConfig {
+    pub trees: usize,
+    pub subsample: usize,
+    pub max_depth: usize,
+    /// Recent feature vectors kept to refit on.
+    pub window: usize,
+    /// Refit every this many points.
+    pub refit_every: usize,
+    pub seed: u64,
+    /// See [`IsolationForestParams::isolate_out_of_range`].
+    pub isolate_out_of_range: bool,
+    /// Forest scores up to this count as no surprise; the rest is rescaled to [0, 1].
+    pub score_floor: f64,
+}
+
+impl Default for OnlineForestConfig {
+    fn default() -> Self {
+        Self {
+            trees: 24,
+            subsample: 64,
+            max_depth: 6,
+            window: 256,
+            refit_every: 256,
+            seed: 42,
+            isolate_out_of_range: false,
+            score_floor: 0.65,
+        }
+    }
+}
+
+/// Everything a [`SeriesDetector`] needs: one set of defaults for every series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    pub models: Models,
+    pub transform: Transform,
+    pub baseline: BaselineConfig,
+    pub forest: OnlineForestConfig,
+    pub likelihood: LikelihoodConfig,
+    pub forecast: ForecastConfig,
+    /// After an alarm (a likelihood at or above `alarm_level`), scores are capped below
+    /// that level for this many points: one alarm when an incident starts, not a page per
+    /// point. NAB, like a pager, counts only the first detection of an incident.
+    pub suppress_points: usize,
+    pub alarm_level: f64,
+    /// Points the baseline learns before its surprise feeds the likelihood.
+    pub warmup_points: usize,
+    /// `|z|` at which the baseline's raw surprise reaches 1.
+    pub z_saturation: f64,
+    /// Weight of the forest in the combined raw surprise (the baseline has the rest).
+    pub forest_weight: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            models: Models::Combined,
+            transform: Transform::Auto,
+            baseline: BaselineConfig::default(),
+            forest: OnlineForestConfig::default(),
+            likelihood: LikelihoodConfig::default(),
+            forecast: ForecastConfig::default(),
+            suppress_points: 200,
+            alarm_level: 0.5,
+            warmup_points: 100,
+            z_saturation: 12.0,
+            forest_weight: 0.25,
+        }
+    }
+}
+
+/// What the detector says about one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    /// The anomaly score to alert on, in [0, 1].
+    pub score: f64,
+    /// The likelihood before alarm suppression, in [0, 1].
+    pub likelihood: f64,
+    /// Raw surprise fed to the likelihood, in [0, 1].
+    pub raw: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// Distance from the expectation in scales.
+    pub z: f64,
+    /// Isolation forest score in [0, 1] (0.5 before the first fit).
+    pub forest: f64,
+    pub warning: Option<Warning>,
+}
+
+impl Score {
+    /// A point scored before the detector has learnt anything.
+    fn quiet(value: f64) -> Self {
+        Self {
+            score: 0.0,
+            likelihood: 0.0,
+            raw: 0.0,
+            expected: value,
+            lower: value,
+            upper: value,
+            z: 0.0,
+            forest: 0.5,
+            warning: None,
+        }
+    }
+}
+
+const FEATURES: usize = 4;
+/// Points seen before the transform is chosen (and scored as quiet).
+const TRANSFORM_DECISION_POINTS: usize = 64;
+/// Suppressed scores stay below this fraction of the alarm level.
+const SUPPRESSED: f64 = 0.99;
+const RECENT: usize = 8;
+
+/// The running detector of one series. Serialisable: the forest is not stored but refitted
+/// from the stored feature window (same seed, same forest) on the first update after a
+/// restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesDetector {
+    config: DetectorConfig,
+    baseline: SeasonalBaseline,
+    likelihood: AnomalyLikelihood,
+    recent_z: VecDeque<f32>,
+    features: VecDeque<[f32; FEATURES]>,
+    #[serde(skip)]
+    forest: Option<IsolationForest>,
+    since_fit: usize,
+    fitted_once: bool,
+    /// Points since the last alarm.
+    since_alarm: usize,
+    /// The transform in use, once chosen; the points before that wait in `pending`.
+    transform: Option<Transform>,
+    pending: Vec<(i64, f64)>,
+    drift: ResidualDrift,
+}
+
+impl SeriesDetector {
+    /// Builds a detector, validating the configuration.
+    pub fn new(config: DetectorConfig) -> Result<Self, DetectorError> {
+        let baseline = SeasonalBaseline::new(config.baseline.clone())?;
+        IsolationForestParams::new()
+            .trees(config.forest.trees)
+            .subsample(config.forest.subsample)
+            .max_depth(config.forest.max_depth)
+            .check()?;
+        if config.forest.window < 2 {
+            return Err(DetectorError::TooSmall {
+                field: "forest.window",
+                min: 2,
+            });
+        }
+        Ok(Self {
+            likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
+            baseline,
+            recent_z: VecDeque::with_capacity(RECENT + 1),
+            features: VecDeque::with_capacity(config.forest.window + config.forest.refit_every + 1),
+            forest: None,
+            since_fit: 0,
+            fitted_once: false,
+            since_alarm: usize::MAX,
+            transform: None,
+            pending: Vec::new(),
+            drift: ResidualDrift::default(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    pub fn baseline(&self) -> &SeasonalBaseline {
+        &self.baseline
+    }
+
+    /// Bytes of online state: the detector itself and what it holds on the heap.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.heap_bytes()
+    }
+
+    /// Scale-free features of the recent surprise: the point's z, its change, and the
+    /// mean and spread of z over the last [`RECENT`] points.
+    fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
+        let z = z.clamp(-50.0, 50.0) as f32;
+        let previous = self.recent_z.back().copied().unwrap_or(z);
+        self.recent_z.push_back(z);
+        if self.recent_z.len() > RECENT {
+            self.recent_z.pop_front();
+        }
+        let n = self.recent_z.len() as f32;
+        let mean = self.recent_z.iter().sum::<f32>() / n;
+        let variance = self
+            .recent_z
+            .iter()
+            .map(|v| (v - mean).powi(2))
+            .sum::<f32>()
+            / n;
+        [z, z - previous, mean, variance.sqrt()]
+    }
+
+    /// Fits the forest on the `window` feature rows that end `since_fit` rows before the
+    /// newest: the rows of the last scheduled fit, so a restored snapshot rebuilds the
+    /// very forest it was taken with.
+    fn fit_forest(&mut self) {
+        let end = self.features.len().saturating_sub(self.since_fit);
+        let start = end.saturating_sub(self.config.forest.window);
+        let mut records = Array2::zeros((end - start, FEATURES));
+        for (i, row) in self.features.range(start..end).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                records[[i, j]] = f64::from(v);
+            }
+        }
+        let params = IsolationForestParams::new()
+            .trees(self.config.forest.trees)
+            .subsample(self.config.forest.subsample)
+            .max_depth(self.config.forest.max_depth)
+            .seed(self.config.forest.seed)
+            .isolate_out_of_range(self.config.forest.isolate_out_of_range);
+        // Parameters were checked in `new` and features are finite (clamped): a failure
+        // here can only be too few rows, and then there is no forest yet.
+        self.forest = params
+            .check()
+            .ok()
+            .and_then(|p| p.fit_records(records.view()).ok());
+        self.fitted_once = true;
+    }
+
+    /// Scores the point at `timestamp_ms` from what came before, then learns it.
+    pub fn update(&mut self, timestamp_ms: i64, value: f64) -> Score {
+        if self.transform.is_none() {
+            self.pending.push((timestamp_ms, value));
+            if self.pending.len() < TRANSFORM_DECISION_POINTS {
+                return Score::quiet(value);
+            }
+            let values: Vec<f64> = self.pending.iter().map(|&(_, v)| v).collect();
+            self.transform = Some(self.config.transform.choose(&values));
+            // Replay the buffered points; their scores were already given (as quiet).
+            let mut score = Score::quiet(value);
+            for (t, v) in std::mem::take(&mut self.pending) {
+                score = self.learn_and_score(t, v);
+            }
+            return score;
+        }
+        self.learn_and_score(timestamp_ms, value)
+    }
+
+    fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
+        let transform = self.transform.unwrap_or_default();
+        let point = self.baseline.update(timestamp_ms, transform.apply(value));
+        let features = self.feature_vector(point.z);
+
+        // In the baseline-only ablation the forest is never fitted, so its cost is not
+        // counted either.
+        if self.config.models != Models::BaselineOnly {
+            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
+                self.since_fit = 0;
+                self.fit_forest();
+            } else if self.forest.is_none() && self.fitted_once {
+                self.fit_forest(); // restored from a snapshot
+            }
+        }
+        let forest_score = match &self.forest {
+            Some(forest) => {
+                let row = features.map(f64::from);
+                forest.score_slice(&row)
+            }
+            None => 0.5,
+        };
+        self.features.push_back(features);
+        if self.features.len() > self.config.forest.window + self.config.forest.refit_every {
+            self.features.pop_front();
+        }
+        self.since_fit += 1;
+
+        let baseline_raw = (point.z.abs() / self.config.z_saturation).min(1.0);
+        let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
+        let forest_raw = ((forest_score - floor) / (1.0 - floor)).clamp(0.0, 1.0);
+        let raw = match self.config.models {
+            Models::Combined => {
+                let w = self.config.forest_weight.clamp(0.0, 1.0);
+                (1.0 - w) * baseline_raw + w * forest_raw
+            }
+            Models::BaselineOnly => baseline_raw,
+            Models::ForestOnly => forest_raw,
+        };
+        // The baseline's first points are too rough to teach the likelihood what is normal.
+        let likelihood = if self.baseline.seen() < self.config.warmup_points as u64 {
+            0.0
+        } else {
+            self.likelihood.update(raw)
+        };
+
+        let score = self.suppress(likelihood);
+
+        self.drift.update(point.z * point.scale);
+        let warning = early_warning(
+            &self.baseline,
+            &self.drift,
+            &self.config.forecast,
+            timestamp_ms,
+            point.upper - point.expected,
+            |v| transform.invert(v),
+        );
+        Score {
+            score: score.clamp(0.0, 1.0),
+            likelihood,
+            raw,
+            expected: transform.invert(point.expected),
+            lower: transform.invert(point.lower),
+            upper: transform.invert(point.upper),
+            z: point.z,
+            forest: forest_score,
+            warning,
+        }
+    }
+
+    /// An alarm is a likelihood at or above `alarm_level`; for `suppress_points` after
+    /// one, scores are capped just below that level.
+    fn suppress(&mut self, likelihood: f64) -> f64 {
+        if self.since_alarm < self.config.suppress_points {
+            self.since_alarm += 1;
+            return likelihood.min(SUPPRESSED * self.config.alarm_level);
+        }
+        if likelihood >= self.config.alarm_level {
+            self.since_alarm = 0;
+        }
+        likelihood
+    }
+
+    /// Bytes this detector holds on the heap, the fitted forest included.
+    pub fn heap_bytes(&self) -> usize {
+        self.baseline.heap_bytes()
+            + self.likelihood.heap_bytes()
+            + self.recent_z.capacity() * 4
+            + self.pending.capacity() * 16
+            + self.features.capacity() * FEATURES * 4
+            + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn wave(i: i64) -> f64 {
+        10.0 + (i as f64 / 20.0).sin() + 0.1 * ((i * 37 % 11) as f64)
+    }
+
+    #[test]
+    fn a_restored_snapshot_scores_exactly_like_the_original() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let snapshot = serde_json::to_string(&detector).unwrap();
+        let mut restored: SeriesDetector = serde_json::from_str(&snapshot).unwrap();
+        for i in 1300..2000 {
+            let value = if i == 1500 { 50.0 } else { wave(i) };
+            let a = detector.update(i * 60_000, value);
+            let b = restored.update(i * 60_000, value);
+            assert_eq!(a.score.to_bits(), b.score.to_bits(), "point {i}");
+            assert_eq!(a.forest.to_bits(), b.forest.to_bits(), "point {i}");
+        }
+    }
+
+    #[test]
+    fn a_spike_after_a_calm_stretch_raises_an_alarm() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut calm_max: f64 = 0.0;
+        for i in 0..1500 {
+            let s = detector.update(i * 60_000, wave(i));
+            if i > 800 {
+                calm_max = calm_max.max(s.score);
+            }
+        }
+        let spike = (1500..1510)
+            .map(|i| detector.update(i * 60_000, wave(i) + 30.0).score)
+            .fold(0.0, f64::max);
+        assert!(spike >= detector.config().alarm_level, "{spike}");
+        assert!(spike > calm_max, "{spike} vs {calm_max}");
+    }
+
+    #[test]
+    fn state_of_a_one_minute_daily_series_fits_in_64_kib() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut largest = 0;
+        for i in 0..5 * 1440i64 {
+            let minute_of_day = (i % 1440) as f64;
+            let value = 100.0
+                + 50.0 * (minute_of_day / 1440.0 * std::f64::consts::TAU).sin()
+                + ((i * 7919) % 100) as f64 / 50.0;
+            detector.update(i * 60_000, value);
+            largest = largest.max(detector.state_bytes());
+        }
+        assert_eq!(detector.baseline().period_ms(), Some(86_400_000));
+        assert!(largest <= 64 * 1024, "{largest} bytes");
+        println!(
+            "largest state {largest} bytes, final {}",
+            detector.state_bytes()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn scores_are_finite_and_in_unit_interval(
+            values in proptest::collection::vec(proptest::num::f64::ANY, 1..600),
+            gaps in proptest::collection::vec(-5_000i64..600_000, 1..600),
+        ) {
+            let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+            let mut t = 0i64;
+            for (i, v) in values.iter().enumerate() {
+                t += gaps[i % gaps.len()];
+                let s = detector.update(t, *v);
+                prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score));
+                prop_assert!(s.likelihood.is_finite() && s.raw.is_finite());
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! Isolation forest (Liu, Ting and Zhou, 2008) as a linfa algorithm on ndarray.
+//!
+//! `IsolationForestParams` (unchecked builder) → `.check()` → `IsolationForestValidParams`
+//! → `.fit(&dataset)` → [`IsolationForest`], which scores one row or many in [0, 1]:
+//! `s(x) = 2^(-E[h(x)] / c(ψ))`, where `h` is the path length to isolate `x` (plus `c` of
+//! the leaf's size) and `ψ` the subsample size. Any number of features. Deterministic for
+//! a seed: the same data and seed give the same forest, bit for bit.
+
+use linfa::dataset::{DatasetBase, Records};
+use linfa::param_guard::ParamGuard;
+use linfa::traits::Fit;
+use ndarray::{ArrayBase, ArrayView1, ArrayView2, Data, Ix2};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors from checking parameters or fitting.
+#[derive(Debug, Error)]
+pub enum IsolationForestError {
+    #[error("trees must be at least 1")]
+    NoTrees,
+    #[error("subsample must be at least 2, got {0}")]
+    SubsampleTooSmall(usize),
+    #[error("max_depth must be between 1 and 64, got {0}")]
+    InvalidDepth(usize),
+    #[error("need at least 2 rows and 1 feature to fit, got {rows}x{features}")]
+    NotEnoughData { rows: usize, features: usize },
+    #[error("row {row}, feature {feature} is not finite")]
+    NonFinite { row: usize, feature: usize },
+    #[error(transparent)]
+    Linfa(#[from] linfa::Error),
+}
+
+/// The checked hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForestValidParams {
+    trees: usize,
+    subsample: usize,
+    max_depth: Option<usize>,
+    seed: u64,
+    isolate_out_of_range: bool,
+}
+
+/// The unchecked builder: trees 100, subsample 256, depth `ceil(log2 ψ)`, seed 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForestParams(IsolationForestValidParams);
+
+impl Default for IsolationForestParams {
+    fn default() -> Self {
+        Self(IsolationForestValidParams {
+            trees: 100,
+            subsample: 256,
+            max_depth: None,
+            seed: 0,
+            isolate_out_of_range: true,
+        })
+    }
+}
+
+impl IsolationForestParams {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn trees(mut self, trees: usize) -> Self {
+        self.0.trees = trees;
+        self
+    }
+
+    /// Rows drawn (without replacement) for each tree; fewer when the data has fewer.
+    pub fn subsample(mut self, subsample: usize) -> Self {
+        self.0.subsample = subsample;
+        self
+    }
+
+    /// Height limit; by default `ceil(log2 ψ)`, the paper's choice.
+    pub fn max_depth(mut self, max_depth: usize) -> Self {
+        self.0.max_depth = Some(max_depth);
+        self
+    }
+
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+
+    /// Whether a point outside the range a split's rows spanned is isolated at that
+    /// split (default) or follows the split like any other (the original algorithm).
+    pub fn isolate_out_of_range(mut self, isolate: bool) -> Self {
+        self.0.isolate_out_of_range = isolate;
+        self
+    }
+}
+
+impl ParamGuard for IsolationForestParams {
+    type Checked = IsolationForestValidParams;
+    type Error = IsolationForestError;
+
+    fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
+        let p = &self.0;
+        if p.trees == 0 {
+            return Err(IsolationForestError::NoTrees);
+        }
+        if p.subsample < 2 {
+            return Err(IsolationForestError::SubsampleTooSmall(p.subsample));
+        }
+        if let Some(depth) = p.max_depth {
+            if !(1..=64).contains(&depth) {
+                return Err(IsolationForestError::InvalidDepth(depth));
+            }
+        }
+        Ok(p)
+    }
+
+    fn check(self) -> Result<Self::Checked, Self::Error> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// Average path length of an unsuccessful search in a binary search tree of `n` nodes.
+pub fn average_path_length(n: usize) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// A node in preorder: a split's left child follows it, `right` indexes its right child.
+/// A leaf (`feature == LEAF`) holds in `value` its depth plus `c(size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Node {
+    feature: u32,
+    right: u32,
+    value: f64,
+}
+
+/// Kept per node only when out-of-range points are isolated: the range `[low, high]` a
+/// split's rows spanned on its feature and the node's depth. A point outside the range is
+/// isolated there (path length = the depth, as for a leaf of one row), so a point beyond
+/// everything seen in training scores above every training row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Bounds {
+    low: f64,
+    high: f64,
+    depth: f64,
+}
+
+const LEAF: u32 = u32::MAX;
+
+/// A fitted forest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForest {
+    nodes: Vec<Node>,
+    /// Parallel to `nodes` when out-of-range points are isolated, else empty.
+    bounds: Vec<Bounds>,
+    roots: Vec<u32>,
+    features: usize,
+    normaliser: f64,
+}
+
+struct Builder {
+    /// The training rows, column by column (contiguous per feature).
+    columns: Vec<f64>,
+    rows: usize,
+    features: usize,
+    rng: Xoshiro256PlusPlus,
+    nodes: Vec<Node>,
+    bounds: Option<Vec<Bounds>>,
+    max_depth: usize,
+}
+
+impl Builder {
+    fn push(&mut self, node: Node, low: f64, high: f64, depth: usize) {
+        self.nodes.push(node);
+        if let Some(bounds) = &mut self.bounds {
+            bounds.push(Bounds {
+                low,
+                high,
+                depth: depth as f64,
+            });
+        }
+    }
+
+    fn push_leaf(&mut self, depth: usize, size: usize) {
+        let node = Node {
+            feature: LEAF,
+            right: 0,
+            value: depth as f64 + average_path_length(size),
+        };
+        self.push(node, 0.0, 0.0, depth);
+    }
+
+    fn grow(&mut self, rows: &mut [usize], depth: usize) {
+        if depth >= self.max_depth || rows.len() <= 1 {
+            self.push_leaf(depth, rows.len());
+            return;
+        }
+        let features = self.features;
+        // A random feature that still varies among these rows; a leaf if none does.
+        let first = self.rng.gen_range(0..features);
+        let mut split = None;
+        for offset in 0..features {
+            let feature = (first + offset) % features;
+            let column = &self.columns[feature * self.rows..(feature + 1) * self.rows];
+            let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &row in rows.iter() {
+                low = low.min(column[row]);
+                high = high.max(column[row]);
+            }
+            if low < high {
+                split = Some((feature, low, high));
+                break;
+            }
+        }
+        let Some((feature, low, high)) = split else {
+            self.push_leaf(depth, rows.len());
+            return;
+        };
+        let threshold = self.rng.gen_range(low..high);
+        let column = &self.columns[feature * self.rows..(feature + 1) * self.rows];
+        let mut boundary = 0;
+        for i in 0..rows.len() {
+            if column[rows[i]] < threshold {
+                rows.swap(i, boundary);
+                boundary += 1;
+            }
+        }
+        let index = self.nodes.len();
+        self.push(
+            Node {
+                feature: feature as u32,
+                right: 0,
+                value: threshold,
+            },
+            low,
+            high,
+            depth,
+        );
+        let (left, right) = rows.split_at_mut(boundary);
+        self.grow(left, depth + 1);
+        self.nodes[index].right = self.nodes.len() as u32;
+        self.grow(right, depth + 1);
+    }
+}
+
+impl IsolationForestValidParams {
+    pub fn trees(&self) -> usize {
+        self.trees
+    }
+
+    pub fn subsample(&self) -> usize {
+        self.subsample
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Fits on the rows of `records` (the same as `fit` on a dataset of them).
+    pub fn fit_records(
+        &self,
+        records: ArrayView2<'_, f64>,
+    ) -> Result<IsolationForest, IsolationForestError> {
+        let (rows, features) = records.dim();
+        if rows < 2 || features == 0 {
+            return Err(IsolationForestError::NotEnoughData { rows, features });
+        }
+        if let Some(((row, feature), _)) = records.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(IsolationForestError::NonFinite { row, feature });
+        }
+        let subsample = self.subsample.min(rows);
+        let max_depth = self
+            .max_depth
+            .unwrap_or_else(|| (subsample as f64).log2().ceil() as usize)
+            .max(1);
+        let mut columns = Vec::with_capacity(rows * features);
+        for column in records.columns() {
+            columns.extend(column.iter().copied());
+        }
+        let mut builder = Builder {
+            columns,
+            rows,
+            features,
+            rng: Xoshiro256PlusPlus::seed_from_u64(self.seed),
+            nodes: Vec::with_capacity(self.trees * subsample),
+            bounds: self
+                .isolate_out_of_range
+                .then(|| Vec::with_capacity(self.trees * subsample)),
+            max_depth,
+        };
+        let mut all_rows: Vec<usize> = (0..rows).collect();
+        let mut roots = Vec::with_capacity(self.trees);
+        for _ in 0..self.trees {
+            // Partial Fisher-Yates: the first `subsample` entries become the sample.
+            for i in 0..subsample {
+                let j = builder.rng.gen_range(i..rows);
+                all_rows.swap(i, j);
+            }
+            let mut sample = all_rows[..subsample].to_vec();
+            roots.push(builder.nodes.len() as u32);
+            builder.grow(&mut sample, 0);
+        }
+        builder.nodes.shrink_to_fit();
+        let mut bounds = builder.bounds.unwrap_or_default();
+        bounds.shrink_to_fit();
+        Ok(IsolationForest {
+            nodes: builder.nodes,
+            bounds,
+            roots,
+            features,
+            normaliser: average_path_length(subsample),
+        })
+    }
+}
+
+impl<D, T> Fit<ArrayBase<D, Ix2>, T, IsolationForestError> for IsolationForestValidParams
+where
+    D: Data<Elem = f64>,
+    ArrayBase<D, Ix2>: Records,
+{
+    type Object = IsolationForest;
+
+    fn fit(
+        &self,
+        dataset: &DatasetBase<ArrayBase<D, Ix2>, T>,
+    ) -> Result<IsolationForest, IsolationForestError> {
+        self.fit_records(dataset.records.view())
+    }
+}
+
+impl IsolationForest {
+    /// The number of features a row must have.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Scores one row in [0, 1]: about 0.5 and below for ordinary rows, near 1 for rows
+    /// that isolate quickly. Missing features (a shorter row) count as 0; NaN goes right.
+    pub fn score_row(&self, row: ArrayView1<'_, f64>) -> f64 {
+        match row.as_slice() {
+            Some(slice) => self.score_slice(slice),
+            None => self.score_slice(&row.to_vec()),
+        }
+    }
+
+    /// [`score_row`](Self::score_row) on a slice.
+    pub fn score_slice(&self, row: &[f64]) -> f64 {
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut index = root as usize;
+            loop {
+                let node = self.nodes[index];
+                if node.feature == LEAF {
+                    total += node.value;
+                    break;
+                }
+                let x = row.get(node.feature as usize).copied().unwrap_or(0.0);
+                if let Some(bounds) = self.bounds.get(index) {
+                    if x < bounds.low || x > bounds.high {
+                        total += bounds.depth;
+                        break;
+                    }
+                }
+                index = if x < node.value {
+                    index + 1
+                } else {
+                    node.right as usize
+                };
+            }
+        }
+        if self.normaliser <= 0.0 {
+            return 0.5;
+        }
+        let mean_path = total / self.roots.len() as f64;
+        (-mean_path / self.normaliser).exp2().clamp(0.0, 1.0)
+    }
+
+    /// Scores every row.
+    pub fn score(&self, records: ArrayView2<'_, f64>) -> ndarray::Array1<f64> {
+        records
+            .rows()
+            .into_iter()
+            .map(|row| self.score_row(row))
+            .collect()
+    }
+
+    /// Bytes held by the fitted trees.
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.bounds.capacity() * std::mem::size_of::<Bounds>()
+            + self.roots.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{average_path_length, IsolationForestError, IsolationForestParams};
+    use linfa::prelude::*;
+    use linfa::Dataset;
+    use ndarray::{array, Array2};
+    use proptest::prelude::{prop_assert, prop_assert_eq, proptest, ProptestConfig};
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    fn planted(rows: usize, outliers: usize, seed: u64) -> Array2<f64> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut data = Array2::zeros((rows + outliers, 3));
+        for i in 0..rows {
+            for j in 0..3 {
+                data[[i, j]] = rng.gen_range(-1.0..1.0);
+            }
+        }
+        for i in rows..rows + outliers {
+            for j in 0..3 {
+                data[[i, j]] = if j == i % 3 { 8.0 + i as f64 } else { 0.0 };
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn checks_parameters() {
+        assert!(IsolationForestParams::new().trees(0).check().is_err());
+        assert!(IsolationForestParams::new().subsample(1).check().is_err());
+        assert!(IsolationForestParams::new().max_depth(0).check().is_err());
+        assert!(IsolationForestParams::new().check().is_ok());
+    }
+
+    #[test]
+    fn c_of_n_matches_the_paper() {
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        assert!((average_path_length(256) - 10.244_770_920_658_37).abs() < 1e-9);
+    }
+
+    #[test]
+    fn planted_outliers_rank_on_top() {
+        let data = planted(500, 5, 7);
+        let dataset = Dataset::from(data.clone());
+        let forest = IsolationForestParams::new().seed(3).fit(&dataset).unwrap();
+        let scores = forest.score(data.view());
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let mut top: Vec<usize> = order[..5].to_vec();
+        top.sort_unstable();
+        assert_eq!(top, [500, 501, 502, 503, 504]);
+    }
+
+    #[test]
+    fn rejects_non_finite_training_rows() {
+        let data = array![[1.0, 2.0], [f64::NAN, 1.0]];
+        assert!(matches!(
+            IsolationForestParams::new()
+                .check()
+                .unwrap()
+                .fit_records(data.view()),
+            Err(IsolationForestError::NonFinite { row: 1, feature: 0 })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scores_are_finite_in_unit_interval_and_seeded(
+            values in proptest::collection::vec(-1e9f64..1e9, 8..200),
+            probe in proptest::collection::vec(-1e12f64..1e12, 2),
+            seed in 0u64..1000,
+        ) {
+            let rows = values.len() / 2;
+            let data = Array2::from_shape_vec((rows, 2), values[..rows * 2].to_vec()).unwrap();
+            let params = IsolationForestParams::new().trees(20).subsample(64).seed(seed);
+            let first = params.clone().check().unwrap().fit_records(data.view()).unwrap();
+            let second = params.check().unwrap().fit_records(data.view()).unwrap();
+            prop_assert_eq!(&first, &second);
+            for row in data.rows().into_iter().chain(std::iter::once(ndarray::aview1(&probe))) {
+                let s = first.score_row(row);
+                prop_assert!(s.is_finite() && (0.0..=1.0).contains(&s));
+            }
+        }
+
+        #[test]
+        fn a_far_outlier_scores_above_every_training_row(
+            values in proptest::collection::vec(-100.0f64..100.0, 64..256),
+            seed in 0u64..1000,
+        ) {
+            let rows = values.len() / 2;
+            let data = Array2::from_shape_vec((rows, 2), values[..rows * 2].to_vec()).unwrap();
+            let forest = IsolationForestParams::new().trees(50).seed(seed)
+                .check().unwrap().fit_records(data.view()).unwrap();
+            let outlier = forest.score_slice(&[1e6, -1e6]);
+            for row in data.rows() {
+                prop_assert!(outlier > forest.score_row(row));
+            }
+        }
+    }
+}

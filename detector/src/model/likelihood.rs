@@ -1,0 +1,175 @@
+//! Anomaly likelihood: normalises a raw score against the series' own recent history.
+//!
+//! The short-window mean of raw scores is compared with the distribution (mean and
+//! standard deviation) of that same short mean over a long window; the Gaussian tail
+//! probability says how unusual it is. The result is log-scaled into [0, 1] so that very
+//! unlikely values spread out near 1 and one threshold works across very different series.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// Likelihood hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LikelihoodConfig {
+    /// Points in the short mean of raw scores.
+    pub short_window: usize,
+    /// Points in the long window whose distribution the short mean is compared with.
+    pub long_window: usize,
+    /// No likelihood (score 0) before this many points.
+    pub min_history: usize,
+    /// Floor of the long window's standard deviation.
+    pub min_deviation: f64,
+}
+
+impl Default for LikelihoodConfig {
+    fn default() -> Self {
+        Self {
+            short_window: 10,
+            long_window: 500,
+            min_history: 200,
+            min_deviation: 0.01,
+        }
+    }
+}
+
+/// Complementary error function (Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let polynomial = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let value = t * polynomial.exp();
+    if x >= 0.0 {
+        value
+    } else {
+        2.0 - value
+    }
+}
+
+/// Probability that a standard normal exceeds `x`.
+pub fn normal_tail(x: f64) -> f64 {
+    0.5 * erfc(x / std::f64::consts::SQRT_2)
+}
+
+/// Maps a likelihood in [0, 1] to [0, 1] on a log scale (1 - 1e-10 and above → 1).
+pub fn log_scale(likelihood: f64) -> f64 {
+    ((1.000_000_000_1 - likelihood).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
+}
+
+/// The running likelihood of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyLikelihood {
+    config: LikelihoodConfig,
+    short: VecDeque<f32>,
+    short_sum: f64,
+    long: VecDeque<f32>,
+    long_sum: f64,
+    long_sum_squares: f64,
+    updates_since_resum: usize,
+}
+
+impl AnomalyLikelihood {
+    pub fn new(config: LikelihoodConfig) -> Self {
+        Self {
+            config,
+            short: VecDeque::new(),
+            short_sum: 0.0,
+            long: VecDeque::new(),
+            long_sum: 0.0,
+            long_sum_squares: 0.0,
+            updates_since_resum: 0,
+        }
+    }
+
+    /// Adds a raw score and returns the log-scaled likelihood that the recent raw scores
+    /// are unusual, in [0, 1]. Raw scores are clamped to [0, 1]; non-finite ones count as 0.
+    pub fn update(&mut self, raw: f64) -> f64 {
+        let raw = if raw.is_finite() {
+            raw.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.short.push_back(raw as f32);
+        self.short_sum += raw;
+        if self.short.len() > self.config.short_window.max(1) {
+            self.short_sum -= f64::from(self.short.pop_front().unwrap_or(0.0));
+        }
+        let average = self.short_sum / self.short.len() as f64;
+
+        let result = if self.long.len() >= self.config.min_history.max(2) {
+            let n = self.long.len() as f64;
+            let mean = self.long_sum / n;
+            let variance = (self.long_sum_squares / n - mean * mean).max(0.0);
+            let deviation = variance.sqrt().max(self.config.min_deviation);
+            log_scale(1.0 - normal_tail((average - mean) / deviation))
+        } else {
+            0.0
+        };
+        let stored = f64::from(average as f32);
+        self.long.push_back(stored as f32);
+        self.long_sum += stored;
+        self.long_sum_squares += stored * stored;
+        if self.long.len() > self.config.long_window.max(2) {
+            let old = f64::from(self.long.pop_front().unwrap_or(0.0));
+            self.long_sum -= old;
+            self.long_sum_squares -= old * old;
+        }
+        // Running sums drift with rounding; recompute them now and then.
+        self.updates_since_resum += 1;
+        if self.updates_since_resum >= self.config.long_window.max(1024) {
+            self.updates_since_resum = 0;
+            self.long_sum = self.long.iter().map(|&v| f64::from(v)).sum();
+            self.long_sum_squares = self.long.iter().map(|&v| f64::from(v).powi(2)).sum();
+            self.short_sum = self.short.iter().map(|&v| f64::from(v)).sum();
+        }
+        result
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        (self.short.capacity() + self.long.capacity()) * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tail_matches_known_values() {
+        assert!((normal_tail(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_tail(1.959_963_985) - 0.025).abs() < 1e-7);
+        assert!((normal_tail(-3.0) - 0.998_650_1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_burst_after_calm_is_likely_anomalous() {
+        let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig::default());
+        for i in 0..1000 {
+            let calm = likelihood.update(0.1 + 0.01 * f64::from(i % 7));
+            assert!(calm < 0.5, "{i}: {calm}");
+        }
+        let burst: Vec<f64> = (0..10).map(|_| likelihood.update(0.9)).collect();
+        assert!(burst.iter().any(|&s| s > 0.9), "{burst:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn scores_stay_in_unit_interval(raw in proptest::collection::vec(proptest::num::f64::ANY, 1..400)) {
+            let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig { min_history: 10, ..LikelihoodConfig::default() });
+            for r in raw {
+                let s = likelihood.update(r);
+                prop_assert!(s.is_finite() && (0.0..=1.0).contains(&s));
+            }
+        }
+    }
+}

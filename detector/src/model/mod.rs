@@ -1,0 +1,10 @@
+//! Streaming per-series models. Each is causal (a point's score uses points up to it
+//! only) and serialisable, so the live detector can snapshot and restore it.
+
+pub mod baseline;
+pub mod detector;
+pub mod forecast;
+pub mod iforest;
+pub mod likelihood;
+
+pub use detector::{DetectorConfig, Models, Score, SeriesDetector};

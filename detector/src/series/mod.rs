@@ -1,0 +1,189 @@
+//! In-memory series: the points of one metric in arrival order.
+//!
+//! Timestamps are Unix milliseconds (UTC). The text a timestamp was read from is kept so
+//! that outputs (NAB's results format) reproduce the input exactly, row for row.
+
+use thiserror::Error;
+
+/// Errors from parsing a timestamp.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TimestampError {
+    #[error(
+        "timestamp {text:?} is not `YYYY-MM-DD HH:MM:SS[.fraction]`, RFC 3339 or Unix seconds"
+    )]
+    Unrecognised { text: String },
+}
+
+/// One metric's history, in input order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Identifies the series, e.g. `realTweets/Twitter_volume_IBM` or a Prometheus selector.
+    pub name: String,
+    /// Unix milliseconds, one per point.
+    pub timestamps_ms: Vec<i64>,
+    /// The timestamp as it was written in the input, one per point.
+    pub timestamp_texts: Vec<String>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn push(&mut self, timestamp_ms: i64, timestamp_text: String, value: f64) {
+        self.timestamps_ms.push(timestamp_ms);
+        self.timestamp_texts.push(timestamp_text);
+        self.values.push(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: (year, month, day).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Formats Unix milliseconds as NAB writes timestamps: `YYYY-MM-DD HH:MM:SS`.
+pub fn format_timestamp(timestamp_ms: i64) -> String {
+    let seconds = timestamp_ms.div_euclid(1000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let second_of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+fn digits(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn parse_calendar(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = text.split_once([' ', 'T'])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year = digits(date_parts.next()?)?;
+    let month = digits(date_parts.next()?)?;
+    let day = digits(date_parts.next()?)?;
+    let (time, fraction) = match time.split_once('.') {
+        Some((time, fraction)) => (time, fraction),
+        None => (time, ""),
+    };
+    let mut time_parts = time.splitn(3, ':');
+    let hour = digits(time_parts.next()?)?;
+    let minute = digits(time_parts.next()?)?;
+    let second = match time_parts.next() {
+        Some(second) => digits(second)?,
+        None => 0,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let millis = if fraction.is_empty() {
+        0
+    } else {
+        let padded: String = fraction.chars().chain("000".chars()).take(3).collect();
+        digits(&padded)?
+    };
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB), RFC 3339 in UTC (`T`, optional `Z`) or
+/// Unix seconds (integer or decimal) into Unix milliseconds.
+pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    if let Some(ms) = parse_calendar(text) {
+        return Ok(ms);
+    }
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds.abs() < 1e15 => {
+            Ok((seconds * 1000.0).round() as i64)
+        }
+        _ => Err(TimestampError::Unrecognised {
+            text: text.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_nab_and_window_formats_alike() {
+        let row = parse_timestamp("2014-04-10 07:15:00").unwrap();
+        let window = parse_timestamp("2014-04-10 07:15:00.000000").unwrap();
+        assert_eq!(row, window);
+        assert_eq!(row, 1_397_114_100_000);
+        assert_eq!(parse_timestamp("2014-04-10T07:15:00Z").unwrap(), row);
+        assert_eq!(parse_timestamp("1397114100").unwrap(), row);
+        assert_eq!(parse_timestamp("1397114100.5").unwrap(), row + 500);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for text in [
+            "",
+            "yesterday",
+            "2014-13-01 00:00:00",
+            "2014-01-01 25:00:00",
+            "NaN",
+        ] {
+            assert!(parse_timestamp(text).is_err(), "{text}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(seconds in -2_000_000_000i64..4_000_000_000) {
+            let ms = seconds * 1000;
+            prop_assert_eq!(parse_timestamp(&format_timestamp(ms)).unwrap(), ms);
+        }
+    }
+}

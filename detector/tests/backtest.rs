@@ -1,0 +1,140 @@
+//! `omen backtest` end to end: NAB results files, report and plots, on a small synthetic
+//! set and (when `../shared/nab` is beside the repository) on the NAB development split.
+
+use std::path::{Path, PathBuf};
+
+use omen_detector::backtest::{run, BacktestOptions};
+use omen_detector::model::DetectorConfig;
+
+fn options(data: PathBuf, labels: Option<PathBuf>, out: &Path, plots: bool) -> BacktestOptions {
+    BacktestOptions {
+        data,
+        labels,
+        out: out.to_owned(),
+        name: "omen".to_owned(),
+        config: DetectorConfig::default(),
+        plots,
+        progress: false,
+    }
+}
+
+/// Checks one results file against its input: header, one row per input row in order,
+/// scores finite in [0, 1].
+fn check_results(input: &Path, results: &Path) {
+    let input = std::fs::read_to_string(input).unwrap();
+    let output = std::fs::read_to_string(results).unwrap();
+    let mut lines = output.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+    let input_rows: Vec<&str> = input.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    let output_rows: Vec<&str> = lines.collect();
+    assert_eq!(input_rows.len(), output_rows.len(), "{}", results.display());
+    for (input_row, output_row) in input_rows.iter().zip(&output_rows) {
+        let fields: Vec<&str> = output_row.split(',').collect();
+        let timestamp = input_row.split(',').next().unwrap();
+        assert_eq!(fields[0], timestamp);
+        let score: f64 = fields[2].parse().unwrap();
+        assert!(
+            score.is_finite() && (0.0..=1.0).contains(&score),
+            "{output_row}"
+        );
+        assert!(fields[3] == "0" || fields[3] == "1");
+    }
+}
+
+#[test]
+fn writes_nab_results_report_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("synthetic")).unwrap();
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..3000i64 {
+        let value = 10.0 + (i as f64 / 30.0).sin() + if i == 2500 { 25.0 } else { 0.0 };
+        let seconds = 1_400_000_000 + i * 300;
+        let (day, second) = (seconds / 86_400, seconds % 86_400);
+        // 2014-05-13 is day 16203 since the epoch.
+        let date = format!("2014-05-{:02}", 13 + day - 16_203);
+        let _ = std::fmt::Write::write_fmt(
+            &mut csv,
+            format_args!(
+                "{date} {:02}:{:02}:{:02},{value}\n",
+                second / 3600,
+                second % 3600 / 60,
+                second % 60
+            ),
+        );
+    }
+    let input = data.join("synthetic/wave.csv");
+    std::fs::write(&input, &csv).unwrap();
+    let spike_row = csv
+        .lines()
+        .nth(2501)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let window_end = csv
+        .lines()
+        .nth(2600)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let labels = dir.path().join("windows.json");
+    std::fs::write(
+        &labels,
+        format!(r#"{{"synthetic/wave.csv": [["{spike_row}.000000", "{window_end}.000000"]]}}"#),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = run(&options(data, Some(labels), &out, true)).unwrap();
+
+    check_results(&input, &out.join("omen/synthetic/omen_wave.csv"));
+    assert_eq!(report.windows, 1);
+    assert_eq!(report.profiles.len(), 3);
+    assert_eq!(report.events.as_ref().unwrap().detected, 1);
+    assert!(out.join("omen/report.json").is_file());
+    assert!(out.join("omen/plots/index.html").is_file());
+    assert!(out.join("omen/plots/000.svg").is_file());
+}
+
+#[test]
+fn rejects_a_bad_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = options(dir.path().to_owned(), None, dir.path(), false);
+    bad.name = "../escape".to_owned();
+    assert!(run(&bad).is_err());
+}
+
+#[test]
+fn nab_development_split() {
+    let nab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nab");
+    if !nab.is_dir() {
+        println!("skipped: ../shared/nab not found beside the repository");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&options(
+        nab.join("data"),
+        Some(nab.join("labels/combined_windows.json")),
+        out.path(),
+        false,
+    ))
+    .unwrap();
+    assert_eq!((report.series, report.windows), (42, 79));
+    for entry in [
+        "realKnownCause/nyc_taxi",
+        "artificialNoAnomaly/art_flatline",
+    ] {
+        let (category, file) = entry.split_once('/').unwrap();
+        check_results(
+            &nab.join(format!("data/{entry}.csv")),
+            &out.path().join(format!("omen/{category}/omen_{file}.csv")),
+        );
+    }
+    // A regression guard well below the figure in the crate README.
+    let standard = report.profiles[0].normalised;
+    assert!(standard > 50.0, "standard profile fell to {standard}");
+    println!("{}", report.summary());
+}
