@@ -21,7 +21,7 @@ pub use histogram::HistogramRule;
 pub use matcher::{Event, FieldRef, Matcher};
 pub use pair::{PairOutcome, PairRule, PairSnapshot};
 
-use crate::config::{ConfigError, RuleConfig, RulesConfig};
+use crate::config::{ConditionConfig, ConfigError, RuleConfig, RulesConfig};
 use crate::parse::{FieldNames, Parser, Record};
 use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
 use crate::source::Framing;
@@ -301,12 +301,13 @@ impl RuleSet {
             };
             let rule = match rule_config {
                 RuleConfig::Counter(c) => {
-                    let matcher =
-                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) =
-                        build_labels(&c.labels, &c.static_labels, false, &matcher, &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
+                    let (matcher, labels, label_names) = matcher_and_labels(
+                        (&c.conditions, c.pattern.as_deref()),
+                        (&c.labels, &c.static_labels),
+                        false,
+                        &mut fields,
+                    )
+                    .map_err(|(f, m)| err(&f, m))?;
                     let value = c
                         .value
                         .as_ref()
@@ -323,12 +324,13 @@ impl RuleSet {
                     })
                 }
                 RuleConfig::Gauge(c) => {
-                    let matcher =
-                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) =
-                        build_labels(&c.labels, &c.static_labels, false, &matcher, &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
+                    let (matcher, labels, label_names) = matcher_and_labels(
+                        (&c.conditions, c.pattern.as_deref()),
+                        (&c.labels, &c.static_labels),
+                        false,
+                        &mut fields,
+                    )
+                    .map_err(|(f, m)| err(&f, m))?;
                     let value = value_source(matcher.field(&c.value, &mut fields), c.scale)
                         .map_err(|m| err("scale", m))?;
                     let desc =
@@ -342,12 +344,13 @@ impl RuleSet {
                     })
                 }
                 RuleConfig::Histogram(c) => {
-                    let matcher =
-                        Matcher::build(&c.conditions, c.pattern.as_deref(), "", &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
-                    let (labels, label_names) =
-                        build_labels(&c.labels, &c.static_labels, true, &matcher, &mut fields)
-                            .map_err(|(f, m)| err(&f, m))?;
+                    let (matcher, labels, label_names) = matcher_and_labels(
+                        (&c.conditions, c.pattern.as_deref()),
+                        (&c.labels, &c.static_labels),
+                        true,
+                        &mut fields,
+                    )
+                    .map_err(|(f, m)| err(&f, m))?;
                     let value = value_source(matcher.field(&c.value, &mut fields), c.scale)
                         .map_err(|m| err("scale", m))?;
                     check_buckets(&c.buckets).map_err(|m| err("buckets", m))?;
@@ -490,6 +493,18 @@ impl RuleSet {
             on_result(index, result);
         }
     }
+}
+
+/// The matcher and labels every metric rule has; `histogram` reserves the `le` label.
+fn matcher_and_labels(
+    (conditions, pattern): (&BTreeMap<String, ConditionConfig>, Option<&str>),
+    (labels, statics): (&BTreeMap<String, String>, &BTreeMap<String, String>),
+    histogram: bool,
+    fields: &mut FieldNames,
+) -> Result<(Matcher, Labels, Vec<String>), (String, String)> {
+    let matcher = Matcher::build(conditions, pattern, "", fields)?;
+    let (labels, label_names) = build_labels(labels, statics, histogram, &matcher, fields)?;
+    Ok((matcher, labels, label_names))
 }
 
 fn value_source(field: FieldRef, scale: f64) -> Result<ValueSource, String> {
