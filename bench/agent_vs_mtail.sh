@@ -173,6 +173,5 @@ for label, key, fmt in rows:
     print(f"{label:24}{fmt.format(o[key]):>14}{fmt.format(m[key]):>14}{o[key] / m[key]:>11.2f}x")
 print()
 print("target: lines per CPU-second >= 5x mtail's; peak RSS <= 2x mtail's")
-print("2 cores: not measured. `omen agent test` reads one input in one thread; tailing")
-print("several files on 2 cores needs the live agent (`omen agent`), which has no one-shot mode.")
+print("2 cores, several files: bench/agent_threads.sh")
 PY
