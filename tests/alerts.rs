@@ -1,0 +1,55 @@
+//! The Prometheus rule files in `alerts/` pass `promtool check rules` and their unit tests
+//! (`promtool test rules`). promtool comes from Debian's `prometheus` package, which
+//! `.ci/setup` installs; outside CI the test skips with a message when it is missing.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(common::repo_root().join(dir))
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    found.sort();
+    found
+}
+
+fn promtool_available() -> bool {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI: .ci/setup should have installed Debian's prometheus"
+        );
+        eprintln!("skipping: promtool not installed (apt-get install prometheus)");
+    }
+    found
+}
+
+#[test]
+fn alert_rules_are_valid_and_their_unit_tests_pass() {
+    if !promtool_available() {
+        return;
+    }
+    let rules = files("alerts", ".rules.yml");
+    let tests = files("alerts/tests", ".test.yml");
+    assert!(!rules.is_empty() && !tests.is_empty());
+    for (verb, files) in [("check", &rules), ("test", &tests)] {
+        let output = Command::new("promtool")
+            .args([verb, "rules"])
+            .args(files)
+            .current_dir(common::repo_root())
+            .output()
+            .expect("run promtool");
+        assert!(
+            output.status.success(),
+            "promtool {verb} rules failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            common::stderr(&output)
+        );
+    }
+}
