@@ -4,66 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{http_get, wait_for, ChildGuard};
+use common::{http_get, LiveAgent};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct LiveAgent {
-    process: ChildGuard,
-    addr: SocketAddr,
-}
-
-impl LiveAgent {
-    fn start(rules: &Path, tail: &str, checkpoint: Option<&Path>, port: u16) -> Self {
-        Self::start_with(rules, tail, checkpoint, port, &[])
-    }
-
-    fn start_with(
-        rules: &Path,
-        tail: &str,
-        checkpoint: Option<&Path>,
-        port: u16,
-        extra: &[&str],
-    ) -> Self {
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut command = common::omen();
-        command
-            .args(["agent", "--rules"])
-            .arg(rules)
-            .args(["--tail", tail, "--listen", &addr.to_string()])
-            .args(extra);
-        if let Some(path) = checkpoint {
-            command
-                .arg("--checkpoint")
-                .arg(path)
-                .args(["--checkpoint-interval", "100ms"]);
-        }
-        let process = ChildGuard::spawn(&mut command);
-        wait_for(LIMIT, "the agent to be ready", || {
-            http_get(addr, "/ready").filter(|(status, _)| *status == 200)
-        });
-        Self { process, addr }
-    }
-
-    fn samples(&self) -> BTreeMap<String, f64> {
-        http_get(self.addr, "/metrics")
-            .map(|(_, body)| omen_agent::oneshot::parse_exposition(&body))
-            .unwrap_or_default()
-    }
-
-    fn wait_value(&self, key: &str, want: f64) {
-        wait_for(LIMIT, &format!("{key} == {want}"), || {
-            (self.samples().get(key) == Some(&want)).then_some(())
-        });
-    }
-}
+const LIMIT: Duration = common::LIMIT;
 
 fn delete_line(table: &str, id: usize) -> String {
     format!("2025-07-14T09:00:00.003Z level=warn msg=\"hard-delete\" table={table} id={id} actor=admin\n")

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for anything before failing.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
 pub fn omen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_omen"))
 }
@@ -142,5 +145,56 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An `omen agent` started on 127.0.0.1, ready, killed when dropped.
+pub struct LiveAgent {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+}
+
+impl LiveAgent {
+    pub fn start(rules: &Path, tail: &str, checkpoint: Option<&Path>, port: u16) -> Self {
+        Self::start_with(rules, tail, checkpoint, port, &[])
+    }
+
+    pub fn start_with(
+        rules: &Path,
+        tail: &str,
+        checkpoint: Option<&Path>,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = omen();
+        command
+            .args(["agent", "--rules"])
+            .arg(rules)
+            .args(["--tail", tail, "--listen", &addr.to_string()])
+            .args(extra);
+        if let Some(path) = checkpoint {
+            command
+                .arg("--checkpoint")
+                .arg(path)
+                .args(["--checkpoint-interval", "100ms"]);
+        }
+        let process = ChildGuard::spawn(&mut command);
+        wait_for(LIMIT, "the agent to be ready", || {
+            http_get(addr, "/ready").filter(|(status, _)| *status == 200)
+        });
+        Self { process, addr }
+    }
+
+    pub fn samples(&self) -> BTreeMap<String, f64> {
+        http_get(self.addr, "/metrics")
+            .map(|(_, body)| omen_agent::oneshot::parse_exposition(&body))
+            .unwrap_or_default()
+    }
+
+    pub fn wait_value(&self, key: &str, want: f64) {
+        wait_for(LIMIT, &format!("{key} == {want}"), || {
+            (self.samples().get(key) == Some(&want)).then_some(())
+        });
     }
 }
