@@ -18,21 +18,9 @@ fn files(dir: &str, suffix: &str) -> Vec<PathBuf> {
     found
 }
 
-fn promtool_available() -> bool {
-    let found = Command::new("promtool").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing in CI: .ci/setup should have installed Debian's prometheus"
-        );
-        eprintln!("skipping: promtool not installed (apt-get install prometheus)");
-    }
-    found
-}
-
 #[test]
 fn alert_rules_are_valid_and_their_unit_tests_pass() {
-    if !promtool_available() {
+    if !common::component_available("promtool", "prometheus") {
         return;
     }
     let rules = files("alerts", ".rules.yml");

@@ -14,18 +14,6 @@ use std::time::Duration;
 
 use common::{http_get, wait_for, ChildGuard, LiveAgent};
 
-fn prometheus_available() -> bool {
-    let found = Command::new("prometheus").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus is missing in CI: .ci/setup should have installed it"
-        );
-        eprintln!("skipping: prometheus not installed (apt-get install prometheus)");
-    }
-    found
-}
-
 /// Every `expr` in a dashboard's panels (rows included), with Grafana's variables
 /// substituted.
 fn expressions(dashboard: &serde_json::Value) -> Vec<(String, String)> {
@@ -121,7 +109,7 @@ fn inventory_chunk(step: usize) -> String {
 
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
-    if !prometheus_available() {
+    if !common::component_available("prometheus", "prometheus") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -41,6 +41,20 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Whether a real component (`promtool`, `prometheus`…) is installed. Under CI (where
+/// `.ci/setup` installs them) a missing one fails the test; elsewhere the test skips.
+pub fn component_available(program: &str, package: &str) -> bool {
+    let found = Command::new(program).arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is missing in CI: .ci/setup should have installed Debian's {package}"
+        );
+        eprintln!("skipping: {program} not installed (apt-get install {package})");
+    }
+    found
+}
+
 /// A free port on 127.0.0.1 (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
