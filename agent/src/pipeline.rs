@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
 use crate::parse::{EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
-use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
+use crate::rule::{PairOutcome, PairSnapshot, Preparer, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
 
 struct SelfMetrics {
@@ -277,9 +277,12 @@ impl Pipeline {
         *self.errors.entry((stage, reason)).or_default() += 1;
     }
 
-    /// The parser of the running rules (cloned by threads that parse ahead).
-    pub fn parser(&self) -> &Parser {
-        &self.parser
+    /// What reader threads need to parse and match records for the running rules.
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            parser: self.parser.clone(),
+            plan: self.rules.plan.clone(),
+        }
     }
 
     /// Processes one record's text.
@@ -291,7 +294,7 @@ impl Pipeline {
             Ok(()) => {
                 let record = Record::new(text, &scratch);
                 let time = self.parser.event_time(&record);
-                self.apply(record, time);
+                self.apply(record, time, None);
             }
             Err(error) => *self.errors.entry(("parse", error.reason())).or_default() += 1,
         }
@@ -299,10 +302,10 @@ impl Pipeline {
     }
 
     /// Applies a parsed record to every rule.
-    fn apply(&mut self, record: Record<'_>, event_time: EventTime) {
+    fn apply(&mut self, record: Record<'_>, event_time: EventTime, mask: Option<u128>) {
         let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
         let errors = &mut self.errors;
-        rules.apply_simple(record, registry, |index, result| match result {
+        rules.apply_simple(record, mask, registry, |index, result| match result {
             Ok(true) => matches[index] += 1,
             Ok(false) => {}
             Err(error) => *errors.entry(("rule", error.reason())).or_default() += 1,
@@ -329,7 +332,7 @@ impl Pipeline {
                 continue;
             };
             // Overflow is counted by `omen_agent_pair_overflow_total` at the end of the batch.
-            if pair.apply(record, time, &mut self.registry) != PairOutcome::None {
+            if pair.apply(record, mask, time, &mut self.registry) != PairOutcome::None {
                 self.rule_matches[rule_index] += 1;
             }
         }
@@ -419,7 +422,7 @@ impl RecordSink for Pipeline {
                 self.error("read", "invalid_utf8");
             }
             match record.parsed {
-                Ok((fields, time)) => self.apply(fields, time),
+                Ok((fields, time)) => self.apply(fields, time, record.mask),
                 Err(error) => self.error("parse", error.reason()),
             }
         }

@@ -458,11 +458,11 @@ impl Worker {
 /// Polls every source once into the pipeline, as one batch; returns the bytes read.
 fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], threads: usize) -> u64 {
     pipeline.begin_batch();
-    let parser = (threads > 1).then(|| pipeline.parser().clone());
+    let preparer = (threads > 1).then(|| pipeline.preparer());
     let mut read = 0;
     for source in sources.iter_mut() {
-        read += match &parser {
-            Some(parser) => source.poll_parallel(pipeline, parser, threads),
+        read += match &preparer {
+            Some(preparer) => source.poll_parallel(pipeline, preparer, threads),
             None => source.poll(pipeline),
         };
     }

@@ -12,6 +12,7 @@ struct Item {
     side: (u32, u32),
     spans_start: u32,
     outcome: Result<EventTime, ParseError>,
+    mask: Option<u128>,
     truncated: bool,
     invalid_utf8: bool,
 }
@@ -31,6 +32,8 @@ pub struct ParsedBatch {
 pub struct ParsedRecord<'b> {
     /// The fields and event time, or why the record did not parse.
     pub parsed: Result<(Record<'b>, EventTime), ParseError>,
+    /// Which of the rules' matchers matched, when the reader computed it.
+    pub mask: Option<u128>,
     pub truncated: bool,
     pub invalid_utf8: bool,
 }
@@ -52,15 +55,26 @@ impl ParsedBatch {
         self.items.clear();
     }
 
-    /// Decodes and parses one record, appending it to the batch.
-    pub fn push(&mut self, parser: &Parser, scratch: &mut Scratch, bytes: &[u8], truncated: bool) {
+    /// Decodes and parses one record, appending it to the batch with the mask `matcher`
+    /// computes from its fields.
+    pub fn push(
+        &mut self,
+        parser: &Parser,
+        scratch: &mut Scratch,
+        bytes: &[u8],
+        truncated: bool,
+        matcher: impl FnOnce(Record<'_>) -> Option<u128>,
+    ) {
         let (text, invalid_utf8) = match std::str::from_utf8(bytes) {
             Ok(text) => (Cow::Borrowed(text), false),
             Err(_) => (String::from_utf8_lossy(bytes), true),
         };
-        let outcome = parser
-            .parse(&text, scratch)
-            .map(|()| parser.event_time(&Record::new(&text, scratch)));
+        let mut mask = None;
+        let outcome = parser.parse(&text, scratch).map(|()| {
+            let record = Record::new(&text, scratch);
+            mask = matcher(record);
+            parser.event_time(&record)
+        });
         let text_start = self.text.len();
         self.text.push_str(&text);
         let side_start = self.side.len();
@@ -75,6 +89,7 @@ impl ParsedBatch {
             side: (side_start as u32, self.side.len() as u32),
             spans_start: spans_start as u32,
             outcome,
+            mask,
             truncated,
             invalid_utf8,
         });
@@ -93,6 +108,7 @@ impl ParsedBatch {
                 parsed: item
                     .outcome
                     .map(|time| (Record::from_parts(raw, spans, side), time)),
+                mask: item.mask,
                 truncated: item.truncated,
                 invalid_utf8: item.invalid_utf8,
             }
@@ -127,7 +143,7 @@ mod tests {
             b"msg=plain t=3",
         ];
         for (i, line) in lines.iter().enumerate() {
-            batch.push(&parser, &mut scratch, line, i == 2);
+            batch.push(&parser, &mut scratch, line, i == 2, |_| None);
         }
         let got: Vec<(Option<String>, EventTime, bool, bool)> = batch
             .records()

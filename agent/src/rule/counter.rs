@@ -13,8 +13,13 @@ pub struct CounterRule {
 }
 
 impl CounterRule {
-    pub fn apply(&self, record: Record<'_>, registry: &mut Registry) -> Result<bool, ApplyError> {
-        let Some(event) = self.matcher.matches(record) else {
+    pub fn apply(
+        &self,
+        record: Record<'_>,
+        mask: Option<u128>,
+        registry: &mut Registry,
+    ) -> Result<bool, ApplyError> {
+        let Some(event) = self.matcher.matches_with(record, mask) else {
             return Ok(false);
         };
         let by = match &self.value {

@@ -67,6 +67,38 @@ impl<'a> Event<'a> {
 pub struct Matcher {
     conditions: Vec<Condition>,
     pattern: Option<Regex>,
+    /// This matcher's bit in a [`MatchPlan`] mask, when it has one.
+    pub(super) bit: Option<u32>,
+}
+
+/// Every matcher of a rule set in bit order, so reader threads can evaluate them ahead of
+/// the pipeline thread: bit `i` of a record's mask says whether matcher `i` matched.
+#[derive(Debug, Clone, Default)]
+pub struct MatchPlan {
+    matchers: Vec<Matcher>,
+}
+
+impl MatchPlan {
+    /// At most 128 matchers fit a mask; a larger rule set is matched on the pipeline
+    /// thread only.
+    pub const MAX: usize = 128;
+
+    pub(super) fn new(matchers: Vec<Matcher>) -> Self {
+        Self { matchers }
+    }
+
+    pub fn mask(&self, record: Record<'_>) -> Option<u128> {
+        if self.matchers.is_empty() {
+            return None;
+        }
+        let mut mask = 0u128;
+        for (bit, matcher) in self.matchers.iter().enumerate() {
+            if matcher.matches(record).is_some() {
+                mask |= 1 << bit;
+            }
+        }
+        Some(mask)
+    }
 }
 
 impl Matcher {
@@ -84,6 +116,7 @@ impl Matcher {
         let mut matcher = Self {
             conditions: Vec::new(),
             pattern,
+            bit: None,
         };
         for (field, config) in conditions {
             let place = format!("{prefix}match.{field}");
@@ -111,6 +144,20 @@ impl Matcher {
             name: name.to_owned(),
             slot: fields.slot(name),
             capture,
+        }
+    }
+
+    /// Like [`matches`](Self::matches), with the record's mask from a [`MatchPlan`] when
+    /// reader threads computed one: a clear bit is a miss without any work, a set bit
+    /// needs work only to capture the pattern's groups.
+    pub fn matches_with<'a>(&self, record: Record<'a>, mask: Option<u128>) -> Option<Event<'a>> {
+        match (mask, self.bit) {
+            (Some(mask), Some(bit)) if mask & (1 << bit) == 0 => None,
+            (Some(_), Some(_)) if self.pattern.is_none() => Some(Event {
+                record,
+                captures: None,
+            }),
+            _ => self.matches(record),
         }
     }
 

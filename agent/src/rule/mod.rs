@@ -18,13 +18,36 @@ use std::path::Path;
 pub use counter::CounterRule;
 pub use gauge::GaugeRule;
 pub use histogram::HistogramRule;
-pub use matcher::{Event, FieldRef, Matcher};
+pub use matcher::{Event, FieldRef, MatchPlan, Matcher};
 pub use pair::{PairOutcome, PairRule, PairSnapshot};
 
 use crate::config::{ConditionConfig, ConfigError, RuleConfig, RulesConfig};
-use crate::parse::{FieldNames, Parser, Record};
+use crate::parse::{FieldNames, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
 use crate::source::Framing;
+
+/// What reader threads need to prepare records for a rule set off the pipeline thread:
+/// its parser and its matchers.
+#[derive(Debug, Clone)]
+pub struct Preparer {
+    pub parser: Parser,
+    pub plan: MatchPlan,
+}
+
+impl Preparer {
+    /// Decodes, parses and matches one record into a batch.
+    pub fn push(
+        &self,
+        batch: &mut ParsedBatch,
+        scratch: &mut Scratch,
+        bytes: &[u8],
+        truncated: bool,
+    ) {
+        batch.push(&self.parser, scratch, bytes, truncated, |record| {
+            self.plan.mask(record)
+        });
+    }
+}
 
 /// Prefix reserved for the agent's own metrics.
 pub const SELF_METRIC_PREFIX: &str = "omen_agent_";
@@ -165,6 +188,8 @@ pub struct RuleSet {
     /// Every family the rules define (to drop the state of removed rules).
     pub family_names: HashSet<String>,
     pub max_series_per_metric: usize,
+    /// The rules' matchers for reader threads (empty past `MatchPlan::MAX` matchers).
+    pub plan: MatchPlan,
 }
 
 impl RuleSet {
@@ -465,7 +490,9 @@ impl RuleSet {
         }
         let parser = Parser::build(&config.parser, fields)
             .map_err(|e| invalid("(parser)", "parser", e.to_string()))?;
+        let plan = assign_match_bits(&mut rules);
         Ok(Self {
+            plan,
             parser,
             framing,
             rules,
@@ -480,19 +507,45 @@ impl RuleSet {
     pub fn apply_simple(
         &self,
         record: Record<'_>,
+        mask: Option<u128>,
         registry: &mut Registry,
         mut on_result: impl FnMut(usize, Result<bool, ApplyError>),
     ) {
         for (index, rule) in self.rules.iter().enumerate() {
             let result = match rule {
-                Rule::Counter(r) => r.apply(record, registry),
-                Rule::Gauge(r) => r.apply(record, registry),
-                Rule::Histogram(r) => r.apply(record, registry),
+                Rule::Counter(r) => r.apply(record, mask, registry),
+                Rule::Gauge(r) => r.apply(record, mask, registry),
+                Rule::Histogram(r) => r.apply(record, mask, registry),
                 Rule::Pair(_) => continue,
             };
             on_result(index, result);
         }
     }
+}
+
+/// Gives every matcher its bit (in rule order; a pair's end before its start) and
+/// returns the plan that computes the masks, or an empty plan when they do not fit.
+fn assign_match_bits(rules: &mut [Rule]) -> MatchPlan {
+    let mut matchers: Vec<&mut Matcher> = Vec::new();
+    for rule in rules.iter_mut() {
+        match rule {
+            Rule::Counter(r) => matchers.push(&mut r.matcher),
+            Rule::Gauge(r) => matchers.push(&mut r.matcher),
+            Rule::Histogram(r) => matchers.push(&mut r.matcher),
+            Rule::Pair(r) => {
+                let pair = r.as_mut();
+                matchers.push(&mut pair.end);
+                matchers.push(&mut pair.start);
+            }
+        }
+    }
+    if matchers.len() > MatchPlan::MAX {
+        return MatchPlan::default();
+    }
+    for (bit, matcher) in matchers.iter_mut().enumerate() {
+        matcher.bit = Some(bit as u32);
+    }
+    MatchPlan::new(matchers.into_iter().map(|m| m.clone()).collect())
 }
 
 /// The matcher and labels every metric rule has; `histogram` reserves the `le` label.
@@ -595,4 +648,65 @@ fn build_labels(
         },
         names,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    /// Whether reader threads computed the mask or not, every rule sees the same events
+    /// (with the same captures) and the registry ends up the same.
+    #[test]
+    fn matching_by_mask_agrees_with_matching_directly() {
+        let yaml = r#"
+rules:
+  - { name: a_total, type: counter, match: { msg: a } }
+  - { name: b_total, type: counter, pattern: 'took (?P<ms>\d+)', value: ms, labels: { k: k } }
+  - { name: g, type: gauge, match: { msg: { regex: "^[ab]" } }, value: v }
+  - name: p
+    type: pair
+    key: id
+    timeout: 1m
+    start: { match: { msg: a } }
+    end: { pattern: 'done (?P<id>\w+)' }
+"#;
+        let config = RulesConfig::from_yaml(yaml, Path::new("r.yaml")).unwrap();
+        let lines = [
+            "msg=a k=x v=1 id=q",
+            "msg=b k=y v=2 took 15",
+            "msg=c took 7 k=x",
+            "done q msg=z",
+            "msg=a id=r v=3 took 1",
+            "done nothing",
+        ];
+        let run = |with_mask: bool| {
+            let mut registry = Registry::new();
+            let mut rules = RuleSet::install(&config, Path::new("r.yaml"), &mut registry).unwrap();
+            let preparer = Preparer {
+                parser: rules.parser.clone(),
+                plan: rules.plan.clone(),
+            };
+            let mut batch = ParsedBatch::default();
+            let mut scratch = Scratch::default();
+            for line in lines {
+                preparer.push(&mut batch, &mut scratch, line.as_bytes(), false);
+            }
+            for (time, record) in batch.records().enumerate() {
+                let (fields, _) = record.parsed.unwrap();
+                let mask = if with_mask { record.mask } else { None };
+                assert_eq!(with_mask, mask.is_some());
+                rules.apply_simple(fields, mask, &mut registry, |_, r| assert!(r.is_ok()));
+                for pair in rules.pairs_mut() {
+                    pair.apply(fields, mask, time as i64, &mut registry);
+                }
+            }
+            registry.render(crate::registry::Format::Prometheus, |_| true)
+        };
+        let direct = run(false);
+        assert!(direct.contains("b_total{k=\"y\"} 15"), "{direct}");
+        assert!(direct.contains("p_matched_total 1"), "{direct}");
+        assert!(direct.contains("p_orphan_total 1"), "{direct}");
+        assert_eq!(run(true), direct);
+    }
 }

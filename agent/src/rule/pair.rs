@@ -117,8 +117,14 @@ impl PairRule {
 
     /// Applies one record at event time `time` (the caller has already expired starts
     /// against the newest time).
-    pub fn apply(&mut self, record: Record<'_>, time: i64, registry: &mut Registry) -> PairOutcome {
-        if let Some(event) = self.end.matches(record) {
+    pub fn apply(
+        &mut self,
+        record: Record<'_>,
+        mask: Option<u128>,
+        time: i64,
+        registry: &mut Registry,
+    ) -> PairOutcome {
+        if let Some(event) = self.end.matches_with(record, mask) {
             if let Some(key) = event.get(&self.end_key) {
                 let front = self
                     .state
@@ -150,7 +156,7 @@ impl PairRule {
                 };
             }
         }
-        let Some(event) = self.start.matches(record) else {
+        let Some(event) = self.start.matches_with(record, mask) else {
             return PairOutcome::None;
         };
         let Some(key) = event.get(&self.start_key) else {

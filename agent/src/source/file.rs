@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{Framer, Framing, RecordSink, Source, SourceCheckpoint, SourceEvent, StreamId};
-use crate::parse::{ParsedBatch, Parser, Scratch};
+use crate::parse::{ParsedBatch, Scratch};
+use crate::rule::Preparer;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -269,7 +270,7 @@ impl FileSource {
     fn read_parallel(
         &mut self,
         sink: &mut dyn RecordSink,
-        parser: &Parser,
+        preparer: &Preparer,
         threads: usize,
     ) -> Vec<ReadOutcome> {
         // The same budget as on one thread: records of different files then interleave
@@ -292,7 +293,7 @@ impl FileSource {
             }
             for share in shares {
                 let sender = sender.clone();
-                let parser = parser.clone();
+                let preparer = preparer.clone();
                 scope.spawn(move || {
                     let mut scratch = Scratch::default();
                     let mut buffer = vec![0u8; 256 * 1024];
@@ -300,7 +301,7 @@ impl FileSource {
                         batch.clear();
                         let outcome =
                             Self::read(tailed, &mut buffer, budget, &mut |record, truncated| {
-                                batch.push(&parser, &mut scratch, record, truncated)
+                                preparer.push(&mut batch, &mut scratch, record, truncated)
                             });
                         if sender.send((index, outcome, batch)).is_err() {
                             return;
@@ -381,7 +382,11 @@ impl FileSource {
     /// there are several), then flush quiet multi-line records and check for rotation.
     /// Rotation is checked only after this poll's records are handed out, so a rotated
     /// file's records always come in order.
-    fn poll_with(&mut self, sink: &mut dyn RecordSink, parallel: Option<(&Parser, usize)>) -> u64 {
+    fn poll_with(
+        &mut self,
+        sink: &mut dyn RecordSink,
+        parallel: Option<(&Preparer, usize)>,
+    ) -> u64 {
         let rescan = self
             .last_scan
             .is_none_or(|t| t.elapsed() >= self.config.rescan_interval);
@@ -407,8 +412,8 @@ impl FileSource {
             self.draining.remove(index);
         }
         let outcomes = match parallel {
-            Some((parser, threads)) if threads > 1 && self.files.len() > 1 => {
-                self.read_parallel(sink, parser, threads)
+            Some((preparer, threads)) if threads > 1 && self.files.len() > 1 => {
+                self.read_parallel(sink, preparer, threads)
             }
             _ => {
                 let buffer = &mut self.buffer;
@@ -453,8 +458,13 @@ impl Source for FileSource {
         self.poll_with(sink, None)
     }
 
-    fn poll_parallel(&mut self, sink: &mut dyn RecordSink, parser: &Parser, threads: usize) -> u64 {
-        self.poll_with(sink, Some((parser, threads)))
+    fn poll_parallel(
+        &mut self,
+        sink: &mut dyn RecordSink,
+        preparer: &Preparer,
+        threads: usize,
+    ) -> u64 {
+        self.poll_with(sink, Some((preparer, threads)))
     }
 
     fn flush(&mut self, sink: &mut dyn RecordSink, end_of_input: bool) {

@@ -14,7 +14,8 @@ pub use framer::{Framer, Framing};
 use serde::{Deserialize, Serialize};
 pub use stdin::StdinSource;
 
-use crate::parse::{ParsedBatch, Parser};
+use crate::parse::ParsedBatch;
+use crate::rule::Preparer;
 
 /// Index of a stream (one file, stdin, a partition) in the pipeline's self-metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,10 +65,15 @@ pub trait Source: Send {
     /// Reads what is available now (bounded), handing complete records to `sink`.
     /// Returns the number of bytes read; 0 means nothing new.
     fn poll(&mut self, sink: &mut dyn RecordSink) -> u64;
-    /// Like `poll`, but may read, frame and parse on up to `threads` threads (with this
-    /// parser), handing the results to `sink` in stream order. The default polls.
-    fn poll_parallel(&mut self, sink: &mut dyn RecordSink, parser: &Parser, threads: usize) -> u64 {
-        let _ = (parser, threads);
+    /// Like `poll`, but may read, frame, parse and match on up to `threads` threads,
+    /// handing the results to `sink` in stream order. The default polls.
+    fn poll_parallel(
+        &mut self,
+        sink: &mut dyn RecordSink,
+        preparer: &Preparer,
+        threads: usize,
+    ) -> u64 {
+        let _ = (preparer, threads);
         self.poll(sink)
     }
     /// Hands out records held back waiting for more input (an incomplete multi-line
