@@ -1,6 +1,7 @@
 //! The Prometheus rule files in `alerts/` pass `promtool check rules` and their unit tests
-//! (`promtool test rules`). promtool comes from Debian's `prometheus` package, which
-//! `.ci/setup` installs; outside CI the test skips with a message when it is missing.
+//! (`promtool test rules`), and the Alertmanager configuration passes `amtool
+//! check-config`. The tools come from Debian's `prometheus` and `prometheus-alertmanager`
+//! packages, which `.ci/setup` installs; outside CI the tests skip when they are missing.
 
 mod common;
 
@@ -40,4 +41,22 @@ fn alert_rules_are_valid_and_their_unit_tests_pass() {
             common::stderr(&output)
         );
     }
+}
+
+#[test]
+fn the_alertmanager_config_is_valid() {
+    if !common::component_available("amtool", "prometheus-alertmanager") {
+        return;
+    }
+    let output = Command::new("amtool")
+        .args(["check-config", "alerts/alertmanager.yml"])
+        .current_dir(common::repo_root())
+        .output()
+        .expect("run amtool");
+    assert!(
+        output.status.success(),
+        "amtool check-config failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        common::stderr(&output)
+    );
 }
