@@ -261,7 +261,8 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(
             error @ (omen_agent::runtime::AgentError::Config(_)
-            | omen_agent::runtime::AgentError::Otlp(_)),
+            | omen_agent::runtime::AgentError::Otlp(_)
+            | omen_agent::runtime::AgentError::DuplicateSource(_)),
         ) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)

@@ -146,6 +146,21 @@ fn the_live_agent_rejects_bad_configuration_with_exit_2() {
         common::stderr(&output)
     );
 
+    std::fs::write(dir.path().join("rules.yaml"), "rules: []\n").expect("write");
+    std::fs::write(
+        &config,
+        "rules: rules.yaml\nsources:\n  - { type: file, name: a, paths: [x.log] }\n  - { type: file, name: a, paths: [y.log] }\n",
+    )
+    .expect("write");
+    let output = common::omen()
+        .args(["agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let message = common::stderr(&output);
+    assert!(message.contains("two sources are named `a`"), "{message}");
+
     let output = common::omen().args(["agent"]).output().expect("run");
     assert_eq!(output.status.code(), Some(2));
 }

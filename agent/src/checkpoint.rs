@@ -66,7 +66,9 @@ pub fn write(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError
         source,
     };
     let bytes = serde_json::to_vec(checkpoint).map_err(|e| error(std::io::Error::other(e)))?;
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mut file = File::create(&temporary).map_err(error)?;
     file.write_all(&bytes).map_err(error)?;
     file.sync_all().map_err(error)?;
@@ -154,7 +156,7 @@ mod tests {
         );
         write(&path, &checkpoint).unwrap();
         assert_eq!(read(&path).unwrap(), Some(checkpoint));
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!dir.path().join("agent.checkpoint.tmp").exists());
         fs::write(&path, b"{\"version\": 1, \"taken_at\": ").unwrap();
         assert!(matches!(read(&path), Err(CheckpointError::Corrupt { .. })));
         fs::write(&path, b"{\"version\": 99}").unwrap();

@@ -372,8 +372,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             unit => return Err(format!("unknown unit `{unit}` in duration `{text}`")),
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * seconds_per_unit)
+        let part = Duration::try_from_secs_f64(number * seconds_per_unit)
             .map_err(|_| format!("duration `{text}` out of range"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("duration `{text}` out of range"))?;
     }
     Ok(total)
 }
@@ -431,6 +434,7 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pipeline: records from sources → parse → rules → registry, plus the agent's
-//! self-metrics. Single-threaded by design: records are applied in order, so a snapshot
-//! taken between batches is a consistent cut (source positions agree with every value).
+//! self-metrics. Rules are applied on one thread, in order (reader threads may parse and
+//! match ahead, see `ParsedBatch`), so a snapshot taken between batches is a consistent
+//! cut: source positions agree with every value.
 //!
 //! Per-record work avoids the registry for self-metrics: counts accumulate in plain
 //! fields and are flushed once per batch (`end_batch`).
@@ -19,6 +20,9 @@ use crate::parse::{EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
 use crate::rule::{PairOutcome, PairSnapshot, Preparer, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
+
+/// Event times further ahead of the clock than this are counted as bad, not used.
+const MAX_FUTURE_SKEW_NS: i64 = 24 * 3600 * 1_000_000_000;
 
 struct SelfMetrics {
     lines: FamilyId,
@@ -80,7 +84,7 @@ impl SelfMetrics {
             ),
             series_dropped: def(
                 "series_dropped_total",
-                "Label sets folded into the overflow series past a metric's cardinality budget.",
+                "Updates folded into the overflow series past a metric's cardinality budget.",
                 Counter,
                 &["metric"],
             ),
@@ -231,6 +235,13 @@ impl Pipeline {
             self.registry
                 .inc(m.matches, &name, std::mem::take(count) as f64);
         }
+        let non_finite = self.registry.take_non_finite();
+        if non_finite > 0 {
+            *self
+                .errors
+                .entry(("rule", "non_finite_result"))
+                .or_default() += non_finite;
+        }
         for ((stage, reason), count) in std::mem::take(&mut self.errors) {
             self.registry.inc(m.errors, &[stage, reason], count as f64);
         }
@@ -314,18 +325,27 @@ impl Pipeline {
             return;
         }
         let time = match event_time {
-            EventTime::At(time) => time,
+            EventTime::At(time) if time <= self.now_ns.saturating_add(MAX_FUTURE_SKEW_NS) => time,
+            EventTime::At(_) => {
+                // One line with a clock far ahead must not expire every open start.
+                *self
+                    .errors
+                    .entry(("parse", "timestamp_in_future"))
+                    .or_default() += 1;
+                self.newest_event_ns.unwrap_or(self.now_ns)
+            }
             EventTime::Unreadable => {
                 *self.errors.entry(("parse", "bad_timestamp")).or_default() += 1;
                 self.newest_event_ns.unwrap_or(self.now_ns)
             }
             EventTime::NotConfigured => self.now_ns,
         };
-        if self.newest_event_ns.is_none_or(|newest| time > newest) {
-            self.newest_event_ns = Some(time);
-            for pair in self.rules.pairs_mut() {
-                pair.expire(time, &mut self.registry);
-            }
+        let newest = self.newest_event_ns.map_or(time, |newest| newest.max(time));
+        self.newest_event_ns = Some(newest);
+        // Expired on every record, not only when the clock moves: a start that arrives
+        // out of order, already past its timeout, is unmatched at once.
+        for pair in self.rules.pairs_mut() {
+            pair.expire(newest, &mut self.registry);
         }
         for (rule_index, rule) in self.rules.rules.iter_mut().enumerate() {
             let crate::rule::Rule::Pair(pair) = rule else {
@@ -614,6 +634,80 @@ mod tests {
             let samples = crate::oneshot::parse_exposition(&p.render_rules());
             proptest::prop_assert!(samples.values().all(|v| v.is_finite()), "{samples:?}");
         }
+    }
+
+    #[test]
+    fn out_of_order_and_future_times_keep_the_pair_semantics() {
+        // A start that arrives after the clock passed its deadline is unmatched at once;
+        // its late end is an orphan, not a 100 s match.
+        let mut p = pipeline(PAIR_RULES);
+        for line in [
+            "t=1000 msg=noise",
+            "t=100 msg=start id=a",
+            "t=200 msg=end id=a",
+        ] {
+            p.process(line);
+        }
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(0.0));
+        assert_eq!(value(&p, "job_unmatched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_orphan_total", &[]), Some(1.0));
+        // A line from 2096 is counted as bad and does not move the pair clock.
+        let mut q = pipeline(PAIR_RULES);
+        for line in [
+            "t=4000000000 msg=noise",
+            "t=100 msg=start id=a",
+            "t=105 msg=end id=a",
+        ] {
+            q.process(line);
+        }
+        q.end_batch();
+        assert_eq!(value(&q, "job_matched_total", &[]), Some(1.0));
+        let future = [("stage", "parse"), ("reason", "timestamp_in_future")];
+        assert_eq!(value(&q, "omen_agent_errors_total", &future), Some(1.0));
+    }
+
+    #[test]
+    fn sums_that_would_overflow_are_refused_and_checkpoints_stay_readable() {
+        let mut p = pipeline("rules:\n  - { name: x_total, type: counter, value: v }\n");
+        p.process("v=1e308");
+        p.process("v=1e308");
+        p.end_batch();
+        assert_eq!(value(&p, "x_total", &[]), Some(1e308));
+        let refused = [("stage", "rule"), ("reason", "non_finite_result")];
+        assert_eq!(value(&p, "omen_agent_errors_total", &refused), Some(1.0));
+        let json = serde_json::to_vec(&p.snapshot()).unwrap();
+        let back: PipelineSnapshot = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, p.snapshot());
+    }
+
+    #[test]
+    fn a_logged_overflow_value_shares_the_overflow_series() {
+        let mut p = pipeline("limits: { max_series_per_metric: 1 }\nrules:\n  - { name: u_total, type: counter, labels: { user: user } }\n");
+        p.process("user=__overflow__");
+        p.process("user=b");
+        let text = p.render_rules();
+        assert_eq!(
+            text.matches("u_total{user=\"__overflow__\"}").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(value(&p, "u_total", &[("user", "__overflow__")]), Some(2.0));
+    }
+
+    #[test]
+    fn pending_over_the_label_budget_survives_a_restore() {
+        let rules = "parser: { timestamp: { field: t, format: unix } }\nlimits: { max_series_per_metric: 1 }\nrules:\n  - { name: p, type: pair, key: id, timeout: 1h, labels: { k: k }, start: { match: { m: s } }, end: { match: { m: e } } }\n";
+        let mut p = pipeline(rules);
+        for line in ["t=1 m=s id=1 k=a", "t=2 m=s id=2 k=b", "t=3 m=s id=3 k=c"] {
+            p.process(line);
+        }
+        p.end_batch();
+        let before = p.render_rules();
+        let mut q = pipeline(rules);
+        q.restore(p.snapshot());
+        assert_eq!(q.render_rules(), before);
+        assert_eq!(value(&q, "p_pending", &[("k", "__overflow__")]), Some(2.0));
     }
 
     #[test]

@@ -124,7 +124,7 @@ struct Family {
     index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     series: Vec<Series>,
     overflow: Option<usize>,
-    /// Label sets folded into the overflow series.
+    /// Updates that landed in the overflow series (new label sets past the budget).
     dropped: u64,
 }
 
@@ -220,6 +220,7 @@ pub struct Registry {
     families: Vec<Family>,
     by_name: HashMap<String, usize>,
     key_buffer: Vec<u8>,
+    non_finite: u64,
     /// Unix seconds stamped on series created from now on (set by the pipeline per batch).
     now: f64,
 }
@@ -236,6 +237,7 @@ impl Registry {
             families: Vec::new(),
             by_name: HashMap::new(),
             key_buffer: Vec::with_capacity(256),
+            non_finite: 0,
             now: 0.0,
         }
     }
@@ -301,8 +303,14 @@ impl Registry {
                             .map(|_| OVERFLOW_LABEL_VALUE.to_owned())
                             .collect();
                         encode_key(&mut self.key_buffer, &labels);
-                        let key = self.key_buffer.as_slice().into();
-                        let slot = family.push_series(key, labels, self.now);
+                        // A log may itself carry the overflow value: share that series.
+                        let slot = match family.index.get(self.key_buffer.as_slice()) {
+                            Some(&slot) => slot,
+                            None => {
+                                let key = self.key_buffer.as_slice().into();
+                                family.push_series(key, labels, self.now)
+                            }
+                        };
                         family.overflow = Some(slot);
                         slot
                     }
@@ -319,16 +327,32 @@ impl Registry {
         }
     }
 
+    /// Adds to a counter or gauge. An update whose result would not be finite is
+    /// refused and counted (`non_finite`): a value must always be checkpointable.
     pub fn inc<S: AsRef<str>>(&mut self, id: FamilyId, labels: &[S], by: f64) {
-        if let Value::Scalar(v) = &mut self.series(id, labels).value {
-            *v += by;
-        }
+        let refused = match &mut self.series(id, labels).value {
+            Value::Scalar(v) if (*v + by).is_finite() => {
+                *v += by;
+                false
+            }
+            _ => true,
+        };
+        self.non_finite += u64::from(refused);
     }
 
     pub fn set<S: AsRef<str>>(&mut self, id: FamilyId, labels: &[S], to: f64) {
+        if !to.is_finite() {
+            self.non_finite += 1;
+            return;
+        }
         if let Value::Scalar(v) = &mut self.series(id, labels).value {
             *v = to;
         }
+    }
+
+    /// Updates refused because their result would not be finite, since the last call.
+    pub fn take_non_finite(&mut self) -> u64 {
+        std::mem::take(&mut self.non_finite)
     }
 
     pub fn observe<S: AsRef<str>>(&mut self, id: FamilyId, labels: &[S], value: f64) {
@@ -336,11 +360,16 @@ impl Registry {
             .desc
             .buckets
             .partition_point(|&bound| bound < value);
-        if let Value::Histogram(h) = &mut self.series(id, labels).value {
-            h.counts[bucket] += 1;
-            h.sum += value;
-            h.count += 1;
-        }
+        let refused = match &mut self.series(id, labels).value {
+            Value::Histogram(h) if (h.sum + value).is_finite() => {
+                h.counts[bucket] += 1;
+                h.sum += value;
+                h.count += 1;
+                false
+            }
+            _ => true,
+        };
+        self.non_finite += u64::from(refused);
     }
 
     /// The scalar value of a series, if it exists (tests and rule cases).
@@ -368,7 +397,7 @@ impl Registry {
             .map(|&slot| &family.series[slot].value)
     }
 
-    /// Label sets folded into overflow, per family name (for the self-metric).
+    /// Updates folded into overflow, per family name (for the self-metric).
     pub fn dropped(&self) -> impl Iterator<Item = (&str, u64)> {
         self.families
             .iter()

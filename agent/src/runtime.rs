@@ -167,6 +167,8 @@ pub enum AgentError {
     Otlp(#[from] OtlpConfigError),
     #[error("the agent's worker thread died")]
     Worker,
+    #[error("two sources are named `{0}`: names key positions in the checkpoint, give each source its own `name`")]
+    DuplicateSource(String),
 }
 
 /// State shared by the worker and the HTTP server.
@@ -259,6 +261,10 @@ impl Agent {
         let rules = RulesConfig::from_yaml(&String::from_utf8_lossy(&rules_text), &config.rules)?;
         let mut pipeline = Pipeline::new(&rules, &config.rules, clock.clone())?;
         let mut sources = build_sources(&config, &pipeline);
+        let mut names = std::collections::HashSet::new();
+        if let Some(source) = sources.iter().find(|s| !names.insert(s.name().to_owned())) {
+            return Err(AgentError::DuplicateSource(source.name().to_owned()));
+        }
         if let Some(cp) = &config.checkpoint {
             if let Some(saved) = checkpoint::read(&cp.path)? {
                 info!(path = %cp.path.display(), "resuming from checkpoint");

@@ -244,8 +244,9 @@ impl PairRule {
                 *v = 0.0;
             }
         });
+        // Added, not set: label sets past the budget share the overflow series.
         for (labels, count) in counts {
-            registry.set(self.metrics.pending.id, labels, count);
+            registry.inc(self.metrics.pending.id, labels, count);
         }
     }
 }

@@ -1,14 +1,23 @@
 //! File tailing: glob patterns re-scanned so files that appear later are picked up;
-//! rotation by rename + create (the old file is read to its end, then the new one from
-//! its start) and by copytruncate (a file shorter than our position is read again from
-//! 0); positions saved per file identity (device, inode).
+//! rotation by rename + create and by copytruncate; positions saved per file identity
+//! (device, inode), whatever the file's name.
 //!
-//! Files found at the first scan start at their beginning or end (`start_at`); files that
-//! appear later always start at their beginning, since every line in them is new. After a
-//! restart, a file whose saved inode now lives under another name in the same directory
-//! (rotated while the agent was down) is first read from the saved offset to its end.
+//! A file is read under one name at a time. When its path comes to hold another file
+//! (or none), the old one is drained: read to its end, and kept open until it has been
+//! idle a few polls, for writers that reopen late; the new file at the path waits until
+//! the old one was read to its end. A finished file's identity and offset are
+//! remembered, so if a glob also matches its rotated name it resumes there instead of
+//! being read again. A file shorter than our position was truncated (copytruncate) and
+//! is read again from 0; globs should not match copytruncate's copies, which are new
+//! files with old lines.
+//!
+//! Files found at the first scan start at their beginning or end (`start_at`), unless
+//! the agent resumed from a checkpoint; files that appear later start at their beginning,
+//! since every line in them is new. After a restart, a saved file whose inode now lives
+//! under a name no glob matches (rotated while the agent was down) is drained from its
+//! saved offset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -71,15 +80,29 @@ struct Tailed {
     framer: Framer,
     stream: StreamId,
     idle_polls: u32,
+    /// For a rotated file being drained: read to its end at least once since.
+    reached_end: bool,
 }
+
+/// Polls a rotated file stays open after its last new byte, for writers that reopen
+/// their log late.
+const DRAIN_IDLE_POLLS: u32 = 8;
+
+/// Identities of finished files remembered, so a rotated file found again under a name
+/// the glob matches resumes where it was instead of being read again.
+const RETIRED_LIMIT: usize = 1024;
 
 pub struct FileSource {
     config: FileSourceConfig,
     framing: Framing,
     files: BTreeMap<PathBuf, Tailed>,
-    /// Rotated files being read to their end.
+    /// Rotated or deleted files still being read (until idle for DRAIN_IDLE_POLLS).
     draining: Vec<Tailed>,
+    /// Files finished with, by identity, with the offset they were read to.
+    retired: VecDeque<FilePosition>,
     restored: Vec<FilePosition>,
+    /// Resumed from a checkpoint: `start_at: end` no longer applies.
+    had_checkpoint: bool,
     /// Batches reused from poll to poll by the parallel readers (their buffers stay
     /// allocated).
     batch_pool: Vec<ParsedBatch>,
@@ -95,7 +118,9 @@ impl FileSource {
             framing,
             files: BTreeMap::new(),
             draining: Vec::new(),
+            retired: VecDeque::new(),
             restored: Vec::new(),
+            had_checkpoint: false,
             batch_pool: Vec::new(),
             scanned_once: false,
             last_scan: None,
@@ -136,16 +161,26 @@ impl FileSource {
             }
         };
         let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
-        let path_text = path.to_string_lossy().into_owned();
-        let saved = self
-            .restored
-            .iter()
-            .position(|p| p.path == path_text && p.dev == dev && p.ino == ino)
-            .map(|i| self.restored.remove(i));
+        let same = |t: &Tailed| t.dev == dev && t.ino == ino;
+        if self.files.values().any(same) || self.draining.iter().any(same) {
+            // Already read under another name (a rotation in progress).
+            return;
+        }
+        // Files are known by identity, whatever their name now.
+        let known = |p: &FilePosition| p.dev == dev && p.ino == ino;
+        let saved = match self.restored.iter().position(known) {
+            Some(i) => Some(self.restored.remove(i)),
+            None => self
+                .retired
+                .iter()
+                .position(known)
+                .and_then(|i| self.retired.remove(i)),
+        };
+        let fresh_start = !self.scanned_once && !self.had_checkpoint;
         let offset = match saved {
             Some(p) if p.offset <= len => p.offset,
-            Some(_) => 0, // truncated while we were down
-            None if !self.scanned_once && self.config.start_at == StartAt::End => len,
+            Some(_) => 0, // truncated while we were away
+            None if fresh_start && self.config.start_at == StartAt::End => len,
             None => 0,
         };
         if let Some(tailed) = self.tailed(path, file, dev, ino, offset, sink) {
@@ -176,6 +211,7 @@ impl FileSource {
             framer: Framer::new(self.framing.clone(), offset),
             stream,
             idle_polls: 0,
+            reached_end: false,
         })
     }
 
@@ -272,24 +308,32 @@ impl FileSource {
         sink: &mut dyn RecordSink,
         preparer: &Preparer,
         threads: usize,
-    ) -> Vec<ReadOutcome> {
+        blocked: &HashSet<PathBuf>,
+    ) -> Vec<Option<ReadOutcome>> {
         // The same budget as on one thread: records of different files then interleave
         // the same way whatever the number of threads, so results do not depend on it.
         let budget = self.config.read_budget;
-        let streams: Vec<StreamId> = self.files.values().map(|t| t.stream).collect();
+        let mut outcomes = vec![None; self.files.len()];
+        // Positions (in `self.files` order) of the files read this poll.
+        let mut files: Vec<(usize, &mut Tailed)> = self
+            .files
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, (path, _))| !blocked.contains(*path))
+            .map(|(position, (_, tailed))| (position, tailed))
+            .collect();
+        let streams: Vec<(usize, StreamId)> = files.iter().map(|(p, t)| (*p, t.stream)).collect();
         let count = streams.len();
-        let mut files: Vec<(usize, &mut Tailed)> = self.files.values_mut().enumerate().collect();
         let workers = threads.clamp(1, count.max(1));
-        let mut outcomes = vec![ReadOutcome::default(); count];
         std::thread::scope(|scope| {
             let (sender, receiver) =
                 std::sync::mpsc::channel::<(usize, ReadOutcome, ParsedBatch)>();
             // Files are dealt round-robin, so the first files in order finish first.
             let mut shares: Vec<Vec<(usize, &mut Tailed, ParsedBatch)>> =
                 (0..workers).map(|_| Vec::new()).collect();
-            for (position, (index, tailed)) in files.drain(..).enumerate() {
+            for (order, (_, tailed)) in files.drain(..).enumerate() {
                 let batch = self.batch_pool.pop().unwrap_or_default();
-                shares[position % workers].push((index, tailed, batch));
+                shares[order % workers].push((order, tailed, batch));
             }
             for share in shares {
                 let sender = sender.clone();
@@ -315,13 +359,13 @@ impl FileSource {
             for (index, outcome, batch) in receiver {
                 waiting.insert(index, (outcome, batch));
                 while let Some((outcome, batch)) = waiting.remove(&next) {
-                    let stream = streams[next];
+                    let (position, stream) = streams[next];
                     sink.bytes_read(stream, outcome.bytes);
                     sink.parsed_batch(stream, &batch);
                     if outcome.failed {
                         sink.event(stream, SourceEvent::ReadError);
                     }
-                    outcomes[next] = outcome;
+                    outcomes[position] = Some(outcome);
                     self.batch_pool.push(batch);
                     next += 1;
                 }
@@ -334,38 +378,93 @@ impl FileSource {
         outcomes
     }
 
-    /// Detects rotation (a new file at the path) and truncation of one tailed file.
+    /// Detects rotation (a new file at the path, or none) and truncation of one tailed
+    /// file. A rotated or deleted file moves to `draining`; a new file at the path is
+    /// opened, and read once the old one has been read to its end.
     fn check_rotation(&mut self, path: &Path, sink: &mut dyn RecordSink) {
-        let Ok(meta) = fs::metadata(path) else { return };
+        let meta = match fs::metadata(path) {
+            Ok(meta) => Some(meta),
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(_) => return,
+        };
         let Some(tailed) = self.files.get_mut(path) else {
             return;
         };
-        if meta.dev() != tailed.dev || meta.ino() != tailed.ino {
-            // Renamed away and replaced: finish the old file, then start the new one.
+        let replaced = meta
+            .as_ref()
+            .is_none_or(|m| m.dev() != tailed.dev || m.ino() != tailed.ino);
+        if replaced {
             let Some(mut old) = self.files.remove(path) else {
                 return;
             };
-            Self::read_to_sink(&mut old, &mut self.buffer, usize::MAX, sink);
-            let stream = old.stream;
-            old.framer.flush(true, &mut |record, truncated| {
-                sink.record(stream, record, truncated)
-            });
-            sink.event(stream, SourceEvent::Rotated);
-            info!(path = %path.display(), "file rotated");
-            if let Ok(file) = File::open(path) {
-                if let Some(tailed) =
-                    self.tailed(path.to_owned(), file, meta.dev(), meta.ino(), 0, sink)
-                {
-                    self.files.insert(path.to_owned(), tailed);
-                }
+            sink.event(old.stream, SourceEvent::Rotated);
+            info!(path = %path.display(), "file rotated or removed, reading it to its end");
+            old.idle_polls = 0;
+            old.reached_end = false;
+            self.draining.push(old);
+            if meta.is_some() {
+                self.open(path.to_owned(), sink);
             }
-        } else if meta.len() < tailed.framer.position() {
+        } else if meta.is_some_and(|m| m.len() < tailed.framer.position()) {
             info!(path = %path.display(), "file truncated, reading from its start");
             sink.event(tailed.stream, SourceEvent::Truncated);
+            let stream = tailed.stream;
+            // A complete record held before the truncation still counts.
+            tailed.framer.flush(false, &mut |record, truncated| {
+                sink.record(stream, record, truncated)
+            });
             if tailed.file.seek(SeekFrom::Start(0)).is_ok() {
                 tailed.framer = Framer::new(self.framing.clone(), 0);
             }
         }
+    }
+
+    /// Reads the files being drained; retires those idle long enough.
+    fn poll_draining(&mut self, sink: &mut dyn RecordSink) -> u64 {
+        let budget = self.config.read_budget;
+        let mut total = 0;
+        for tailed in &mut self.draining {
+            let outcome = Self::read_to_sink(tailed, &mut self.buffer, budget, sink);
+            total += outcome.bytes;
+            if outcome.at_end {
+                tailed.reached_end = true;
+            }
+            if outcome.bytes == 0 {
+                tailed.idle_polls = tailed.idle_polls.saturating_add(1);
+            } else {
+                tailed.idle_polls = 0;
+            }
+        }
+        let mut index = 0;
+        while index < self.draining.len() {
+            let done = {
+                let t = &self.draining[index];
+                t.reached_end && t.idle_polls >= DRAIN_IDLE_POLLS
+            };
+            if !done {
+                index += 1;
+                continue;
+            }
+            let mut finished = self.draining.remove(index);
+            let stream = finished.stream;
+            finished.framer.flush(true, &mut |record, truncated| {
+                sink.record(stream, record, truncated)
+            });
+            if self.retired.len() >= RETIRED_LIMIT {
+                self.retired.pop_front();
+            }
+            self.retired.push_back(position(&finished));
+        }
+        total
+    }
+}
+
+fn position(tailed: &Tailed) -> FilePosition {
+    FilePosition {
+        path: tailed.path.to_string_lossy().into_owned(),
+        dev: tailed.dev,
+        ino: tailed.ino,
+        offset: tailed.framer.committed(),
     }
 }
 
@@ -394,37 +493,33 @@ impl FileSource {
             self.last_scan = Some(Instant::now());
             self.scan(sink);
         }
-        let mut total = 0;
+        let mut total = self.poll_draining(sink);
         let budget = self.config.read_budget;
-        let mut finished_drains = Vec::new();
-        for (index, tailed) in self.draining.iter_mut().enumerate() {
-            let outcome = Self::read_to_sink(tailed, &mut self.buffer, budget, sink);
-            total += outcome.bytes;
-            if outcome.at_end {
-                let stream = tailed.stream;
-                tailed
-                    .framer
-                    .flush(true, &mut |r, t| sink.record(stream, r, t));
-                finished_drains.push(index);
-            }
-        }
-        for index in finished_drains.into_iter().rev() {
-            self.draining.remove(index);
-        }
-        let outcomes = match parallel {
+        // A new file at a rotated file's path waits until the old one was read to its end.
+        let blocked: HashSet<PathBuf> = self
+            .draining
+            .iter()
+            .filter(|t| !t.reached_end)
+            .map(|t| t.path.clone())
+            .collect();
+        let outcomes: Vec<Option<ReadOutcome>> = match parallel {
             Some((preparer, threads)) if threads > 1 && self.files.len() > 1 => {
-                self.read_parallel(sink, preparer, threads)
+                self.read_parallel(sink, preparer, threads, &blocked)
             }
             _ => {
                 let buffer = &mut self.buffer;
                 self.files
-                    .values_mut()
-                    .map(|tailed| Self::read_to_sink(tailed, buffer, budget, sink))
+                    .iter_mut()
+                    .map(|(path, tailed)| {
+                        (!blocked.contains(path))
+                            .then(|| Self::read_to_sink(tailed, buffer, budget, sink))
+                    })
                     .collect()
             }
         };
         let mut idle = Vec::new();
         for ((path, tailed), outcome) in self.files.iter_mut().zip(outcomes) {
+            let Some(outcome) = outcome else { continue };
             total += outcome.bytes;
             if outcome.bytes == 0 {
                 tailed.idle_polls = tailed.idle_polls.saturating_add(1);
@@ -485,12 +580,8 @@ impl Source for FileSource {
             .draining
             .iter()
             .chain(self.files.values())
-            .map(|t| FilePosition {
-                path: t.path.to_string_lossy().into_owned(),
-                dev: t.dev,
-                ino: t.ino,
-                offset: t.framer.committed(),
-            })
+            .map(position)
+            .chain(self.retired.iter().cloned())
             .chain(self.restored.iter().cloned())
             .collect();
         SourceCheckpoint::Files { files }
@@ -499,6 +590,7 @@ impl Source for FileSource {
     fn restore(&mut self, checkpoint: SourceCheckpoint) {
         if let SourceCheckpoint::Files { files } = checkpoint {
             self.restored = files;
+            self.had_checkpoint = true;
         }
     }
 
@@ -507,5 +599,168 @@ impl Source for FileSource {
         for tailed in self.draining.iter_mut().chain(self.files.values_mut()) {
             tailed.framer.set_framing(framing.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::RulesConfig;
+    use crate::pipeline::Pipeline;
+    use crate::registry::Value;
+
+    const RULES: &str = "rules:\n  - { name: x_total, type: counter, match: { msg: x } }\n";
+
+    fn pipeline() -> Pipeline {
+        let config = RulesConfig::from_yaml(RULES, Path::new("r.yaml")).unwrap();
+        Pipeline::new(&config, Path::new("r.yaml"), Arc::new(ManualClock::new(1))).unwrap()
+    }
+
+    fn count(p: &Pipeline) -> f64 {
+        match p.registry.get("x_total", &[] as &[(&str, &str)]) {
+            Some(Value::Scalar(v)) => *v,
+            _ => -1.0,
+        }
+    }
+
+    fn source(glob: String, start_at: StartAt, framing: Framing) -> FileSource {
+        let mut config = FileSourceConfig::new("f", vec![glob]);
+        config.rescan_interval = Duration::ZERO;
+        config.start_at = start_at;
+        FileSource::new(config, framing)
+    }
+
+    fn polls(s: &mut FileSource, p: &mut Pipeline, n: usize) {
+        for _ in 0..n {
+            p.begin_batch();
+            s.poll(p);
+            p.end_batch();
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    fn multiline() -> Framing {
+        let c = RulesConfig::from_yaml(
+            "parser: { multiline: { continuation: '^ ' } }\nrules: []\n",
+            Path::new("r"),
+        )
+        .unwrap();
+        Framing::build(&c.parser, &c.limits).unwrap()
+    }
+
+    #[test]
+    fn a_rotated_name_the_glob_also_matches_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        append(&app, "msg=x\nmsg=x\nmsg=x\n");
+        let mut p = pipeline();
+        let mut s = source(
+            format!("{}/app*", dir.path().display()),
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 3);
+        fs::rename(&app, dir.path().join("app.log.1")).unwrap();
+        append(&app, "msg=x\n");
+        polls(&mut s, &mut p, 2 * DRAIN_IDLE_POLLS as usize);
+        assert_eq!(count(&p), 4.0);
+        // A late write to the rotated file still counts, once.
+        append(&dir.path().join("app.log.1"), "msg=x\n");
+        polls(&mut s, &mut p, 2 * DRAIN_IDLE_POLLS as usize);
+        assert_eq!(count(&p), 5.0);
+    }
+
+    #[test]
+    fn a_late_writer_to_a_rotated_file_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        append(&app, "msg=x\n");
+        let mut p = pipeline();
+        let mut s = source(
+            format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 2);
+        let rotated = dir.path().join("app.log.1");
+        fs::rename(&app, &rotated).unwrap();
+        append(&app, "msg=x\n");
+        polls(&mut s, &mut p, 2);
+        append(&rotated, "msg=x\n");
+        polls(&mut s, &mut p, 2);
+        assert_eq!(count(&p), 3.0);
+    }
+
+    #[test]
+    fn start_at_end_does_not_apply_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        append(&app, "msg=x\nmsg=x\n");
+        let glob = format!("{}/*.log", dir.path().display());
+        let mut p = pipeline();
+        let mut s = source(glob.clone(), StartAt::End, Framing::default());
+        polls(&mut s, &mut p, 2);
+        append(&app, "msg=x\n");
+        polls(&mut s, &mut p, 2);
+        assert_eq!(count(&p), 1.0);
+        let (saved, positions) = (p.snapshot(), s.checkpoint());
+        // While the agent is down: one more line, a rotation, a new file with two lines.
+        append(&app, "msg=x\n");
+        fs::rename(&app, dir.path().join("app.log.1")).unwrap();
+        append(&app, "msg=x\nmsg=x\n");
+        let mut p2 = pipeline();
+        p2.restore(saved);
+        let mut s2 = source(glob, StartAt::End, Framing::default());
+        s2.restore(positions);
+        polls(&mut s2, &mut p2, 4);
+        assert_eq!(count(&p2), 4.0);
+    }
+
+    #[test]
+    fn truncation_keeps_a_complete_held_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        append(&app, "msg=x\n  more\n");
+        let mut p = pipeline();
+        let mut s = source(
+            format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            multiline(),
+        );
+        polls(&mut s, &mut p, 1);
+        fs::write(&app, "msg=y\n").unwrap();
+        polls(&mut s, &mut p, 5);
+        assert_eq!(count(&p), 1.0);
+    }
+
+    #[test]
+    fn a_deleted_file_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        append(&app, "msg=x\n");
+        let mut p = pipeline();
+        let mut s = source(
+            format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 2);
+        fs::remove_file(&app).unwrap();
+        polls(&mut s, &mut p, 2 * DRAIN_IDLE_POLLS as usize);
+        assert!(s.files.is_empty() && s.draining.is_empty());
+        assert_eq!(count(&p), 1.0);
     }
 }

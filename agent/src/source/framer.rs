@@ -9,6 +9,9 @@ use regex::bytes::Regex;
 
 use crate::config::{LimitsConfig, ParserConfig};
 
+/// The largest line limit a rules file may set (1 GiB): record offsets stay within u32.
+pub const MAX_LINE_BYTES: usize = 1 << 30;
+
 /// How a stream is cut into records (from the rules file).
 #[derive(Debug, Clone)]
 pub struct Framing {
@@ -19,8 +22,11 @@ pub struct Framing {
 
 impl Framing {
     pub fn build(parser: &ParserConfig, limits: &LimitsConfig) -> Result<Self, (String, String)> {
-        if limits.max_line_bytes == 0 {
-            return Err(("limits.max_line_bytes".into(), "must be at least 1".into()));
+        if limits.max_line_bytes == 0 || limits.max_line_bytes > MAX_LINE_BYTES {
+            return Err((
+                "limits.max_line_bytes".into(),
+                format!("must be between 1 and {MAX_LINE_BYTES}"),
+            ));
         }
         let (continuation, max_lines) = match &parser.multiline {
             Some(m) => {
@@ -152,10 +158,11 @@ impl Framer {
     }
 
     fn cut<'b>(&self, body: &'b [u8]) -> (&'b [u8], bool) {
+        let body = strip_cr(body);
         if body.len() > self.framing.max_line_bytes {
             (&body[..self.framing.max_line_bytes], true)
         } else {
-            (strip_cr(body), false)
+            (body, false)
         }
     }
 
@@ -167,6 +174,8 @@ impl Framer {
         emit: &mut dyn FnMut(&[u8], bool),
     ) {
         let Some(continuation) = &self.framing.continuation else {
+            // A record held from before multi-line was turned off (a reload) goes first.
+            self.flush_record(emit);
             emit(line, truncated);
             return;
         };
@@ -262,6 +271,25 @@ mod tests {
             ]
         );
         assert_eq!(framer.committed(), framer.position());
+    }
+
+    #[test]
+    fn turning_multiline_off_hands_out_the_held_record_first() {
+        let mut framer = Framer::new(framing(100, Some(r"^\s")), 0);
+        assert!(run(&mut framer, &[b"msg=x\n"]).is_empty());
+        framer.set_framing(framing(100, None));
+        let out = run(&mut framer, &[b"msg=y\nmsg=z\n"]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(framer.committed(), framer.position());
+    }
+
+    #[test]
+    fn a_crlf_line_of_exactly_the_limit_is_not_cut() {
+        let mut framer = Framer::new(framing(4, None), 0);
+        assert_eq!(
+            run(&mut framer, &[b"abcd\r\n"]),
+            vec![("abcd".into(), false)]
+        );
     }
 
     #[test]
