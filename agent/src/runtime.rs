@@ -175,6 +175,8 @@ pub enum AgentError {
 pub struct Shared {
     pipeline: Mutex<Pipeline>,
     ready: AtomicBool,
+    /// False once the worker thread has stopped (or died).
+    alive: AtomicBool,
     /// Clock time (ns) of the last successful checkpoint, 0 before the first.
     last_checkpoint_ns: AtomicI64,
     clock: Arc<dyn Clock>,
@@ -186,6 +188,7 @@ impl Shared {
         Self {
             pipeline: Mutex::new(pipeline),
             ready: AtomicBool::new(false),
+            alive: AtomicBool::new(true),
             last_checkpoint_ns: AtomicI64::new(0),
             clock,
         }
@@ -202,6 +205,17 @@ impl Shared {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether the worker is still polling (false after it stopped or died).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Marks the worker as gone (what the worker does when it stops).
+    pub fn set_stopped(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.alive.store(false, Ordering::Release);
     }
 
     pub fn render(&self, format: Format) -> String {
@@ -357,6 +371,14 @@ fn build_sources(config: &AgentConfig, pipeline: &Pipeline) -> Vec<Box<dyn Sourc
 
 impl Worker {
     fn run(&mut self) {
+        // If this thread ever dies, health and readiness must stop saying otherwise.
+        struct Alive(Arc<Shared>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.set_stopped();
+            }
+        }
+        let _alive = Alive(self.shared.clone());
         let checkpoint_every = self.config.checkpoint.as_ref().map(|c| c.interval.0);
         let mut last_checkpoint: Option<Instant> = None;
         let mut last_rules_check = Instant::now();

@@ -15,7 +15,7 @@ use crate::runtime::Shared;
 pub fn app(state: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .with_state(state)
 }
@@ -28,6 +28,17 @@ async fn metrics(State(state): State<Arc<Shared>>, headers: HeaderMap) -> impl I
     );
     let body = state.render(format);
     ([(header::CONTENT_TYPE, format.content_type())], body)
+}
+
+async fn healthz(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+    if state.is_alive() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent's worker stopped\n",
+        )
+    }
 }
 
 async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
@@ -124,8 +135,14 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(
-            get(app(state), "/nope", None).await.0,
+            get(app(state.clone()), "/nope", None).await.0,
             StatusCode::NOT_FOUND
         );
+        // A stopped (or dead) worker shows on both.
+        state.set_stopped();
+        let healthz = get(app(state.clone()), "/healthz", None).await.0;
+        assert_eq!(healthz, StatusCode::SERVICE_UNAVAILABLE);
+        let ready = get(app(state), "/ready", None).await.0;
+        assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
     }
 }
