@@ -242,6 +242,8 @@ impl Report {
         if !labelled {
             return report;
         }
+        // Profiles weigh the same rows differently; their order by score is shared.
+        let mut order = None;
         for profile in &PROFILES {
             let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
             let mut first_window = 0;
@@ -254,7 +256,8 @@ impl Report {
                 ));
                 first_window += run.windows.len();
             }
-            let best = nab::optimise_threshold(&rows, profile.fn_weight);
+            let order = order.get_or_insert_with(|| nab::descending_order(&rows));
+            let best = nab::optimise_threshold_in_order(&rows, order, profile.fn_weight);
             report.profiles.push(ProfileScore {
                 profile: profile.name,
                 threshold: best.threshold,
