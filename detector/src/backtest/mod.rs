@@ -6,11 +6,11 @@
 //! profiles, event-level precision and recall, lead times against a static-threshold
 //! rule), per-series plots and an index page.
 
+mod decimal;
 pub mod nab;
 pub mod plot;
 pub mod report;
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -141,8 +141,8 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(write_error)?;
     }
-    let mut text = String::with_capacity(run.scores.len() * 48);
-    text.push_str("timestamp,value,anomaly_score,label\n");
+    let mut text = Vec::with_capacity(run.scores.len() * 48);
+    text.extend_from_slice(b"timestamp,value,anomaly_score,label\n");
     let mut window = run.windows.iter().peekable();
     for (i, ((stamp, value), score)) in run
         .series
@@ -156,7 +156,12 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
             window.next();
         }
         let label = window.peek().is_some_and(|&&(first, _)| first <= i);
-        let _ = writeln!(text, "{stamp},{value},{score},{}", u8::from(label));
+        text.extend_from_slice(stamp.as_bytes());
+        text.push(b',');
+        decimal::push_f64(&mut text, *value);
+        text.push(b',');
+        decimal::push_f64(&mut text, *score);
+        text.extend_from_slice(if label { b",1\n" } else { b",0\n" });
     }
     std::fs::write(path, text).map_err(write_error)
 }
