@@ -19,13 +19,14 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
             line: index + 1,
             reason,
         };
-        let mut fields = line.split(',');
-        let timestamp_text = fields.next().unwrap_or("").trim().trim_matches('"');
-        let value_text = fields
-            .next()
-            .ok_or_else(|| error("expected `timestamp,value`".to_owned()))?
-            .trim()
-            .trim_matches('"');
+        // Fields by a byte scan: lines are short, and `split` costs more than the scan.
+        let comma = |text: &str| text.bytes().position(|b| b == b',');
+        let Some(first_comma) = comma(line) else {
+            return Err(error("expected `timestamp,value`".to_owned()));
+        };
+        let rest = &line[first_comma + 1..];
+        let timestamp_text = unquote(&line[..first_comma]);
+        let value_text = unquote(comma(rest).map_or(rest, |end| &rest[..end]));
         let timestamp = match parse_timestamp(timestamp_text) {
             Ok(timestamp) => timestamp,
             Err(_) if index == 0 || series.is_empty() && value_text.parse::<f64>().is_err() => {
@@ -39,6 +40,16 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
         series.push(timestamp, timestamp_text.to_owned(), value);
     }
     Ok(series)
+}
+
+/// A field without surrounding blanks and double quotes.
+fn unquote(field: &str) -> &str {
+    let field = field.trim();
+    if field.starts_with('"') || field.ends_with('"') {
+        field.trim_matches('"')
+    } else {
+        field
+    }
 }
 
 #[cfg(test)]

@@ -134,9 +134,41 @@ fn parse_calendar(text: &str) -> Option<i64> {
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
+/// NAB's exact `YYYY-MM-DD HH:MM:SS`, the common case, read by position; `None` for
+/// anything else (then the general parser decides).
+fn parse_fixed_calendar(text: &[u8]) -> Option<i64> {
+    if text.len() != 19
+        || text[4] != b'-'
+        || text[7] != b'-'
+        || text[10] != b' '
+        || text[13] != b':'
+        || text[16] != b':'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        text[range].iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
 /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB), RFC 3339 in UTC (`T`, optional `Z`) or
 /// Unix seconds (integer or decimal) into Unix milliseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    if let Some(ms) = parse_fixed_calendar(text.as_bytes()) {
+        return Ok(ms);
+    }
     if let Some(ms) = parse_calendar(text) {
         return Ok(ms);
     }
@@ -180,6 +212,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fixed_and_general_calendar_parsers_agree(text in "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}") {
+            prop_assert_eq!(parse_fixed_calendar(text.as_bytes()), parse_calendar(&text));
+        }
+
         #[test]
         fn format_then_parse_round_trips(seconds in -2_000_000_000i64..4_000_000_000) {
             let ms = seconds * 1000;
