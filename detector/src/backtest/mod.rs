@@ -146,8 +146,7 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
     let mut window = run.windows.iter().peekable();
     for (i, ((stamp, value), score)) in run
         .series
-        .timestamp_texts
-        .iter()
+        .timestamp_texts()
         .zip(&run.series.values)
         .zip(&run.scores)
         .enumerate()

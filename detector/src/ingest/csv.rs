@@ -37,7 +37,7 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
         let value = value_text
             .parse::<f64>()
             .map_err(|e| error(format!("value {value_text:?}: {e}")))?;
-        series.push(timestamp, timestamp_text.to_owned(), value);
+        series.push(timestamp, timestamp_text, value);
     }
     Ok(series)
 }

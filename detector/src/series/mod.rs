@@ -21,8 +21,11 @@ pub struct Series {
     pub name: String,
     /// Unix milliseconds, one per point.
     pub timestamps_ms: Vec<i64>,
-    /// The timestamp as it was written in the input, one per point.
-    pub timestamp_texts: Vec<String>,
+    /// The timestamps as written in the input, one after the other (one allocation, not
+    /// one per point); see [`timestamp_texts`](Self::timestamp_texts).
+    timestamp_texts: String,
+    /// Where each point's text ends in `timestamp_texts`.
+    timestamp_text_ends: Vec<usize>,
     pub values: Vec<f64>,
 }
 
@@ -34,10 +37,19 @@ impl Series {
         }
     }
 
-    pub fn push(&mut self, timestamp_ms: i64, timestamp_text: String, value: f64) {
+    pub fn push(&mut self, timestamp_ms: i64, timestamp_text: &str, value: f64) {
         self.timestamps_ms.push(timestamp_ms);
-        self.timestamp_texts.push(timestamp_text);
+        self.timestamp_texts.push_str(timestamp_text);
+        self.timestamp_text_ends.push(self.timestamp_texts.len());
         self.values.push(value);
+    }
+
+    /// Every point's timestamp as it was written in the input, in order.
+    pub fn timestamp_texts(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.timestamp_text_ends.iter().copied());
+        starts
+            .zip(&self.timestamp_text_ends)
+            .map(|(start, &end)| &self.timestamp_texts[start..end])
     }
 
     pub fn len(&self) -> usize {
