@@ -162,7 +162,7 @@ impl Default for DetectorConfig {
             forest: OnlineForestConfig::default(),
             likelihood: LikelihoodConfig::default(),
             forecast: ForecastConfig::default(),
-            suppress_points: 200,
+            suppress_points: 100,
             alarm_level: 0.5,
             warmup_points: 100,
             z_saturation: 12.0,
