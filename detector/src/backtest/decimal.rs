@@ -17,10 +17,10 @@ pub fn push_f64(out: &mut Vec<u8>, x: f64) {
         out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
         return;
     }
-    let mut buffer = ryu::Buffer::new();
+    let mut buffer = zmij::Buffer::new();
     let text = buffer.format_finite(x).as_bytes();
     let Some(e) = text.iter().position(|&b| b == b'e') else {
-        // Ryū writes positional text for 1e-5 <= |x| < 1e16; for non-integers that is
+        // zmij writes positional text for 1e-5 <= |x| < 1e16; for non-integers that is
         // `Display`'s text already.
         out.extend_from_slice(text);
         return;
@@ -57,9 +57,9 @@ pub fn push_f64(out: &mut Vec<u8>, x: f64) {
 }
 
 /// Whether `x` (finite, not whole) may lie exactly halfway between its two nearest
-/// shortest decimals, where Ryū rounds to even and `Display` does not. That takes an
-/// exact decimal expansion barely longer than the 17 digits a double needs: a value of
-/// few significant bits. `m 2^e` (odd `m`, `e < 0`) has the digits of `m 5^-e`; any with
+/// shortest decimals, where Ryū-style algorithms like zmij may round the other way from
+/// `Display` (Ryū rounds such ties to even). That takes an exact decimal expansion barely
+/// longer than the 17 digits a double needs: a value of few significant bits. `m 2^e` (odd `m`, `e < 0`) has the digits of `m 5^-e`; any with
 /// up to 21 of them is left to `Display`. Typical values have over 30.
 fn may_tie(x: f64) -> bool {
     let bits = x.to_bits();
