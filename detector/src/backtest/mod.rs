@@ -108,8 +108,23 @@ pub fn detect_series(
     run.detect_time = started.elapsed();
     run.state_bytes = detector.state_bytes();
     run.season_s = detector.baseline().period_ms().map(|ms| ms / 1000);
-    run.snapshot_bytes = serde_json::to_vec(&detector).map_or(0, |v| v.len());
+    let mut counter = ByteCounter(0);
+    run.snapshot_bytes = serde_json::to_writer(&mut counter, &detector).map_or(0, |()| counter.0);
     Ok(run)
+}
+
+/// Counts the bytes written to it: a snapshot's size without building the snapshot.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `<out>/<name>/<category>/<name>_<file>.csv` for a series named `<category>/<file>`.
@@ -133,7 +148,9 @@ pub fn results_path(out: &Path, name: &str, series_name: &str) -> PathBuf {
     path.join(format!("{name}_{}.csv", clean(file)))
 }
 
-fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
+/// Writes `run`'s results file; `text` is room to build it in, reused across series so
+/// each does not fault in fresh pages.
+fn write_results(path: &Path, run: &SeriesRun, text: &mut Vec<u8>) -> Result<(), BacktestError> {
     let write_error = |source| BacktestError::Write {
         path: path.to_owned(),
         source,
@@ -141,7 +158,8 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(write_error)?;
     }
-    let mut text = Vec::with_capacity(run.scores.len() * 48);
+    text.clear();
+    text.reserve(run.scores.len() * 48);
     text.extend_from_slice(b"timestamp,value,anomaly_score,label\n");
     let mut window = run.windows.iter().peekable();
     for (i, ((stamp, value), score)) in run
@@ -157,12 +175,12 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
         let label = window.peek().is_some_and(|&&(first, _)| first <= i);
         text.extend_from_slice(stamp.as_bytes());
         text.push(b',');
-        decimal::push_f64(&mut text, *value);
+        decimal::push_f64(text, *value);
         text.push(b',');
-        decimal::push_f64(&mut text, *score);
+        decimal::push_f64(text, *score);
         text.extend_from_slice(if label { b",1\n" } else { b",0\n" });
     }
-    std::fs::write(path, text).map_err(write_error)
+    std::fs::write(path, &text).map_err(write_error)
 }
 
 fn progress(done: usize, total: usize, points: usize) {
@@ -200,6 +218,7 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     let total = all_series.len();
     let mut runs = Vec::with_capacity(total);
     let mut points = 0;
+    let mut text = Vec::new();
     for (index, series) in all_series.into_iter().enumerate() {
         let series_windows = windows
             .as_ref()
@@ -210,6 +229,7 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
         write_results(
             &results_path(&options.out, &options.name, &run.series.name),
             &run,
+            &mut text,
         )?;
         runs.push(run);
         if show_progress {

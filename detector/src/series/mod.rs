@@ -37,6 +37,14 @@ impl Series {
         }
     }
 
+    /// Makes room for `points` more points whose timestamp texts take `text_bytes`.
+    pub fn reserve(&mut self, points: usize, text_bytes: usize) {
+        self.timestamps_ms.reserve(points);
+        self.timestamp_text_ends.reserve(points);
+        self.values.reserve(points);
+        self.timestamp_texts.reserve(text_bytes);
+    }
+
     pub fn push(&mut self, timestamp_ms: i64, timestamp_text: &str, value: f64) {
         self.timestamps_ms.push(timestamp_ms);
         self.timestamp_texts.push_str(timestamp_text);
