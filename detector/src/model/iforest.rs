@@ -157,6 +157,8 @@ const LEAF: u32 = u32::MAX;
 
 /// Trees no deeper than this are also laid out as [`CompleteTrees`].
 const MAX_COMPLETE_DEPTH: usize = 8;
+/// Rows of at most this many features are scored from a small array.
+const SMALL_ROW: usize = 8;
 /// Trees descended side by side: independent descents keep the core busy while each
 /// waits for its loads.
 const LOCKSTEP: usize = 4;
@@ -267,20 +269,33 @@ impl CompleteTrees {
 
     /// The summed path lengths of a row with every feature present.
     fn total_path(&self, row: &[f64]) -> f64 {
-        // Indexed by a `u8` feature, this row needs no bounds checks.
-        let mut padded = [0.0; 256];
-        let width = row.len().min(padded.len());
-        padded[..width].copy_from_slice(&row[..width]);
+        // Copied into an array of a power-of-two width at least the features', the row
+        // is indexed by a masked feature without bounds checks. Few features (the
+        // detector's case) take a small array, not one to clear for all 256.
+        if row.len() <= SMALL_ROW {
+            let mut padded = [0.0; SMALL_ROW];
+            padded[..row.len()].copy_from_slice(row);
+            self.by_depth(&padded)
+        } else {
+            let mut padded = [0.0; 256];
+            let width = row.len().min(padded.len());
+            padded[..width].copy_from_slice(&row[..width]);
+            self.by_depth(&padded)
+        }
+    }
+
+    /// [`total_path`](Self::total_path) for a row padded to `ROW` features.
+    fn by_depth<const ROW: usize>(&self, row: &[f64; ROW]) -> f64 {
         match self.depth {
             0 => self.leaf_values_summed(),
-            1 => self.sum_paths::<2>(&padded),
-            2 => self.sum_paths::<4>(&padded),
-            3 => self.sum_paths::<8>(&padded),
-            4 => self.sum_paths::<16>(&padded),
-            5 => self.sum_paths::<32>(&padded),
-            6 => self.sum_paths::<64>(&padded),
-            7 => self.sum_paths::<128>(&padded),
-            _ => self.sum_paths::<256>(&padded),
+            1 => self.sum_paths::<2, ROW>(row),
+            2 => self.sum_paths::<4, ROW>(row),
+            3 => self.sum_paths::<8, ROW>(row),
+            4 => self.sum_paths::<16, ROW>(row),
+            5 => self.sum_paths::<32, ROW>(row),
+            6 => self.sum_paths::<64, ROW>(row),
+            7 => self.sum_paths::<128, ROW>(row),
+            _ => self.sum_paths::<256, ROW>(row),
         }
     }
 
@@ -292,19 +307,19 @@ impl CompleteTrees {
     }
 
     /// [`total_path`](Self::total_path) for trees of blocks of `BLOCK` (`2^depth`).
-    fn sum_paths<const BLOCK: usize>(&self, row: &[f64; 256]) -> f64 {
+    fn sum_paths<const BLOCK: usize, const ROW: usize>(&self, row: &[f64; ROW]) -> f64 {
         let trees = self.leaves.len() / BLOCK;
         let mut total = 0.0;
         let mut first = 0;
         while first < trees {
             if trees - first >= LOCKSTEP {
-                let positions = self.descend::<LOCKSTEP, BLOCK>(row, first);
+                let positions = self.descend::<LOCKSTEP, BLOCK, ROW>(row, first);
                 for (k, position) in positions.into_iter().enumerate() {
                     total += self.leaf_value::<BLOCK>(first + k, position);
                 }
                 first += LOCKSTEP;
             } else {
-                let [position] = self.descend::<1, BLOCK>(row, first);
+                let [position] = self.descend::<1, BLOCK, ROW>(row, first);
                 total += self.leaf_value::<BLOCK>(first, position);
                 first += 1;
             }
@@ -313,9 +328,9 @@ impl CompleteTrees {
     }
 
     /// Bottom positions of `row` in trees `first..first + N`, descended side by side.
-    fn descend<const N: usize, const BLOCK: usize>(
+    fn descend<const N: usize, const BLOCK: usize, const ROW: usize>(
         &self,
-        row: &[f64; 256],
+        row: &[f64; ROW],
         first: usize,
     ) -> [usize; N] {
         fn block_of<T, const BLOCK: usize>(all: &[T], tree: usize) -> &[T; BLOCK] {
@@ -334,7 +349,8 @@ impl CompleteTrees {
                 // Positions stay below BLOCK - 1 on the way down; the mask tells the
                 // compiler so.
                 let position = positions[k] & (BLOCK - 1);
-                let x = row[usize::from(features[k][position])];
+                // Features are below ROW (see `total_path`): the mask changes nothing.
+                let x = row[usize::from(features[k][position]) & (ROW - 1)];
                 // Left on `x < threshold`, else (NaN too) right, as the links go.
                 let goes_left = x < thresholds[k][position];
                 positions[k] = 2 * position + 2 - usize::from(goes_left);
@@ -382,6 +398,8 @@ struct Builder {
     deepest: usize,
     /// Room for partitioning rows.
     scratch: Vec<usize>,
+    /// By leaf size, its average path length once computed (NaN before).
+    path_lengths: Vec<f64>,
 }
 
 /// Smallest and largest of `column` at `rows` (finite values), in four independent
@@ -423,13 +441,27 @@ impl Builder {
         }
     }
 
+    /// [`average_path_length`], remembered: a fit asks for the same few sizes thousands
+    /// of times, and `ln` is not cheap.
+    fn average_path_length(&mut self, size: usize) -> f64 {
+        match self.path_lengths.get(size) {
+            Some(&known) if !known.is_nan() => known,
+            Some(_) => {
+                let length = average_path_length(size);
+                self.path_lengths[size] = length;
+                length
+            }
+            None => average_path_length(size),
+        }
+    }
+
     fn push_leaf(&mut self, depth: usize, size: usize) {
         self.deepest = self.deepest.max(depth);
         // A leaf has no right child: `right` keeps its size instead.
         let node = Node {
             feature: LEAF,
             right: size as u32,
-            value: depth as f64 + average_path_length(size),
+            value: depth as f64 + self.average_path_length(size),
         };
         self.push(node, 0.0, 0.0, depth);
     }
@@ -557,6 +589,7 @@ impl IsolationForestValidParams {
             max_depth,
             deepest: 0,
             scratch: Vec::with_capacity(2 * subsample),
+            path_lengths: vec![f64::NAN; subsample + 1],
         };
         let mut all_rows: Vec<usize> = (0..rows).collect();
         let mut roots = Vec::with_capacity(self.trees);
@@ -730,22 +763,32 @@ mod tests {
         assert!((average_path_length(256) - 10.244_770_920_658_37).abs() < 1e-9);
     }
 
+    /// The same forest fitted with the complete layout and with the links only.
+    fn both_layouts(
+        data: &Array2<f64>,
+        trees: usize,
+        depth: usize,
+    ) -> (super::IsolationForest, super::IsolationForest) {
+        let params = IsolationForestParams::new()
+            .trees(trees)
+            .subsample(64)
+            .max_depth(depth)
+            .seed(9)
+            .isolate_out_of_range(false)
+            .check()
+            .unwrap();
+        let complete = params.fit_laid_out(data.view(), true).unwrap();
+        let links = params.fit_laid_out(data.view(), false).unwrap();
+        assert!(complete.complete.is_some() && links.complete.is_none());
+        (complete, links)
+    }
+
     #[test]
     fn complete_layout_scores_like_the_links_bit_for_bit() {
         let data = planted(300, 6, 11);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
         for (depth, trees) in [(1, 3), (4, 24), (6, 24), (8, 13)] {
-            let params = IsolationForestParams::new()
-                .trees(trees)
-                .subsample(64)
-                .max_depth(depth)
-                .seed(9)
-                .isolate_out_of_range(false)
-                .check()
-                .unwrap();
-            let complete = params.fit_laid_out(data.view(), true).unwrap();
-            let links = params.fit_laid_out(data.view(), false).unwrap();
-            assert!(complete.complete.is_some() && links.complete.is_none());
+            let (complete, links) = both_layouts(&data, trees, depth);
             for i in 0..500 {
                 let mut row: Vec<f64> = (0..3).map(|_| rng.gen_range(-6.0..6.0)).collect();
                 match i % 5 {
@@ -757,6 +800,19 @@ mod tests {
                 let (a, b) = (complete.score_slice(&row), links.score_slice(&row));
                 assert_eq!(a.to_bits(), b.to_bits(), "depth {depth}, row {row:?}");
             }
+        }
+    }
+
+    #[test]
+    fn complete_layout_scores_wide_rows_like_the_links() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+        let data = Array2::from_shape_fn((200, 12), |_| rng.gen_range(-1.0..1.0));
+        let (complete, links) = both_layouts(&data, 10, 6);
+        for i in 0..200 {
+            let row: Vec<f64> = (0..12).map(|_| rng.gen_range(-2.0..2.0)).collect();
+            let row = &row[..if i % 4 == 0 { 7 } else { 12 }];
+            let (a, b) = (complete.score_slice(row), links.score_slice(row));
+            assert_eq!(a.to_bits(), b.to_bits(), "{row:?}");
         }
     }
 
