@@ -145,9 +145,22 @@ pub fn weigh_rows(
     profile: &CostProfile,
     first_window_id: usize,
 ) -> Vec<ScoredRow> {
+    let mut rows = Vec::new();
+    weigh_rows_into(&mut rows, anomaly_scores, windows, profile, first_window_id);
+    rows
+}
+
+/// [`weigh_rows`], appending to `rows` (one vector can then hold every file's rows).
+pub fn weigh_rows_into(
+    rows: &mut Vec<ScoredRow>,
+    anomaly_scores: &[f64],
+    windows: &[(usize, usize)],
+    profile: &CostProfile,
+    first_window_id: usize,
+) {
     let max_tp = scaled_sigmoid(-1.0);
     let probation = probationary_length(anomaly_scores.len());
-    let mut rows = Vec::with_capacity(anomaly_scores.len().saturating_sub(probation));
+    rows.reserve(anomaly_scores.len().saturating_sub(probation));
     let mut next_window = 0;
     let mut current: Option<(usize, usize, usize)> = None; // (id, first, last)
     let mut previous: Option<(usize, usize)> = None; // (last row, width)
@@ -160,25 +173,26 @@ pub fn weigh_rows(
                 }
             }
         }
-        let (alarm_value, window) = match current {
-            Some((id, first, last)) => {
-                let width = (last - first + 1) as f64;
-                let position = -((last as f64) - (i as f64) + 1.0) / width;
-                (
-                    scaled_sigmoid(position) * profile.tp_weight / max_tp,
-                    Some(id),
-                )
-            }
-            None => {
-                let position = match previous {
-                    None => 3.0,
-                    Some((_, width)) if width <= 1 => 3.0,
-                    Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
-                };
-                (scaled_sigmoid(position) * profile.fp_weight, None)
-            }
-        };
+        // Probationary rows are not scored: no need to weigh them.
         if i >= probation {
+            let (alarm_value, window) = match current {
+                Some((id, first, last)) => {
+                    let width = (last - first + 1) as f64;
+                    let position = -((last as f64) - (i as f64) + 1.0) / width;
+                    (
+                        scaled_sigmoid(position) * profile.tp_weight / max_tp,
+                        Some(id),
+                    )
+                }
+                None => {
+                    let position = match previous {
+                        None => 3.0,
+                        Some((_, width)) if width <= 1 => 3.0,
+                        Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
+                    };
+                    (scaled_sigmoid(position) * profile.fp_weight, None)
+                }
+            };
             rows.push(ScoredRow {
                 anomaly_score,
                 alarm_value,
@@ -192,7 +206,6 @@ pub fn weigh_rows(
             }
         }
     }
-    rows
 }
 
 /// The outcome at one threshold: raw score and row counts (rows in a window are

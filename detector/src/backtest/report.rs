@@ -242,18 +242,15 @@ impl Report {
         if !labelled {
             return report;
         }
-        // Profiles weigh the same rows differently; their order by score is shared.
+        // Profiles weigh the same rows differently; their order by score is shared, and
+        // so is the vector holding them.
         let mut order = None;
+        let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
         for profile in &PROFILES {
-            let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
+            rows.clear();
             let mut first_window = 0;
             for run in runs {
-                rows.extend(nab::weigh_rows(
-                    &run.scores,
-                    &run.windows,
-                    profile,
-                    first_window,
-                ));
+                nab::weigh_rows_into(&mut rows, &run.scores, &run.windows, profile, first_window);
                 first_window += run.windows.len();
             }
             let order = order.get_or_insert_with(|| nab::descending_order(&rows));
