@@ -396,8 +396,6 @@ struct Builder {
     max_depth: usize,
     /// The deepest leaf so far.
     deepest: usize,
-    /// Room for partitioning rows.
-    scratch: Vec<usize>,
     /// By leaf size, its average path length once computed (NaN before).
     path_lengths: Vec<f64>,
 }
@@ -466,7 +464,8 @@ impl Builder {
         self.push(node, 0.0, 0.0, depth);
     }
 
-    fn grow(&mut self, rows: &mut [usize], depth: usize) {
+    /// Grows the subtree of `rows`; `spare` (as long) is room to partition them into.
+    fn grow(&mut self, rows: &mut [usize], spare: &mut [usize], depth: usize) {
         if depth >= self.max_depth || rows.len() <= 1 {
             self.push_leaf(depth, rows.len());
             return;
@@ -490,26 +489,21 @@ impl Builder {
         };
         let threshold = self.rng.gen_range(low..high);
         let column = &self.columns[feature * self.rows..(feature + 1) * self.rows];
-        // Branch-free partition (which side a row goes is a coin toss for the branch
-        // predictor). Only which rows go left matters, not their order: the tree below is
-        // the same for any order of its rows.
-        // Rows are written to both sides of a scratch buffer and kept on one; copied
-        // back, the left ones lead.
+        // Branch-free partition into `spare` (which side a row goes is a coin toss for
+        // the branch predictor): each row is written both after the left rows so far and
+        // before the right ones (from the end), and kept on its side; a slot's last write
+        // is its own row's. Only which rows go left matters, not their order: the tree
+        // below is the same for any order of its rows. The children then partition back
+        // into `rows`, so nothing is copied.
         let n = rows.len();
-        if self.scratch.len() < 2 * n {
-            self.scratch.resize(2 * n, 0);
-        }
-        let (lefts, rights) = self.scratch.split_at_mut(n);
         let (mut left, mut right) = (0, 0);
         for &row in rows.iter() {
             let goes_left = column[row] < threshold;
-            lefts[left] = row;
-            rights[right] = row;
+            spare[left] = row;
+            spare[n - 1 - right] = row;
             left += usize::from(goes_left);
             right += usize::from(!goes_left);
         }
-        rows[..left].copy_from_slice(&lefts[..left]);
-        rows[left..].copy_from_slice(&rights[..right]);
         let boundary = left;
         let index = self.nodes.len();
         self.push(
@@ -522,10 +516,11 @@ impl Builder {
             high,
             depth,
         );
-        let (left, right) = rows.split_at_mut(boundary);
-        self.grow(left, depth + 1);
+        let (left, right) = spare.split_at_mut(boundary);
+        let (left_spare, right_spare) = rows.split_at_mut(boundary);
+        self.grow(left, left_spare, depth + 1);
         self.nodes[index].right = self.nodes.len() as u32;
-        self.grow(right, depth + 1);
+        self.grow(right, right_spare, depth + 1);
     }
 }
 
@@ -588,12 +583,12 @@ impl IsolationForestValidParams {
                 .then(|| Vec::with_capacity(self.trees * subsample)),
             max_depth,
             deepest: 0,
-            scratch: Vec::with_capacity(2 * subsample),
             path_lengths: vec![f64::NAN; subsample + 1],
         };
         let mut all_rows: Vec<usize> = (0..rows).collect();
         let mut roots = Vec::with_capacity(self.trees);
         let mut sample = Vec::with_capacity(subsample);
+        let mut spare = vec![0; subsample];
         for _ in 0..self.trees {
             // Partial Fisher-Yates: the first `subsample` entries become the sample.
             for i in 0..subsample {
@@ -603,7 +598,7 @@ impl IsolationForestValidParams {
             sample.clear();
             sample.extend_from_slice(&all_rows[..subsample]);
             roots.push(builder.nodes.len() as u32);
-            builder.grow(&mut sample, 0);
+            builder.grow(&mut sample, &mut spare, 0);
         }
         let mut bounds = builder.bounds.unwrap_or_default();
         bounds.shrink_to_fit();
