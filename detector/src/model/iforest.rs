@@ -161,7 +161,7 @@ const MAX_COMPLETE_DEPTH: usize = 8;
 const SMALL_ROW: usize = 8;
 /// Trees descended side by side: independent descents keep the core busy while each
 /// waits for its loads.
-const LOCKSTEP: usize = 4;
+const LOCKSTEP: usize = 8;
 
 /// Index into [`CompleteTrees::leaf_values`] by a leaf's depth and size.
 struct LeafIndices {
