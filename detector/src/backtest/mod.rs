@@ -63,7 +63,7 @@ pub struct SeriesRun {
     /// Windows as row ranges, from the labels (empty without labels).
     pub windows: Vec<(usize, usize)>,
     pub scores: Vec<f64>,
-    pub expected: Vec<f64>,
+    /// The band, row for row, when asked for (plots draw it); else empty.
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
     /// First early warning at or after each row, as rows ahead, if any was raised.
@@ -75,20 +75,20 @@ pub struct SeriesRun {
     pub season_s: Option<i64>,
 }
 
-/// Feeds one series through a fresh detector.
+/// Feeds one series through a fresh detector; keeps the band if `keep_band`.
 pub fn detect_series(
     series: Series,
     windows: Vec<(usize, usize)>,
     config: &DetectorConfig,
+    keep_band: bool,
 ) -> Result<SeriesRun, DetectorError> {
     let mut detector = SeriesDetector::new(config.clone())?;
     let n = series.len();
     let mut run = SeriesRun {
         windows,
         scores: Vec::with_capacity(n),
-        expected: Vec::with_capacity(n),
-        lower: Vec::with_capacity(n),
-        upper: Vec::with_capacity(n),
+        lower: Vec::with_capacity(if keep_band { n } else { 0 }),
+        upper: Vec::with_capacity(if keep_band { n } else { 0 }),
         warnings: Vec::with_capacity(n),
         detect_time: Duration::ZERO,
         state_bytes: 0,
@@ -100,9 +100,10 @@ pub fn detect_series(
     for (&t, &v) in run.series.timestamps_ms.iter().zip(&run.series.values) {
         let score = detector.update(t, v);
         run.scores.push(score.score);
-        run.expected.push(score.expected);
-        run.lower.push(score.lower);
-        run.upper.push(score.upper);
+        if keep_band {
+            run.lower.push(score.lower);
+            run.upper.push(score.upper);
+        }
         run.warnings.push(score.warning.map(|w| w.steps_ahead));
     }
     run.detect_time = started.elapsed();
@@ -225,7 +226,7 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
             .map(|w| nab::window_rows(&series.timestamps_ms, w.for_series(&series.name)))
             .unwrap_or_default();
         points += series.len();
-        let run = detect_series(series, series_windows, &options.config)?;
+        let run = detect_series(series, series_windows, &options.config, options.plots)?;
         write_results(
             &results_path(&options.out, &options.name, &run.series.name),
             &run,
