@@ -6,11 +6,11 @@
 //! profiles, event-level precision and recall, lead times against a static-threshold
 //! rule), per-series plots and an index page.
 
+mod decimal;
 pub mod nab;
 pub mod plot;
 pub mod report;
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ pub struct SeriesRun {
     /// Windows as row ranges, from the labels (empty without labels).
     pub windows: Vec<(usize, usize)>,
     pub scores: Vec<f64>,
-    pub expected: Vec<f64>,
+    /// The band, row for row, when asked for (plots draw it); else empty.
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
     /// First early warning at or after each row, as rows ahead, if any was raised.
@@ -75,20 +75,20 @@ pub struct SeriesRun {
     pub season_s: Option<i64>,
 }
 
-/// Feeds one series through a fresh detector.
+/// Feeds one series through a fresh detector; keeps the band if `keep_band`.
 pub fn detect_series(
     series: Series,
     windows: Vec<(usize, usize)>,
     config: &DetectorConfig,
+    keep_band: bool,
 ) -> Result<SeriesRun, DetectorError> {
     let mut detector = SeriesDetector::new(config.clone())?;
     let n = series.len();
     let mut run = SeriesRun {
         windows,
         scores: Vec::with_capacity(n),
-        expected: Vec::with_capacity(n),
-        lower: Vec::with_capacity(n),
-        upper: Vec::with_capacity(n),
+        lower: Vec::with_capacity(if keep_band { n } else { 0 }),
+        upper: Vec::with_capacity(if keep_band { n } else { 0 }),
         warnings: Vec::with_capacity(n),
         detect_time: Duration::ZERO,
         state_bytes: 0,
@@ -100,16 +100,32 @@ pub fn detect_series(
     for (&t, &v) in run.series.timestamps_ms.iter().zip(&run.series.values) {
         let score = detector.update(t, v);
         run.scores.push(score.score);
-        run.expected.push(score.expected);
-        run.lower.push(score.lower);
-        run.upper.push(score.upper);
+        if keep_band {
+            run.lower.push(score.lower);
+            run.upper.push(score.upper);
+        }
         run.warnings.push(score.warning.map(|w| w.steps_ahead));
     }
     run.detect_time = started.elapsed();
     run.state_bytes = detector.state_bytes();
     run.season_s = detector.baseline().period_ms().map(|ms| ms / 1000);
-    run.snapshot_bytes = serde_json::to_vec(&detector).map_or(0, |v| v.len());
+    let mut counter = ByteCounter(0);
+    run.snapshot_bytes = serde_json::to_writer(&mut counter, &detector).map_or(0, |()| counter.0);
     Ok(run)
+}
+
+/// Counts the bytes written to it: a snapshot's size without building the snapshot.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `<out>/<name>/<category>/<name>_<file>.csv` for a series named `<category>/<file>`.
@@ -133,7 +149,9 @@ pub fn results_path(out: &Path, name: &str, series_name: &str) -> PathBuf {
     path.join(format!("{name}_{}.csv", clean(file)))
 }
 
-fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
+/// Writes `run`'s results file; `text` is room to build it in, reused across series so
+/// each does not fault in fresh pages.
+fn write_results(path: &Path, run: &SeriesRun, text: &mut Vec<u8>) -> Result<(), BacktestError> {
     let write_error = |source| BacktestError::Write {
         path: path.to_owned(),
         source,
@@ -141,13 +159,13 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(write_error)?;
     }
-    let mut text = String::with_capacity(run.scores.len() * 48);
-    text.push_str("timestamp,value,anomaly_score,label\n");
+    text.clear();
+    text.reserve(run.scores.len() * 48);
+    text.extend_from_slice(b"timestamp,value,anomaly_score,label\n");
     let mut window = run.windows.iter().peekable();
     for (i, ((stamp, value), score)) in run
         .series
-        .timestamp_texts
-        .iter()
+        .timestamp_texts()
         .zip(&run.series.values)
         .zip(&run.scores)
         .enumerate()
@@ -156,9 +174,14 @@ fn write_results(path: &Path, run: &SeriesRun) -> Result<(), BacktestError> {
             window.next();
         }
         let label = window.peek().is_some_and(|&&(first, _)| first <= i);
-        let _ = writeln!(text, "{stamp},{value},{score},{}", u8::from(label));
+        text.extend_from_slice(stamp.as_bytes());
+        text.push(b',');
+        decimal::push_f64(text, *value);
+        text.push(b',');
+        decimal::push_f64(text, *score);
+        text.extend_from_slice(if label { b",1\n" } else { b",0\n" });
     }
-    std::fs::write(path, text).map_err(write_error)
+    std::fs::write(path, &text).map_err(write_error)
 }
 
 fn progress(done: usize, total: usize, points: usize) {
@@ -196,16 +219,18 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     let total = all_series.len();
     let mut runs = Vec::with_capacity(total);
     let mut points = 0;
+    let mut text = Vec::new();
     for (index, series) in all_series.into_iter().enumerate() {
         let series_windows = windows
             .as_ref()
             .map(|w| nab::window_rows(&series.timestamps_ms, w.for_series(&series.name)))
             .unwrap_or_default();
         points += series.len();
-        let run = detect_series(series, series_windows, &options.config)?;
+        let run = detect_series(series, series_windows, &options.config, options.plots)?;
         write_results(
             &results_path(&options.out, &options.name, &run.series.name),
             &run,
+            &mut text,
         )?;
         runs.push(run);
         if show_progress {

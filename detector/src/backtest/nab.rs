@@ -3,7 +3,7 @@
 //! the perfect detector. Rules as in `shared/nab/README.md`; tests reproduce the
 //! official scorer's per-file figures for two published detectors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -145,9 +145,22 @@ pub fn weigh_rows(
     profile: &CostProfile,
     first_window_id: usize,
 ) -> Vec<ScoredRow> {
+    let mut rows = Vec::new();
+    weigh_rows_into(&mut rows, anomaly_scores, windows, profile, first_window_id);
+    rows
+}
+
+/// [`weigh_rows`], appending to `rows` (one vector can then hold every file's rows).
+pub fn weigh_rows_into(
+    rows: &mut Vec<ScoredRow>,
+    anomaly_scores: &[f64],
+    windows: &[(usize, usize)],
+    profile: &CostProfile,
+    first_window_id: usize,
+) {
     let max_tp = scaled_sigmoid(-1.0);
     let probation = probationary_length(anomaly_scores.len());
-    let mut rows = Vec::with_capacity(anomaly_scores.len().saturating_sub(probation));
+    rows.reserve(anomaly_scores.len().saturating_sub(probation));
     let mut next_window = 0;
     let mut current: Option<(usize, usize, usize)> = None; // (id, first, last)
     let mut previous: Option<(usize, usize)> = None; // (last row, width)
@@ -160,25 +173,26 @@ pub fn weigh_rows(
                 }
             }
         }
-        let (alarm_value, window) = match current {
-            Some((id, first, last)) => {
-                let width = (last - first + 1) as f64;
-                let position = -((last as f64) - (i as f64) + 1.0) / width;
-                (
-                    scaled_sigmoid(position) * profile.tp_weight / max_tp,
-                    Some(id),
-                )
-            }
-            None => {
-                let position = match previous {
-                    None => 3.0,
-                    Some((_, width)) if width <= 1 => 3.0,
-                    Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
-                };
-                (scaled_sigmoid(position) * profile.fp_weight, None)
-            }
-        };
+        // Probationary rows are not scored: no need to weigh them.
         if i >= probation {
+            let (alarm_value, window) = match current {
+                Some((id, first, last)) => {
+                    let width = (last - first + 1) as f64;
+                    let position = -((last as f64) - (i as f64) + 1.0) / width;
+                    (
+                        scaled_sigmoid(position) * profile.tp_weight / max_tp,
+                        Some(id),
+                    )
+                }
+                None => {
+                    let position = match previous {
+                        None => 3.0,
+                        Some((_, width)) if width <= 1 => 3.0,
+                        Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
+                    };
+                    (scaled_sigmoid(position) * profile.fp_weight, None)
+                }
+            };
             rows.push(ScoredRow {
                 anomaly_score,
                 alarm_value,
@@ -192,7 +206,6 @@ pub fn weigh_rows(
             }
         }
     }
-    rows
 }
 
 /// The outcome at one threshold: raw score and row counts (rows in a window are
@@ -211,31 +224,35 @@ pub struct ThresholdScore {
 /// Sums the outcome of every window (its earliest alarm, else `-fn_weight`) and of every
 /// alarm outside windows.
 struct Tally {
-    window_best: HashMap<usize, f64>,
+    /// By window id: the best alarm value so far (`-fn_weight` while missed).
+    window_best: Vec<f64>,
     window_sum: f64,
     false_alarm_sum: f64,
-    fn_weight: f64,
 }
 
 impl Tally {
     fn new(rows: &[ScoredRow], fn_weight: f64) -> Self {
-        let window_best: HashMap<usize, f64> = rows
+        let ids = rows
             .iter()
             .filter_map(|r| r.window)
-            .map(|w| (w, -fn_weight))
-            .collect();
+            .max()
+            .map_or(0, |id| id + 1);
+        let mut present = vec![false; ids];
+        for id in rows.iter().filter_map(|r| r.window) {
+            present[id] = true;
+        }
+        let windows = present.iter().filter(|&&p| p).count();
         Self {
-            window_sum: -fn_weight * window_best.len() as f64,
-            window_best,
+            window_sum: -fn_weight * windows as f64,
+            window_best: vec![-fn_weight; ids],
             false_alarm_sum: 0.0,
-            fn_weight,
         }
     }
 
     fn alarm(&mut self, row: &ScoredRow) {
         match row.window {
             Some(id) => {
-                let best = self.window_best.entry(id).or_insert(-self.fn_weight);
+                let best = &mut self.window_best[id];
                 if row.alarm_value > *best {
                     self.window_sum += row.alarm_value - *best;
                     *best = row.alarm_value;
@@ -285,14 +302,26 @@ pub fn optimise_threshold(rows: &[ScoredRow], fn_weight: f64) -> ThresholdScore 
 /// Row indices by decreasing anomaly score: what [`optimise_threshold_in_order`] needs, to
 /// be computed once for several profiles (their rows differ only in alarm values).
 pub fn descending_order(rows: &[ScoredRow]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-    // Rows of equal score are taken together, so their order does not matter.
-    order.sort_unstable_by(|&a, &b| {
-        rows[b as usize]
-            .anomaly_score
-            .total_cmp(&rows[a as usize].anomaly_score)
-    });
-    order
+    // Sorting (key, index) pairs in place is cache friendly where comparing through the
+    // indices is not. The key is the score's total order, negated for decreasing scores;
+    // rows of equal score are taken together, so their order does not matter.
+    let mut keyed: Vec<(u64, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (!total_order_key(row.anomaly_score), i as u32))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// An unsigned key whose order is [`f64::total_cmp`]'s.
+fn total_order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
 }
 
 /// [`optimise_threshold`] with the order of [`descending_order`] given.

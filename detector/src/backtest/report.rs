@@ -242,19 +242,19 @@ impl Report {
         if !labelled {
             return report;
         }
+        // Profiles weigh the same rows differently; their order by score is shared, and
+        // so is the vector holding them.
+        let mut order = None;
+        let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
         for profile in &PROFILES {
-            let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
+            rows.clear();
             let mut first_window = 0;
             for run in runs {
-                rows.extend(nab::weigh_rows(
-                    &run.scores,
-                    &run.windows,
-                    profile,
-                    first_window,
-                ));
+                nab::weigh_rows_into(&mut rows, &run.scores, &run.windows, profile, first_window);
                 first_window += run.windows.len();
             }
-            let best = nab::optimise_threshold(&rows, profile.fn_weight);
+            let order = order.get_or_insert_with(|| nab::descending_order(&rows));
+            let best = nab::optimise_threshold_in_order(&rows, order, profile.fn_weight);
             report.profiles.push(ProfileScore {
                 profile: profile.name,
                 threshold: best.threshold,

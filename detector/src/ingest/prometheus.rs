@@ -56,7 +56,7 @@ pub fn read_query_range(text: &str, path: &Path, prefix: &str) -> Result<Vec<Ser
                 .parse()
                 .map_err(|_| error("a sample value is not a number"))?;
             let ms = (seconds * 1000.0).round() as i64;
-            series.push(ms, format_timestamp(ms), value);
+            series.push(ms, &format_timestamp(ms), value);
         }
         all.push(series);
     }
@@ -103,7 +103,7 @@ pub fn read_text_exposition(
         by_selector
             .entry(selector.to_owned())
             .or_insert_with(|| Series::new(format!("{prefix}/{selector}")))
-            .push(ms, format_timestamp(ms), value);
+            .push(ms, &format_timestamp(ms), value);
     }
     Ok(by_selector.into_values().collect())
 }

@@ -147,6 +147,10 @@ pub struct DetectorConfig {
     pub z_saturation: f64,
     /// Weight of the forest in the combined raw surprise (the baseline has the rest).
     pub forest_weight: f64,
+    /// A value beyond the range seen so far by more than this fraction of the range has
+    /// likelihood 1 (the "spatial anomaly" of NAB's Numenta detector, whose 5% this is);
+    /// 0: off.
+    pub spatial_tolerance: f64,
 }
 
 impl Default for DetectorConfig {
@@ -158,11 +162,12 @@ impl Default for DetectorConfig {
             forest: OnlineForestConfig::default(),
             likelihood: LikelihoodConfig::default(),
             forecast: ForecastConfig::default(),
-            suppress_points: 200,
+            suppress_points: 100,
             alarm_level: 0.5,
             warmup_points: 100,
             z_saturation: 12.0,
             forest_weight: 0.25,
+            spatial_tolerance: 0.05,
         }
     }
 }
@@ -230,6 +235,9 @@ pub struct SeriesDetector {
     transform: Option<Transform>,
     pending: Vec<(i64, f64)>,
     drift: ResidualDrift,
+    /// Smallest and largest value seen.
+    #[serde(default)]
+    range: Option<(f64, f64)>,
 }
 
 impl SeriesDetector {
@@ -259,6 +267,7 @@ impl SeriesDetector {
             transform: None,
             pending: Vec::new(),
             drift: ResidualDrift::default(),
+            range: None,
             config,
         })
     }
@@ -388,6 +397,14 @@ impl SeriesDetector {
             self.likelihood.update(raw)
         };
 
+        // A value well beyond everything seen so far is anomalous whatever the models say:
+        // they adapt to a slow climb towards it, and their surprise may be spent by then.
+        let warmed_up = self.baseline.seen() >= self.config.warmup_points as u64;
+        let likelihood = if self.beyond_range(value) && warmed_up {
+            1.0
+        } else {
+            likelihood
+        };
         let score = self.suppress(likelihood);
 
         self.drift.update(point.z * point.scale);
@@ -410,6 +427,23 @@ impl SeriesDetector {
             forest: forest_score,
             warning,
         }
+    }
+
+    /// Whether `value` lies beyond the range seen so far by more than the tolerance; then
+    /// widens the range.
+    fn beyond_range(&mut self, value: f64) -> bool {
+        let tolerance = self.config.spatial_tolerance;
+        if tolerance <= 0.0 || !value.is_finite() {
+            return false;
+        }
+        let Some((low, high)) = self.range else {
+            self.range = Some((value, value));
+            return false;
+        };
+        let margin = (high - low) * tolerance;
+        let beyond = high > low && (value > high + margin || value < low - margin);
+        self.range = Some((low.min(value), high.max(value)));
+        beyond
     }
 
     /// An alarm is a likelihood at or above `alarm_level`; for `suppress_points` after
@@ -477,6 +511,26 @@ mod tests {
             .fold(0.0, f64::max);
         assert!(spike >= detector.config().alarm_level, "{spike}");
         assert!(spike > calm_max, "{spike} vs {calm_max}");
+    }
+
+    #[test]
+    fn a_new_extreme_beyond_the_tolerance_is_an_alarm_and_one_inside_is_not() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1500 {
+            detector.update(i * 60_000, wave(i));
+        }
+        // The wave spans about 9..12: 12.1 is beyond its top, but within 5% of its range.
+        assert!(!detector.beyond_range(12.1));
+        assert!(!detector.beyond_range(8.9));
+        assert!(detector.beyond_range(12.5));
+        let beyond = detector.update(1500 * 60_000, 14.0);
+        assert_eq!(beyond.likelihood, 1.0);
+        assert!(beyond.score >= detector.config().alarm_level);
+        let off = DetectorConfig {
+            spatial_tolerance: 0.0,
+            ..DetectorConfig::default()
+        };
+        assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
     }
 
     #[test]

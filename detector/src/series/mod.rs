@@ -21,8 +21,11 @@ pub struct Series {
     pub name: String,
     /// Unix milliseconds, one per point.
     pub timestamps_ms: Vec<i64>,
-    /// The timestamp as it was written in the input, one per point.
-    pub timestamp_texts: Vec<String>,
+    /// The timestamps as written in the input, one after the other (one allocation, not
+    /// one per point); see [`timestamp_texts`](Self::timestamp_texts).
+    timestamp_texts: String,
+    /// Where each point's text ends in `timestamp_texts`.
+    timestamp_text_ends: Vec<usize>,
     pub values: Vec<f64>,
 }
 
@@ -34,10 +37,27 @@ impl Series {
         }
     }
 
-    pub fn push(&mut self, timestamp_ms: i64, timestamp_text: String, value: f64) {
+    /// Makes room for `points` more points whose timestamp texts take `text_bytes`.
+    pub fn reserve(&mut self, points: usize, text_bytes: usize) {
+        self.timestamps_ms.reserve(points);
+        self.timestamp_text_ends.reserve(points);
+        self.values.reserve(points);
+        self.timestamp_texts.reserve(text_bytes);
+    }
+
+    pub fn push(&mut self, timestamp_ms: i64, timestamp_text: &str, value: f64) {
         self.timestamps_ms.push(timestamp_ms);
-        self.timestamp_texts.push(timestamp_text);
+        self.timestamp_texts.push_str(timestamp_text);
+        self.timestamp_text_ends.push(self.timestamp_texts.len());
         self.values.push(value);
+    }
+
+    /// Every point's timestamp as it was written in the input, in order.
+    pub fn timestamp_texts(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.timestamp_text_ends.iter().copied());
+        starts
+            .zip(&self.timestamp_text_ends)
+            .map(|(start, &end)| &self.timestamp_texts[start..end])
     }
 
     pub fn len(&self) -> usize {
@@ -134,9 +154,41 @@ fn parse_calendar(text: &str) -> Option<i64> {
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
+/// NAB's exact `YYYY-MM-DD HH:MM:SS`, the common case, read by position; `None` for
+/// anything else (then the general parser decides).
+fn parse_fixed_calendar(text: &[u8]) -> Option<i64> {
+    if text.len() != 19
+        || text[4] != b'-'
+        || text[7] != b'-'
+        || text[10] != b' '
+        || text[13] != b':'
+        || text[16] != b':'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        text[range].iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
 /// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB), RFC 3339 in UTC (`T`, optional `Z`) or
 /// Unix seconds (integer or decimal) into Unix milliseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    if let Some(ms) = parse_fixed_calendar(text.as_bytes()) {
+        return Ok(ms);
+    }
     if let Some(ms) = parse_calendar(text) {
         return Ok(ms);
     }
@@ -180,6 +232,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fixed_and_general_calendar_parsers_agree(text in "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}") {
+            prop_assert_eq!(parse_fixed_calendar(text.as_bytes()), parse_calendar(&text));
+        }
+
         #[test]
         fn format_then_parse_round_trips(seconds in -2_000_000_000i64..4_000_000_000) {
             let ms = seconds * 1000;
