@@ -661,14 +661,41 @@ mod tests {
         Framing::build(&c.parser, &c.limits).unwrap()
     }
 
-    #[test]
-    fn a_rotated_name_the_glob_also_matches_is_not_read_twice() {
+    /// A directory with `app.log` holding `first`, tailed by a glob under it.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        app: PathBuf,
+        pipeline: Pipeline,
+        source: FileSource,
+    }
+
+    fn fixture(first: &str, glob: &str, start_at: StartAt, framing: Framing) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let app = dir.path().join("app.log");
-        append(&app, "msg=x\nmsg=x\nmsg=x\n");
-        let mut p = pipeline();
-        let mut s = source(
-            format!("{}/app*", dir.path().display()),
+        append(&app, first);
+        let source = source(
+            format!("{}/{glob}", dir.path().display()),
+            start_at,
+            framing,
+        );
+        Fixture {
+            dir,
+            app,
+            pipeline: pipeline(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_rotated_name_the_glob_also_matches_is_not_read_twice() {
+        let Fixture {
+            dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture(
+            "msg=x\nmsg=x\nmsg=x\n",
+            "app*",
             StartAt::Beginning,
             Framing::default(),
         );
@@ -685,15 +712,12 @@ mod tests {
 
     #[test]
     fn a_late_writer_to_a_rotated_file_is_not_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = dir.path().join("app.log");
-        append(&app, "msg=x\n");
-        let mut p = pipeline();
-        let mut s = source(
-            format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-            Framing::default(),
-        );
+        let Fixture {
+            dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture("msg=x\n", "*.log", StartAt::Beginning, Framing::default());
         polls(&mut s, &mut p, 2);
         let rotated = dir.path().join("app.log.1");
         fs::rename(&app, &rotated).unwrap();
@@ -706,12 +730,13 @@ mod tests {
 
     #[test]
     fn start_at_end_does_not_apply_after_a_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = dir.path().join("app.log");
-        append(&app, "msg=x\nmsg=x\n");
+        let Fixture {
+            dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture("msg=x\nmsg=x\n", "*.log", StartAt::End, Framing::default());
         let glob = format!("{}/*.log", dir.path().display());
-        let mut p = pipeline();
-        let mut s = source(glob.clone(), StartAt::End, Framing::default());
         polls(&mut s, &mut p, 2);
         append(&app, "msg=x\n");
         polls(&mut s, &mut p, 2);
@@ -731,15 +756,12 @@ mod tests {
 
     #[test]
     fn truncation_keeps_a_complete_held_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = dir.path().join("app.log");
-        append(&app, "msg=x\n  more\n");
-        let mut p = pipeline();
-        let mut s = source(
-            format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-            multiline(),
-        );
+        let Fixture {
+            dir: _dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture("msg=x\n  more\n", "*.log", StartAt::Beginning, multiline());
         polls(&mut s, &mut p, 1);
         fs::write(&app, "msg=y\n").unwrap();
         polls(&mut s, &mut p, 5);
@@ -748,15 +770,12 @@ mod tests {
 
     #[test]
     fn a_deleted_file_is_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = dir.path().join("app.log");
-        append(&app, "msg=x\n");
-        let mut p = pipeline();
-        let mut s = source(
-            format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-            Framing::default(),
-        );
+        let Fixture {
+            dir: _dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture("msg=x\n", "*.log", StartAt::Beginning, Framing::default());
         polls(&mut s, &mut p, 2);
         fs::remove_file(&app).unwrap();
         polls(&mut s, &mut p, 2 * DRAIN_IDLE_POLLS as usize);
