@@ -6,7 +6,6 @@
 //! Per-record work avoids the registry for self-metrics: counts accumulate in plain
 //! fields and are flushed once per batch (`end_batch`).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
-use crate::parse::{EventTime, ParsedBatch, Parser, Record, Scratch};
+use crate::parse::{self, EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
 use crate::rule::{PairOutcome, PairSnapshot, Preparer, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
@@ -288,6 +287,16 @@ impl Pipeline {
         *self.errors.entry((stage, reason)).or_default() += 1;
     }
 
+    /// Counts a record cut at the line limit, or not valid UTF-8 (it is still used).
+    fn count_read_errors(&mut self, truncated: bool, invalid_utf8: bool) {
+        if truncated {
+            self.error("read", "line_truncated");
+        }
+        if invalid_utf8 {
+            self.error("read", "invalid_utf8");
+        }
+    }
+
     /// What reader threads need to parse and match records for the running rules.
     pub fn preparer(&self) -> Preparer {
         Preparer {
@@ -417,16 +426,8 @@ impl RecordSink for Pipeline {
         if let Some(counts) = self.streams.get_mut(stream.0) {
             counts.records += 1;
         }
-        if truncated {
-            self.error("read", "line_truncated");
-        }
-        let text = match std::str::from_utf8(record) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => {
-                self.error("read", "invalid_utf8");
-                String::from_utf8_lossy(record)
-            }
-        };
+        let (text, invalid_utf8) = parse::decode(record);
+        self.count_read_errors(truncated, invalid_utf8);
         self.process(&text);
     }
 
@@ -435,12 +436,7 @@ impl RecordSink for Pipeline {
             counts.records += batch.len() as u64;
         }
         for record in batch.records() {
-            if record.truncated {
-                self.error("read", "line_truncated");
-            }
-            if record.invalid_utf8 {
-                self.error("read", "invalid_utf8");
-            }
+            self.count_read_errors(record.truncated, record.invalid_utf8);
             match record.parsed {
                 Ok((fields, time)) => self.apply(fields, time, record.mask),
                 Err(error) => self.error("parse", error.reason()),

@@ -2,8 +2,6 @@
 //! text (lossily decoded if it was not UTF-8), its field spans and event time, so the
 //! pipeline thread only applies rules, in order.
 
-use std::borrow::Cow;
-
 use super::{EventTime, ParseError, Parser, Record, Scratch, Span};
 
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +63,7 @@ impl ParsedBatch {
         truncated: bool,
         matcher: impl FnOnce(Record<'_>) -> Option<u128>,
     ) {
-        let (text, invalid_utf8) = match std::str::from_utf8(bytes) {
-            Ok(text) => (Cow::Borrowed(text), false),
-            Err(_) => (String::from_utf8_lossy(bytes), true),
-        };
+        let (text, invalid_utf8) = super::decode(bytes);
         let mut mask = None;
         let outcome = parser.parse(&text, scratch).map(|()| {
             let record = Record::new(&text, scratch);

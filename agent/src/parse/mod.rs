@@ -15,8 +15,19 @@ pub mod timestamp;
 
 pub use batch::{ParsedBatch, ParsedRecord};
 
+use std::borrow::Cow;
+
 use crate::config::{ParserConfig, ParserFormat};
 pub use timestamp::{TimeFormat, TimestampParser};
+
+/// A record's bytes as text: borrowed when they are UTF-8, else decoded lossily (the
+/// flag says so, for the error count).
+pub fn decode(bytes: &[u8]) -> (Cow<'_, str>, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (String::from_utf8_lossy(bytes), true),
+    }
+}
 
 /// The index of a field in [`FieldNames`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
