@@ -22,8 +22,21 @@ struct Cli {
 enum Command {
     /// Turn logs into metrics: tail files or stdin, serve /metrics.
     Agent(AgentArgs),
+    /// Detect anomalies live: ingest by scrape, remote_write or PromQL; alert on incidents.
+    Detect(DetectArgs),
     /// Replay history through the detector and score it (NAB rules).
     Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    /// Detector configuration (YAML); without it, the defaults: remote_write and /metrics
+    /// on 127.0.0.1:9751.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for /metrics, /api/v1/write, /api/v1/incidents (overrides the config).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 /// Which models feed the anomaly score.
@@ -144,6 +157,7 @@ fn main() -> ExitCode {
             Some(AgentCommand::Test(test)) => agent_test(test),
             None => agent_run(args.run),
         },
+        Command::Detect(args) => detect(args),
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -151,6 +165,35 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn detect(args: DetectArgs) -> ExitCode {
+    use omen_detector::live::config::DetectConfig;
+    let config = match &args.config {
+        Some(path) => DetectConfig::load(path),
+        None => Ok(DetectConfig::default()),
+    };
+    let mut config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    match omen_detector::live::runtime::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ omen_detector::live::runtime::RunError::Listen { .. }) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -264,7 +264,8 @@ impl SeriesDetector {
             since_fit: 0,
             fitted_once: false,
             since_alarm: usize::MAX,
-            transform: None,
+            // Only `Auto` needs the first points to decide.
+            transform: (config.transform != Transform::Auto).then_some(config.transform),
             pending: Vec::new(),
             drift: ResidualDrift::default(),
             range: None,

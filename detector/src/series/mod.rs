@@ -112,6 +112,14 @@ pub fn format_timestamp(timestamp_ms: i64) -> String {
     )
 }
 
+/// Formats Unix milliseconds as RFC 3339 in UTC with milliseconds, as Alertmanager and
+/// Prometheus write times: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_rfc3339(timestamp_ms: i64) -> String {
+    let mut text = format_timestamp(timestamp_ms);
+    text.replace_range(10..11, "T");
+    format!("{text}.{:03}Z", timestamp_ms.rem_euclid(1000))
+}
+
 fn digits(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -216,6 +224,8 @@ mod tests {
         assert_eq!(parse_timestamp("2014-04-10T07:15:00Z").unwrap(), row);
         assert_eq!(parse_timestamp("1397114100").unwrap(), row);
         assert_eq!(parse_timestamp("1397114100.5").unwrap(), row + 500);
+        assert_eq!(format_rfc3339(row + 7), "2014-04-10T07:15:00.007Z");
+        assert_eq!(parse_timestamp(&format_rfc3339(row + 7)).unwrap(), row + 7);
     }
 
     #[test]

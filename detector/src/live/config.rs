@@ -1,0 +1,484 @@
+//! `omen detect --config FILE`: where samples come from, how series are kept, how anomalies
+//! are grouped into incidents and where alerts go. Every field has a default, so an empty
+//! file is a detector that serves remote_write and `/metrics` on 127.0.0.1:9751.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::model::detector::{DetectorConfig, SeriesDetector};
+
+/// Errors from loading or checking a detector configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Yaml {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{field}: invalid regex: {source}")]
+    Regex {
+        field: String,
+        source: Box<regex::Error>,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The default address of the detector's HTTP server (`/metrics`, remote_write).
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9751))
+}
+
+/// The whole `omen detect` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub listen: SocketAddr,
+    /// Prometheus/OpenMetrics targets scraped directly.
+    pub scrape: Vec<ScrapeConfig>,
+    /// The remote_write receiver at `POST /api/v1/write`.
+    pub remote_write: RemoteWriteConfig,
+    /// Prometheus servers polled with PromQL.
+    pub prometheus: Vec<PrometheusConfig>,
+    pub store: StoreConfig,
+    /// Model settings for every series.
+    pub detector: DetectorConfig,
+    /// Limits that early warnings look ahead to, per metric name.
+    pub limits: Vec<LimitConfig>,
+    pub correlation: CorrelationConfig,
+    pub alerting: AlertingConfig,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            scrape: Vec::new(),
+            remote_write: RemoteWriteConfig::default(),
+            prometheus: Vec::new(),
+            store: StoreConfig::default(),
+            detector: DetectorConfig::default(),
+            limits: Vec::new(),
+            correlation: CorrelationConfig::default(),
+            alerting: AlertingConfig::default(),
+        }
+    }
+}
+
+/// A regex on metric names, anchored at both ends (as PromQL's `=~`).
+#[derive(Debug, Clone)]
+pub struct NameMatch(Regex);
+
+impl NameMatch {
+    pub fn new(field: &str, pattern: &str) -> Result<Self, ConfigError> {
+        Regex::new(&format!("^(?:{pattern})$"))
+            .map(Self)
+            .map_err(|source| ConfigError::Regex {
+                field: field.to_owned(),
+                source: Box::new(source),
+            })
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
+}
+
+impl<'de> Deserialize<'de> for NameMatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        Self::new("match", &pattern).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One scraped target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub url: String,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Added as the `job` label, as Prometheus does; `instance` is the URL's host:port.
+    #[serde(default = "default_job")]
+    pub job: String,
+    /// Only metric names matching this are modelled (default: all).
+    #[serde(rename = "match")]
+    pub name_match: Option<NameMatch>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_job() -> String {
+    "scrape".to_owned()
+}
+
+/// The remote_write receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    pub enabled: bool,
+    /// Largest compressed body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted (413 beyond).
+    pub max_decoded_bytes: usize,
+    #[serde(rename = "match")]
+    pub name_match: Option<NameMatch>,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_body_bytes: 4 << 20,
+            max_decoded_bytes: 32 << 20,
+            name_match: None,
+        }
+    }
+}
+
+/// A PromQL query polled from a Prometheus server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Names the resulting series when the query drops `__name__` (as `rate()` does).
+    pub name: String,
+    pub expr: String,
+}
+
+/// A Prometheus server polled with PromQL: `query_range` over `warmup` at start (learnt
+/// from, not alerted on), then every `interval` the range since the last poll.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    pub url: String,
+    pub queries: Vec<QueryConfig>,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Resolution of the series; defaults to `interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub step: Option<Duration>,
+    #[serde(default = "default_warmup", with = "humantime_serde")]
+    pub warmup: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_warmup() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl PrometheusConfig {
+    pub fn step(&self) -> Duration {
+        self.step.unwrap_or(self.interval)
+    }
+}
+
+/// The series store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Series beyond this many are not modelled (counted in
+    /// `omen_detector_series_dropped_total`). About 50 KiB of state each.
+    pub max_series: usize,
+    /// A series with no sample for this long is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Model state is saved here periodically and at shutdown, and restored at start.
+    pub snapshot_path: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// Model histogram buckets too (one series per bucket: off by default).
+    pub histogram_buckets: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_series: 10_000,
+            ttl: Duration::from_secs(15 * 60),
+            snapshot_path: None,
+            snapshot_interval: Duration::from_secs(60),
+            histogram_buckets: false,
+        }
+    }
+}
+
+/// A limit for early warnings on every series of one metric.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    pub metric: String,
+    pub upper: Option<f64>,
+    pub lower: Option<f64>,
+}
+
+/// How anomalies are grouped into incidents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// An anomaly joins an open incident whose last activity is at most this old.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// An incident resolves when none of its series has been anomalous for this long.
+    #[serde(with = "humantime_serde")]
+    pub quiet: Duration,
+    /// Anomalies sharing a value of any of these labels belong together.
+    pub labels: Vec<String>,
+    /// The label naming a series' service, for `dependencies`.
+    pub service_label: String,
+    /// Service → the services it calls. A callee anomalous with its caller joins the
+    /// caller's incident and ranks as more likely root cause.
+    pub dependencies: BTreeMap<String, Vec<String>>,
+    /// Onsets this close count as simultaneous when ranking root causes.
+    #[serde(with = "humantime_serde")]
+    pub onset_tolerance: Duration,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(5 * 60),
+            quiet: Duration::from_secs(5 * 60),
+            labels: vec![
+                "service".to_owned(),
+                "instance".to_owned(),
+                "job".to_owned(),
+            ],
+            service_label: "service".to_owned(),
+            dependencies: BTreeMap::new(),
+            onset_tolerance: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Alertmanager base URLs (`POST {url}/api/v2/alerts`).
+    pub alertmanager: Vec<String>,
+    /// URLs that receive Alertmanager's webhook JSON, one notification per alert change.
+    pub webhook: Vec<String>,
+    /// Print every alert change as a JSON line on standard output.
+    pub stdout: bool,
+    /// Firing alerts are re-sent to Alertmanager this often.
+    #[serde(with = "humantime_serde")]
+    pub resend: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Alert updates held per sink while it is unreachable; beyond, the oldest are
+    /// dropped and counted.
+    pub queue: usize,
+    /// Raise `warning` alerts when a forecast leaves the band or crosses a limit.
+    pub early_warnings: bool,
+    /// Linked from every alert (`dashboard` annotation and generatorURL).
+    pub dashboard_url: String,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            alertmanager: Vec::new(),
+            webhook: Vec::new(),
+            stdout: false,
+            resend: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            queue: 10_000,
+            early_warnings: true,
+            dashboard_url: "http://127.0.0.1:3000/d/omen-detector".to_owned(),
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Reads and checks a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks YAML text; relative paths are relative to `path`'s folder.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = if text.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
+                path: path.to_owned(),
+                source,
+            })?
+        };
+        if let Some(snapshot) = &config.store.snapshot_path {
+            if snapshot.is_relative() {
+                let base = path.parent().unwrap_or(Path::new(""));
+                config.store.snapshot_path = Some(base.join(snapshot));
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: URLs, positive durations, a model that builds.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        SeriesDetector::new(self.detector.clone())
+            .map_err(|e| invalid("detector", e.to_string()))?;
+        let url = |field: String, url: &str| -> Result<(), ConfigError> {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if parsed.scheme() == "http" => Ok(()),
+                Ok(_) => Err(invalid(
+                    field,
+                    format!("`{url}`: only http:// is supported"),
+                )),
+                Err(e) => Err(invalid(field, format!("`{url}`: {e}"))),
+            }
+        };
+        let positive = |field: String, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(field, "must be more than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, scrape) in self.scrape.iter().enumerate() {
+            url(format!("scrape[{i}].url"), &scrape.url)?;
+            positive(format!("scrape[{i}].interval"), scrape.interval)?;
+            positive(format!("scrape[{i}].timeout"), scrape.timeout)?;
+        }
+        for (i, prometheus) in self.prometheus.iter().enumerate() {
+            url(format!("prometheus[{i}].url"), &prometheus.url)?;
+            positive(format!("prometheus[{i}].interval"), prometheus.interval)?;
+            positive(format!("prometheus[{i}].step"), prometheus.step())?;
+            if prometheus.queries.is_empty() {
+                return Err(invalid(format!("prometheus[{i}].queries"), "is empty"));
+            }
+        }
+        for (i, am) in self.alerting.alertmanager.iter().enumerate() {
+            url(format!("alerting.alertmanager[{i}]"), am)?;
+        }
+        for (i, hook) in self.alerting.webhook.iter().enumerate() {
+            url(format!("alerting.webhook[{i}]"), hook)?;
+        }
+        positive("alerting.resend".to_owned(), self.alerting.resend)?;
+        positive("alerting.timeout".to_owned(), self.alerting.timeout)?;
+        positive("store.ttl".to_owned(), self.store.ttl)?;
+        positive(
+            "store.snapshot_interval".to_owned(),
+            self.store.snapshot_interval,
+        )?;
+        positive("correlation.quiet".to_owned(), self.correlation.quiet)?;
+        if self.alerting.queue == 0 {
+            return Err(invalid("alerting.queue", "must be at least 1"));
+        }
+        if self.store.max_series == 0 {
+            return Err(invalid("store.max_series", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The model configuration for one metric: the shared one plus its limits.
+    pub fn detector_for(&self, metric: &str) -> DetectorConfig {
+        let mut config = self.detector.clone();
+        for limit in self.limits.iter().filter(|l| l.metric == metric) {
+            config.forecast.upper_limit = limit.upper.or(config.forecast.upper_limit);
+            config.forecast.lower_limit = limit.lower.or(config.forecast.lower_limit);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_default_detector() {
+        let config = DetectConfig::parse("", Path::new("d.yaml")).unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert!(config.remote_write.enabled);
+    }
+
+    #[test]
+    fn a_full_file_parses_with_relative_snapshot_path() {
+        let text = r#"
+listen: 127.0.0.1:0
+scrape:
+  - { url: "http://127.0.0.1:9750/metrics", interval: 5s, job: agent, match: "stock_.*" }
+prometheus:
+  - url: http://127.0.0.1:9090
+    queries: [{ name: lines, expr: "sum(rate(omen_agent_lines_total[1m]))" }]
+    interval: 10s
+    warmup: 1h
+store: { snapshot_path: state.json, ttl: 10m }
+detector: { warmup_points: 20 }
+limits: [{ metric: queue_depth, upper: 1000 }]
+correlation: { window: 1m, dependencies: { checkout: [inventory] } }
+alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
+"#;
+        let config = DetectConfig::parse(text, Path::new("/etc/omen/detect.yaml")).unwrap();
+        assert_eq!(
+            config.store.snapshot_path.as_deref(),
+            Some(Path::new("/etc/omen/state.json"))
+        );
+        let scrape = &config.scrape[0];
+        assert!(scrape
+            .name_match
+            .as_ref()
+            .unwrap()
+            .is_match("stock_event_pending"));
+        assert!(!scrape.name_match.as_ref().unwrap().is_match("xstock_"));
+        assert_eq!(config.prometheus[0].step(), Duration::from_secs(10));
+        assert_eq!(config.detector.warmup_points, 20);
+        assert_eq!(
+            config.detector_for("queue_depth").forecast.upper_limit,
+            Some(1000.0)
+        );
+        assert_eq!(config.detector_for("other").forecast.upper_limit, None);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        for (text, needle) in [
+            ("scrape: [{ url: 'ftp://x/metrics' }]", "only http://"),
+            (
+                "scrape: [{ url: 'http://x', interval: 0s }]",
+                "scrape[0].interval",
+            ),
+            ("alerting: { queue: 0 }", "alerting.queue"),
+            ("scrape: [{ url: 'http://x', match: '(' }]", "regex"),
+            ("prometheus: [{ url: 'http://x', queries: [] }]", "queries"),
+            ("unknown: 1", "unknown field"),
+            ("detector: { baseline: { band: -1 } }", "band"),
+        ] {
+            let error = DetectConfig::parse(text, Path::new("d.yaml")).unwrap_err();
+            assert!(error.to_string().contains(needle), "{text}: {error}");
+        }
+    }
+}

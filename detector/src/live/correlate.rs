@@ -1,0 +1,407 @@
+//! Correlation: anomalies close in time that share a label value (service, instance, job)
+//! or whose services are linked in the dependency graph form one incident. An incident
+//! opens with its first anomaly, grows as related anomalies join, and resolves once none
+//! of its series has been anomalous for the quiet period. Root-cause candidates are ranked
+//! by earliest onset, then most upstream (the service the most other members call,
+//! directly or not), then strongest score.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::CorrelationConfig;
+
+/// One anomalous series within an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// The series' selector, `name{label="value",...}`.
+    pub series: String,
+    pub labels: BTreeMap<String, String>,
+    pub onset_ms: i64,
+    pub last_active_ms: i64,
+    /// The highest anomaly score seen.
+    pub peak: f64,
+}
+
+/// A group of related anomalies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub started_ms: i64,
+    pub last_active_ms: i64,
+    /// Ranked: the probable root cause first.
+    pub members: Vec<Member>,
+    pub resolved_ms: Option<i64>,
+}
+
+impl Incident {
+    /// The probable root cause: the first ranked member.
+    pub fn root_cause(&self) -> &Member {
+        &self.members[0]
+    }
+}
+
+/// What happened to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Opened,
+    /// A series joined (the ranking, and maybe the root cause, changed).
+    Joined,
+    Resolved,
+}
+
+/// An incident after a change, with the root cause it had before (for `Joined`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentEvent {
+    pub change: Change,
+    pub incident: Incident,
+    pub previous_root_cause: Option<String>,
+}
+
+/// The incidents, open and recently resolved. Serialisable with the model state, so a
+/// restart keeps its incidents (and their alert identities).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Correlator {
+    open: Vec<Incident>,
+    recent: VecDeque<Incident>,
+    next_seq: u64,
+}
+
+/// Resolved incidents kept for `/api/v1/incidents`.
+const RECENT: usize = 50;
+
+impl Correlator {
+    pub fn open(&self) -> &[Incident] {
+        &self.open
+    }
+
+    pub fn recent(&self) -> impl Iterator<Item = &Incident> {
+        self.recent.iter()
+    }
+
+    /// Whether `series` belongs to an open incident.
+    pub fn is_member(&self, series: &str) -> bool {
+        self.open
+            .iter()
+            .any(|i| i.members.iter().any(|m| m.series == series))
+    }
+
+    /// An anomaly (an alarm) of `series` at `at_ms` with `score`.
+    pub fn anomaly(
+        &mut self,
+        config: &CorrelationConfig,
+        series: &str,
+        labels: &BTreeMap<String, String>,
+        at_ms: i64,
+        score: f64,
+    ) -> Option<IncidentEvent> {
+        if let Some(incident) = self
+            .open
+            .iter_mut()
+            .find(|i| i.members.iter().any(|m| m.series == series))
+        {
+            let member = incident
+                .members
+                .iter_mut()
+                .find(|m| m.series == series)
+                .expect("found above");
+            member.peak = member.peak.max(score);
+            member.last_active_ms = member.last_active_ms.max(at_ms);
+            incident.last_active_ms = incident.last_active_ms.max(at_ms);
+            return None;
+        }
+        let member = Member {
+            series: series.to_owned(),
+            labels: labels.clone(),
+            onset_ms: at_ms,
+            last_active_ms: at_ms,
+            peak: score,
+        };
+        let window = config.window.as_millis() as i64;
+        let joined = self
+            .open
+            .iter_mut()
+            .filter(|i| at_ms - i.last_active_ms <= window)
+            .filter(|i| i.members.iter().any(|m| related(config, m, &member)))
+            .max_by_key(|i| i.last_active_ms);
+        if let Some(incident) = joined {
+            let previous = incident.root_cause().series.clone();
+            incident.members.push(member);
+            incident.last_active_ms = incident.last_active_ms.max(at_ms);
+            rank(config, &mut incident.members);
+            return Some(IncidentEvent {
+                change: Change::Joined,
+                incident: incident.clone(),
+                previous_root_cause: Some(previous),
+            });
+        }
+        self.next_seq += 1;
+        let incident = Incident {
+            id: format!("inc-{}-{}", at_ms.div_euclid(1000), self.next_seq),
+            started_ms: at_ms,
+            last_active_ms: at_ms,
+            members: vec![member],
+            resolved_ms: None,
+        };
+        self.open.push(incident.clone());
+        Some(IncidentEvent {
+            change: Change::Opened,
+            incident,
+            previous_root_cause: None,
+        })
+    }
+
+    /// `series` is still anomalous at `at_ms` (no new alarm, but not back to normal):
+    /// keeps its incident open.
+    pub fn still_active(&mut self, series: &str, at_ms: i64) {
+        for incident in &mut self.open {
+            if let Some(member) = incident.members.iter_mut().find(|m| m.series == series) {
+                member.last_active_ms = member.last_active_ms.max(at_ms);
+                incident.last_active_ms = incident.last_active_ms.max(at_ms);
+            }
+        }
+    }
+
+    /// Resolves the incidents quiet for the configured period at `now_ms`.
+    pub fn resolve_quiet(&mut self, config: &CorrelationConfig, now_ms: i64) -> Vec<IncidentEvent> {
+        let quiet = config.quiet.as_millis() as i64;
+        let (done, open): (Vec<Incident>, Vec<Incident>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|i| now_ms - i.last_active_ms >= quiet);
+        self.open = open;
+        done.into_iter()
+            .map(|mut incident| {
+                incident.resolved_ms = Some(now_ms);
+                self.recent.push_back(incident.clone());
+                if self.recent.len() > RECENT {
+                    self.recent.pop_front();
+                }
+                IncidentEvent {
+                    change: Change::Resolved,
+                    incident,
+                    previous_root_cause: None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn service<'a>(config: &CorrelationConfig, member: &'a Member) -> Option<&'a str> {
+    member.labels.get(&config.service_label).map(String::as_str)
+}
+
+/// Services reachable from `from` along calls (callees, transitively), `from` included.
+fn callees<'a>(config: &'a CorrelationConfig, from: &'a str) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::from([from]);
+    let mut stack = vec![from];
+    while let Some(service) = stack.pop() {
+        for callee in config.dependencies.get(service).into_iter().flatten() {
+            if seen.insert(callee.as_str()) {
+                stack.push(callee);
+            }
+        }
+    }
+    seen
+}
+
+/// Two anomalies belong together when they share a value of a correlation label or one's
+/// service calls the other's, directly or not.
+fn related(config: &CorrelationConfig, a: &Member, b: &Member) -> bool {
+    let shares_label = config.labels.iter().any(
+        |label| matches!((a.labels.get(label), b.labels.get(label)), (Some(x), Some(y)) if x == y),
+    );
+    if shares_label {
+        return true;
+    }
+    match (service(config, a), service(config, b)) {
+        (Some(x), Some(y)) => callees(config, x).contains(y) || callees(config, y).contains(x),
+        _ => false,
+    }
+}
+
+/// Orders members by likelihood of being the root cause.
+fn rank(config: &CorrelationConfig, members: &mut [Member]) {
+    let Some(first_onset) = members.iter().map(|m| m.onset_ms).min() else {
+        return;
+    };
+    let tolerance = (config.onset_tolerance.as_millis() as i64).max(1);
+    let services: Vec<Option<String>> = members
+        .iter()
+        .map(|m| service(config, m).map(str::to_owned))
+        .collect();
+    // How many other members' services call this member's service, directly or not.
+    let callers = |member: &Member| -> usize {
+        let Some(own) = service(config, member) else {
+            return 0;
+        };
+        services
+            .iter()
+            .flatten()
+            .filter(|s| s.as_str() != own && callees(config, s).contains(own))
+            .count()
+    };
+    let mut keyed: Vec<((i64, std::cmp::Reverse<usize>), Member)> = members
+        .iter()
+        .map(|m| {
+            let tier = (m.onset_ms - first_onset) / tolerance;
+            ((tier, std::cmp::Reverse(callers(m))), m.clone())
+        })
+        .collect();
+    keyed.sort_by(|(ka, a), (kb, b)| {
+        ka.cmp(kb)
+            .then(b.peak.total_cmp(&a.peak))
+            .then(a.onset_ms.cmp(&b.onset_ms))
+            .then(a.series.cmp(&b.series))
+    });
+    for (slot, (_, member)) in members.iter_mut().zip(keyed) {
+        *slot = member;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn config() -> CorrelationConfig {
+        CorrelationConfig {
+            window: Duration::from_secs(60),
+            quiet: Duration::from_secs(120),
+            labels: vec!["instance".to_owned()],
+            dependencies: BTreeMap::from([
+                ("checkout".to_owned(), vec!["inventory".to_owned()]),
+                ("inventory".to_owned(), vec!["redis".to_owned()]),
+            ]),
+            onset_tolerance: Duration::from_secs(10),
+            ..CorrelationConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_cascade_is_one_incident_with_the_deepest_callee_as_root_cause() {
+        let config = config();
+        let mut c = Correlator::default();
+        let opened = c
+            .anomaly(
+                &config,
+                "latency{service=\"checkout\"}",
+                &labels(&[("service", "checkout")]),
+                1_000,
+                0.9,
+            )
+            .unwrap();
+        assert_eq!(opened.change, Change::Opened);
+        // Within the onset tolerance, the more upstream service ranks first even if later.
+        let joined = c
+            .anomaly(
+                &config,
+                "errors{service=\"redis\"}",
+                &labels(&[("service", "redis")]),
+                6_000,
+                0.6,
+            )
+            .unwrap();
+        assert_eq!(joined.change, Change::Joined);
+        assert_eq!(
+            joined.previous_root_cause.as_deref(),
+            Some("latency{service=\"checkout\"}")
+        );
+        assert_eq!(
+            joined.incident.root_cause().series,
+            "errors{service=\"redis\"}"
+        );
+        let joined = c
+            .anomaly(
+                &config,
+                "queue{service=\"inventory\"}",
+                &labels(&[("service", "inventory")]),
+                8_000,
+                1.0,
+            )
+            .unwrap();
+        let order: Vec<_> = joined
+            .incident
+            .members
+            .iter()
+            .map(|m| m.series.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "errors{service=\"redis\"}",
+                "queue{service=\"inventory\"}",
+                "latency{service=\"checkout\"}"
+            ]
+        );
+        // A repeat alarm of a member changes nothing visible.
+        assert!(c
+            .anomaly(
+                &config,
+                "queue{service=\"inventory\"}",
+                &labels(&[("service", "inventory")]),
+                9_000,
+                1.0
+            )
+            .is_none());
+        assert_eq!(c.open().len(), 1);
+    }
+
+    #[test]
+    fn unrelated_or_distant_anomalies_open_their_own_incidents() {
+        let config = config();
+        let mut c = Correlator::default();
+        c.anomaly(&config, "a", &labels(&[("service", "checkout")]), 0, 1.0);
+        // Unrelated service.
+        let other = c
+            .anomaly(&config, "b", &labels(&[("service", "billing")]), 1_000, 1.0)
+            .unwrap();
+        assert_eq!(other.change, Change::Opened);
+        // Related, but after the window.
+        let late = c
+            .anomaly(&config, "c", &labels(&[("service", "redis")]), 100_000, 1.0)
+            .unwrap();
+        assert_eq!(late.change, Change::Opened);
+        // Sharing an instance label.
+        let same_host = c
+            .anomaly(
+                &config,
+                "d",
+                &labels(&[("instance", "h1"), ("service", "x")]),
+                100_500,
+                1.0,
+            )
+            .unwrap();
+        assert_eq!(same_host.change, Change::Opened);
+        let joined = c
+            .anomaly(&config, "e", &labels(&[("instance", "h1")]), 101_000, 1.0)
+            .unwrap();
+        assert_eq!(joined.change, Change::Joined);
+        assert_eq!(c.open().len(), 4);
+    }
+
+    #[test]
+    fn an_incident_resolves_after_the_quiet_period_of_its_last_member() {
+        let config = config();
+        let mut c = Correlator::default();
+        c.anomaly(&config, "a", &labels(&[("service", "redis")]), 0, 1.0);
+        c.still_active("a", 50_000);
+        assert!(c.resolve_quiet(&config, 169_999).is_empty());
+        let resolved = c.resolve_quiet(&config, 170_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].incident.resolved_ms, Some(170_000));
+        assert!(c.open().is_empty() && !c.is_member("a"));
+        assert_eq!(c.recent().count(), 1);
+        // The same series later is a new incident with a new id.
+        let again = c.anomaly(&config, "a", &labels(&[]), 500_000, 1.0).unwrap();
+        assert_ne!(again.incident.id, resolved[0].incident.id);
+    }
+}

@@ -1,0 +1,266 @@
+use std::path::Path;
+
+use super::*;
+use crate::live::correlate::Change;
+
+/// A detector that learns from a few dozen one-second points, as the live tests use.
+pub(crate) fn quick_config(extra: &str) -> DetectConfig {
+    let text = format!(
+        "detector: {{ transform: none, warmup_points: 30, likelihood: {{ min_history: 30 }} }}
+correlation: {{ window: 1m, quiet: 20s, onset_tolerance: 5s, labels: [], dependencies: {{ checkout: [inventory], inventory: [redis] }} }}
+{extra}"
+    );
+    DetectConfig::parse(&text, Path::new("test.yaml")).unwrap()
+}
+
+fn gauge(name: &str, service: &str, value: f64, timestamp_ms: i64) -> Sample {
+    Sample {
+        name: name.to_owned(),
+        labels: vec![("service".to_owned(), service.to_owned())],
+        value,
+        timestamp_ms: Some(timestamp_ms),
+        kind: ValueKind::Gauge,
+    }
+}
+
+/// Small deterministic wiggle around `level`.
+fn calm(level: f64, i: i64) -> f64 {
+    level * (1.0 + 0.02 * ((i * 7919 % 13) as f64 / 13.0 - 0.5))
+}
+
+const SERIES: [(&str, &str, f64); 3] = [
+    ("redis_latency_seconds", "redis", 0.002),
+    ("inventory_queue_depth", "inventory", 40.0),
+    ("checkout_latency_seconds", "checkout", 0.2),
+];
+
+/// Feeds the three related series at one point a second; from `anomaly.0` to `anomaly.1`
+/// redis is 50 times slower, and the others follow 3 s later.
+fn feed(engine: &mut Engine, seconds: std::ops::Range<i64>, anomaly: (i64, i64)) {
+    for s in seconds {
+        let t = s * 1000;
+        let samples = SERIES
+            .iter()
+            .enumerate()
+            .map(|(k, (name, service, level))| {
+                let lag = if k == 0 { 0 } else { 3 };
+                let factor = if (anomaly.0 + lag..anomaly.1).contains(&s) {
+                    50.0
+                } else {
+                    1.0
+                };
+                gauge(name, service, calm(*level, s + k as i64) * factor, t)
+            })
+            .collect();
+        engine.ingest(Source::RemoteWrite, samples, t, Mode::Live);
+        engine.tick(t);
+    }
+}
+
+#[test]
+fn a_cascade_is_one_incident_with_its_root_cause_and_it_resolves() {
+    let mut engine = Engine::new(quick_config(""));
+    feed(&mut engine, 0..200, (150, 170));
+    let notes = engine.take_notifications();
+    let incidents: Vec<&IncidentEvent> = notes
+        .iter()
+        .filter_map(|n| match n {
+            Notification::Incident(e) => Some(e),
+            Notification::Warning(_) => None,
+        })
+        .collect();
+    let changes: Vec<Change> = incidents.iter().map(|e| e.change).collect();
+    assert_eq!(
+        changes,
+        [
+            Change::Opened,
+            Change::Joined,
+            Change::Joined,
+            Change::Resolved
+        ],
+        "{incidents:#?}"
+    );
+    let resolved = &incidents[3].incident;
+    assert_eq!(
+        resolved.root_cause().series,
+        "redis_latency_seconds{service=\"redis\"}"
+    );
+    assert_eq!(resolved.started_ms, 150_000);
+    // Resolved once the last member was quiet for 20 s after the anomaly ended.
+    let resolved_at = resolved.resolved_ms.unwrap();
+    assert!((189_000..=200_000).contains(&resolved_at), "{resolved_at}");
+    assert!(incidents.iter().all(|e| e.incident.id == resolved.id));
+    let alerts: Vec<Alert> = notes.iter().flat_map(|n| n.alerts("http://g", 0)).collect();
+    let firing_roots: Vec<&str> = alerts
+        .iter()
+        .filter(|a| !a.is_resolved() && a.labels["alertname"] == "OmenIncident")
+        .map(|a| a.labels["root_cause"].as_str())
+        .collect();
+    assert_eq!(
+        firing_roots.last(),
+        Some(&"redis_latency_seconds{service=\"redis\"}")
+    );
+}
+
+#[test]
+fn history_loaded_at_start_is_learnt_but_never_alerted_on() {
+    let mut engine = Engine::new(quick_config(""));
+    for s in 0..200 {
+        let value = if (150..170).contains(&s) {
+            100.0
+        } else {
+            calm(1.0, s)
+        };
+        engine.ingest(
+            Source::Prometheus,
+            vec![gauge("g", "x", value, s * 1000)],
+            s * 1000,
+            Mode::Warmup,
+        );
+        engine.tick(s * 1000);
+    }
+    assert!(engine.take_notifications().is_empty());
+    assert_eq!(engine.correlator().open().len(), 0);
+    let text = engine.render(&[]);
+    assert!(text.contains("omen_detector_points_total 200\n"), "{text}");
+}
+
+#[test]
+fn counters_become_rates_across_resets() {
+    let mut engine = Engine::new(quick_config(""));
+    let counter = |value: f64, t: i64| Sample {
+        name: "requests_total".to_owned(),
+        labels: vec![],
+        value,
+        timestamp_ms: Some(t),
+        kind: ValueKind::Unknown,
+    };
+    engine.ingest(Source::Scrape, vec![counter(100.0, 0)], 0, Mode::Live);
+    assert!(!engine.render(&[]).contains("omen_series_value{"));
+    engine.ingest(
+        Source::Scrape,
+        vec![counter(110.0, 2_000)],
+        2_000,
+        Mode::Live,
+    );
+    assert!(engine
+        .render(&[])
+        .contains("omen_series_value{metric=\"requests_total\"} 5\n"));
+    // A reset: the counter restarted and counted 4 since.
+    engine.ingest(Source::Scrape, vec![counter(4.0, 4_000)], 4_000, Mode::Live);
+    assert!(engine
+        .render(&[])
+        .contains("omen_series_value{metric=\"requests_total\"} 2\n"));
+    // A repeated timestamp is skipped and counted.
+    engine.ingest(Source::Scrape, vec![counter(9.0, 4_000)], 4_000, Mode::Live);
+    assert!(engine
+        .render(&[])
+        .contains("omen_detector_out_of_order_total 1\n"));
+}
+
+#[test]
+fn own_series_buckets_and_stale_markers_are_not_modelled() {
+    let mut engine = Engine::new(quick_config(""));
+    let samples = [
+        "omen_anomaly_score",
+        "omen_detector_points_total",
+        "omen_series_value",
+        "x_bucket",
+        "x_created",
+        "stale",
+    ]
+    .iter()
+    .map(|name| Sample {
+        name: (*name).to_owned(),
+        labels: vec![],
+        value: if *name == "stale" { f64::NAN } else { 1.0 },
+        timestamp_ms: None,
+        kind: ValueKind::Gauge,
+    })
+    .collect();
+    engine.ingest(Source::RemoteWrite, samples, 0, Mode::Live);
+    assert_eq!(engine.series_count(), 0);
+}
+
+#[test]
+fn the_store_is_bounded_and_forgets_vanished_series() {
+    let mut engine = Engine::new(quick_config("store: { max_series: 2, ttl: 10s }"));
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        engine.ingest(
+            Source::Scrape,
+            vec![gauge(name, "x", 1.0, i as i64)],
+            i as i64 * 1000,
+            Mode::Live,
+        );
+    }
+    assert_eq!(engine.series_count(), 2);
+    engine.ingest(
+        Source::Scrape,
+        vec![gauge("a", "x", 1.0, 8_000)],
+        8_000,
+        Mode::Live,
+    );
+    engine.tick(11_000);
+    assert_eq!(engine.series_count(), 1, "b expired, a kept");
+    let text = engine.render(&[]);
+    assert!(text.contains("omen_detector_series_dropped_total 1\n"));
+    assert!(text.contains("omen_detector_series_expired_total 1\n"));
+}
+
+#[test]
+fn a_restored_snapshot_continues_where_it_left_off() {
+    let mut original = Engine::new(quick_config(""));
+    feed(&mut original, 0..120, (1000, 1000));
+    let json = serde_json::to_string(&original.snapshot(120_000)).unwrap();
+    let mut restored = Engine::new(quick_config(""));
+    let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored.restore(snapshot, 120_000), 3);
+    feed(&mut original, 120..200, (150, 170));
+    feed(&mut restored, 120..200, (150, 170));
+    let count = |e: &mut Engine| e.take_notifications().len();
+    assert!(count(&mut original) > 0);
+    let (a, b) = (original.render(&[]), restored.render(&[]));
+    let scores = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("omen_anomaly_score{"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scores(&a), scores(&b));
+    // Restoring respects the store bound.
+    let other = Engine::new(quick_config("store: { max_series: 1 }"));
+    let mut other = other;
+    let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(other.restore(snapshot, 0), 1, "bounded by max_series");
+}
+
+#[test]
+fn exposition_escapes_labels_and_renames_a_metric_label() {
+    let mut engine = Engine::new(quick_config(""));
+    let sample = Sample {
+        name: "g".to_owned(),
+        labels: vec![
+            ("metric".to_owned(), "x".to_owned()),
+            ("path".to_owned(), "a\"b\\c\nd".to_owned()),
+        ],
+        value: 1.5,
+        timestamp_ms: Some(1),
+        kind: ValueKind::Gauge,
+    };
+    engine.ingest(Source::Scrape, vec![sample], 1, Mode::Live);
+    let text = engine.render(&[(
+        "webhook".to_owned(),
+        SinkCounts {
+            sent: 2,
+            ..SinkCounts::default()
+        },
+    )]);
+    assert!(
+        text.contains(
+            "omen_series_value{metric=\"g\",exported_metric=\"x\",path=\"a\\\"b\\\\c\\nd\"} 1.5\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("omen_detector_alerts_sent_total{sink=\"webhook\"} 2\n"));
+    assert!(text.contains("omen_detector_scoring_seconds_count 1\n"));
+}

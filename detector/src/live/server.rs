@@ -1,0 +1,107 @@
+//! The detector's HTTP server: `/metrics`, the remote_write receiver
+//! (`POST /api/v1/write`), `/api/v1/incidents`, `/healthz` and `/ready`. Hostile bodies
+//! get a 4xx and a counted error; nothing they hold reaches the models.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::engine::{Mode, Source};
+use super::runtime::{now_ms, Shared};
+use crate::wire::remote_write;
+
+pub fn app(state: Arc<Shared>) -> Router {
+    let remote_write = state.engine().config().remote_write.clone();
+    let mut router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ready", get(ready));
+    if remote_write.enabled {
+        router = router.route(
+            "/api/v1/write",
+            post(write).layer(DefaultBodyLimit::max(remote_write.max_body_bytes)),
+        );
+    }
+    router.with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.render(),
+    )
+}
+
+async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+/// Open and recently resolved incidents, ranked members first.
+async fn incidents(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+    let engine = state.engine();
+    let correlator = engine.correlator();
+    let body = serde_json::json!({
+        "open": correlator.open(),
+        "resolved": correlator.recent().collect::<Vec<_>>(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+async fn write(
+    State(state): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let (limit, name_match) = {
+        let engine = state.engine();
+        let config = &engine.config().remote_write;
+        (config.max_decoded_bytes, config.name_match.clone())
+    };
+    let decoded = remote_write::decode(
+        header_text(header::CONTENT_TYPE),
+        header_text(header::CONTENT_ENCODING),
+        &body,
+        limit,
+    );
+    match decoded {
+        Ok(request) => {
+            let samples = match name_match {
+                Some(m) => request
+                    .samples
+                    .into_iter()
+                    .filter(|s| m.is_match(&s.name))
+                    .collect(),
+                None => request.samples,
+            };
+            state.ingest(Source::RemoteWrite, samples, now_ms(), Mode::Live);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let reason = match status {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                _ => "malformed",
+            };
+            state.count_error(Source::RemoteWrite, reason);
+            (status, format!("{error}\n")).into_response()
+        }
+    }
+}
