@@ -4,3 +4,4 @@ pub mod backtest;
 pub mod ingest;
 pub mod model;
 pub mod series;
+pub mod wire;
