@@ -1,5 +1,6 @@
 //! Wire formats the live detector ingests, decoded into [`Sample`]s: Prometheus text
-//! exposition and OpenMetrics text ([`exposition`]).
+//! exposition and OpenMetrics text ([`exposition`]), and Prometheus remote_write 1.0
+//! ([`remote_write`]).
 //!
 //! Pure decoding: no sockets, no clocks. Both decoders give every sample the same shape
 //! (name apart from the labels, labels sorted by name) and the same [`ValueKind`], derived
@@ -8,6 +9,7 @@
 //! Prometheus an empty label is the same as no label, so keeping them would split a series.
 
 pub mod exposition;
+pub mod remote_write;
 
 /// How a sample's value evolves: counters become rates downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,12 @@ impl FamilyType {
         Some(kind)
     }
 }
+
+/// Suffixes a sample name may add to its family's name; remote_write metadata is keyed
+/// by family, so a series name is looked up without them.
+pub(crate) const SAMPLE_SUFFIXES: [&str; 8] = [
+    "_total", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum", "_info",
+];
 
 #[cfg(test)]
 mod tests {
