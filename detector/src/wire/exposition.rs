@@ -12,7 +12,7 @@
 //! after the value) ignored. Lines after `# EOF` are malformed.
 //!
 //! Samples belong to the family of the latest `# HELP`/`# TYPE`/`# UNIT` line (both
-//! formats keep a family's lines together); see [`FamilyType::kind_of`] for the kinds.
+//! formats keep a family's lines together); see `FamilyType::kind_of` for the kinds.
 //! `_created` samples are dropped, and so are the separate `x_created` gauge families that
 //! the Python client writes after a counter, histogram or summary `x` in format 0.0.4.
 

@@ -4,7 +4,7 @@
 //!
 //! Pure decoding: no sockets, no clocks. Both decoders give every sample the same shape
 //! (name apart from the labels, labels sorted by name) and the same [`ValueKind`], derived
-//! from the metric family's type by one rule ([`FamilyType::kind_of`]), so the live path
+//! from the metric family's type by one rule (`FamilyType::kind_of`), so the live path
 //! does not care which format a sample came in. Labels with an empty value are dropped: in
 //! Prometheus an empty label is the same as no label, so keeping them would split a series.
 
