@@ -5,3 +5,4 @@ pub mod ingest;
 pub mod live;
 pub mod model;
 pub mod series;
+pub mod wire;
