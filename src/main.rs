@@ -1,5 +1,7 @@
 //! `omen`: the command line. Parses arguments and calls the agent and detector libraries.
 
+mod demo;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,30 @@ enum Command {
     Detect(DetectArgs),
     /// Replay history through the detector and score it (NAB rules).
     Backtest(BacktestArgs),
+    /// Agent and detector on a simulated inventory service with injected incidents.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Exit 1 unless every injected incident is detected and no other incident opens.
+    #[arg(long)]
+    check: bool,
+    /// Wall-clock milliseconds per simulated minute of the live day (0: full speed).
+    #[arg(long, default_value_t = 40)]
+    pace_ms: u64,
+    /// Days of history learnt before the live day.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..=28))]
+    history_days: i64,
+    /// Seed of the simulated traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Address of the agent's /metrics.
+    #[arg(long, default_value = "127.0.0.1:9750")]
+    agent_listen: SocketAddr,
+    /// Address of the detector's /metrics and /api/v1/incidents.
+    #[arg(long, default_value = "127.0.0.1:9751")]
+    detector_listen: SocketAddr,
 }
 
 #[derive(Args)]
@@ -158,6 +184,7 @@ fn main() -> ExitCode {
             None => agent_run(args.run),
         },
         Command::Detect(args) => detect(args),
+        Command::Demo(args) => demo(&args),
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -192,6 +219,25 @@ fn detect(args: DetectArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(args: &DemoArgs) -> ExitCode {
+    let options = demo::DemoOptions {
+        check: args.check,
+        pace: std::time::Duration::from_millis(args.pace_ms),
+        history_days: args.history_days,
+        seed: args.seed,
+        agent_listen: args.agent_listen,
+        detector_listen: args.detector_listen,
+    };
+    match demo::run(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_FAILED),
+        Err(error) => {
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -236,6 +236,7 @@ mod tests {
             onset_ms,
             last_active_ms: onset_ms,
             peak: 1.0,
+            off_band_points: 1,
         }
     }
 
@@ -250,6 +251,7 @@ mod tests {
                 member("checkout_latency", "checkout", 1_000),
             ],
             resolved_ms: None,
+            confirmed: true,
         };
         let event = IncidentEvent {
             change: Change::Joined,

@@ -155,8 +155,8 @@ impl Default for RemoteWriteConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_body_bytes: 4 << 20,
-            max_decoded_bytes: 32 << 20,
+            max_body_bytes: 1 << 20,
+            max_decoded_bytes: 8 << 20,
             name_match: None,
         }
     }
@@ -258,6 +258,9 @@ pub struct CorrelationConfig {
     /// Onsets this close count as simultaneous when ranking root causes.
     #[serde(with = "humantime_serde")]
     pub onset_tolerance: Duration,
+    /// An incident is raised once its series have been anomalous (alarm, off the band,
+    /// or still unlikely) on this many points, or as soon as two series are in it.
+    pub confirm_points: u32,
 }
 
 impl Default for CorrelationConfig {
@@ -273,6 +276,7 @@ impl Default for CorrelationConfig {
             service_label: "service".to_owned(),
             dependencies: BTreeMap::new(),
             onset_tolerance: Duration::from_secs(30),
+            confirm_points: 3,
         }
     }
 }
@@ -461,6 +465,23 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
             Some(1000.0)
         );
         assert_eq!(config.detector_for("other").forecast.upper_limit, None);
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../../examples/detector/detect.yaml");
+        let config = DetectConfig::parse(text, Path::new("examples/detector/detect.yaml")).unwrap();
+        assert_eq!(
+            config.correlation.dependencies["inventory"],
+            ["redis", "kafka"]
+        );
+        assert_eq!(
+            config
+                .detector_for("stock_event_pending")
+                .forecast
+                .upper_limit,
+            Some(500.0)
+        );
     }
 
     #[test]

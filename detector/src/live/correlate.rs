@@ -4,6 +4,12 @@
 //! of its series has been anomalous for the quiet period. Root-cause candidates are ranked
 //! by earliest onset, then most upstream (the service the most other members call,
 //! directly or not), then strongest score.
+//!
+//! An alarm starts an incident, but a page needs evidence the value itself is off: the
+//! incident is raised (announced as opened) once its members have been outside their
+//! expected bands on `confirm_points` points, or two members have been outside theirs.
+//! A likelihood alarm on values within the band (a run of slightly high points) stays
+//! visible in `omen_anomaly_score` without paging anyone.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -21,6 +27,8 @@ pub struct Member {
     pub last_active_ms: i64,
     /// The highest anomaly score seen.
     pub peak: f64,
+    /// Points outside the expected band since the onset.
+    pub off_band_points: u32,
 }
 
 /// A group of related anomalies.
@@ -32,6 +40,9 @@ pub struct Incident {
     /// Ranked: the probable root cause first.
     pub members: Vec<Member>,
     pub resolved_ms: Option<i64>,
+    /// Whether enough evidence came in to raise it (see [`CorrelationConfig::confirm_points`]);
+    /// an unconfirmed incident that goes quiet is dropped without a word.
+    pub confirmed: bool,
 }
 
 impl Incident {
@@ -95,21 +106,10 @@ impl Correlator {
         labels: &BTreeMap<String, String>,
         at_ms: i64,
         score: f64,
+        off_band: bool,
     ) -> Option<IncidentEvent> {
-        if let Some(incident) = self
-            .open
-            .iter_mut()
-            .find(|i| i.members.iter().any(|m| m.series == series))
-        {
-            let member = incident
-                .members
-                .iter_mut()
-                .find(|m| m.series == series)
-                .expect("found above");
-            member.peak = member.peak.max(score);
-            member.last_active_ms = member.last_active_ms.max(at_ms);
-            incident.last_active_ms = incident.last_active_ms.max(at_ms);
-            return None;
+        if self.is_member(series) {
+            return self.activity(config, series, at_ms, off_band, score);
         }
         let member = Member {
             series: series.to_owned(),
@@ -117,6 +117,7 @@ impl Correlator {
             onset_ms: at_ms,
             last_active_ms: at_ms,
             peak: score,
+            off_band_points: u32::from(off_band),
         };
         let window = config.window.as_millis() as i64;
         let joined = self
@@ -130,6 +131,9 @@ impl Correlator {
             incident.members.push(member);
             incident.last_active_ms = incident.last_active_ms.max(at_ms);
             rank(config, &mut incident.members);
+            if !incident.confirmed {
+                return confirm(config, incident);
+            }
             return Some(IncidentEvent {
                 change: Change::Joined,
                 incident: incident.clone(),
@@ -137,30 +141,53 @@ impl Correlator {
             });
         }
         self.next_seq += 1;
-        let incident = Incident {
+        let mut incident = Incident {
             id: format!("inc-{}-{}", at_ms.div_euclid(1000), self.next_seq),
             started_ms: at_ms,
             last_active_ms: at_ms,
             members: vec![member],
             resolved_ms: None,
+            confirmed: false,
         };
-        self.open.push(incident.clone());
-        Some(IncidentEvent {
-            change: Change::Opened,
-            incident,
-            previous_root_cause: None,
-        })
+        let event = confirm(config, &mut incident);
+        self.open.push(incident);
+        event
     }
 
     /// `series` is still anomalous at `at_ms` (no new alarm, but not back to normal):
-    /// keeps its incident open.
-    pub fn still_active(&mut self, series: &str, at_ms: i64) {
-        for incident in &mut self.open {
-            if let Some(member) = incident.members.iter_mut().find(|m| m.series == series) {
-                member.last_active_ms = member.last_active_ms.max(at_ms);
-                incident.last_active_ms = incident.last_active_ms.max(at_ms);
-            }
-        }
+    /// keeps its incident open. `off_band`: the point is outside the expected band, which
+    /// counts towards raising the incident; a point merely still unlikely (the likelihood
+    /// trails an alarm) only keeps it open.
+    pub fn still_active(
+        &mut self,
+        config: &CorrelationConfig,
+        series: &str,
+        at_ms: i64,
+        off_band: bool,
+    ) -> Option<IncidentEvent> {
+        self.activity(config, series, at_ms, off_band, 0.0)
+    }
+
+    /// Records activity of a member series; raises its incident if that is the evidence
+    /// it lacked.
+    fn activity(
+        &mut self,
+        config: &CorrelationConfig,
+        series: &str,
+        at_ms: i64,
+        off_band: bool,
+        score: f64,
+    ) -> Option<IncidentEvent> {
+        let incident = self
+            .open
+            .iter_mut()
+            .find(|i| i.members.iter().any(|m| m.series == series))?;
+        let member = incident.members.iter_mut().find(|m| m.series == series)?;
+        member.peak = member.peak.max(score);
+        member.last_active_ms = member.last_active_ms.max(at_ms);
+        member.off_band_points += u32::from(off_band);
+        incident.last_active_ms = incident.last_active_ms.max(at_ms);
+        confirm(config, incident)
     }
 
     /// Resolves the incidents quiet for the configured period at `now_ms`.
@@ -171,6 +198,7 @@ impl Correlator {
             .partition(|i| now_ms - i.last_active_ms >= quiet);
         self.open = open;
         done.into_iter()
+            .filter(|incident| incident.confirmed)
             .map(|mut incident| {
                 incident.resolved_ms = Some(now_ms);
                 self.recent.push_back(incident.clone());
@@ -185,6 +213,26 @@ impl Correlator {
             })
             .collect()
     }
+}
+
+/// Raises an incident once it has the evidence: enough points off the band, or two
+/// series off theirs.
+fn confirm(config: &CorrelationConfig, incident: &mut Incident) -> Option<IncidentEvent> {
+    let off_band: u32 = incident.members.iter().map(|m| m.off_band_points).sum();
+    let members_off = incident
+        .members
+        .iter()
+        .filter(|m| m.off_band_points > 0)
+        .count();
+    if incident.confirmed || (off_band < config.confirm_points && members_off < 2) {
+        return None;
+    }
+    incident.confirmed = true;
+    Some(IncidentEvent {
+        change: Change::Opened,
+        incident: incident.clone(),
+        previous_root_cause: None,
+    })
 }
 
 fn service<'a>(config: &CorrelationConfig, member: &'a Member) -> Option<&'a str> {
@@ -282,6 +330,7 @@ mod tests {
                 ("inventory".to_owned(), vec!["redis".to_owned()]),
             ]),
             onset_tolerance: Duration::from_secs(10),
+            confirm_points: 1,
             ..CorrelationConfig::default()
         }
     }
@@ -297,6 +346,7 @@ mod tests {
                 &labels(&[("service", "checkout")]),
                 1_000,
                 0.9,
+                true,
             )
             .unwrap();
         assert_eq!(opened.change, Change::Opened);
@@ -308,6 +358,7 @@ mod tests {
                 &labels(&[("service", "redis")]),
                 6_000,
                 0.6,
+                true,
             )
             .unwrap();
         assert_eq!(joined.change, Change::Joined);
@@ -326,6 +377,7 @@ mod tests {
                 &labels(&[("service", "inventory")]),
                 8_000,
                 1.0,
+                true,
             )
             .unwrap();
         let order: Vec<_> = joined
@@ -349,7 +401,8 @@ mod tests {
                 "queue{service=\"inventory\"}",
                 &labels(&[("service", "inventory")]),
                 9_000,
-                1.0
+                1.0,
+                true,
             )
             .is_none());
         assert_eq!(c.open().len(), 1);
@@ -359,15 +412,36 @@ mod tests {
     fn unrelated_or_distant_anomalies_open_their_own_incidents() {
         let config = config();
         let mut c = Correlator::default();
-        c.anomaly(&config, "a", &labels(&[("service", "checkout")]), 0, 1.0);
+        c.anomaly(
+            &config,
+            "a",
+            &labels(&[("service", "checkout")]),
+            0,
+            1.0,
+            true,
+        );
         // Unrelated service.
         let other = c
-            .anomaly(&config, "b", &labels(&[("service", "billing")]), 1_000, 1.0)
+            .anomaly(
+                &config,
+                "b",
+                &labels(&[("service", "billing")]),
+                1_000,
+                1.0,
+                true,
+            )
             .unwrap();
         assert_eq!(other.change, Change::Opened);
         // Related, but after the window.
         let late = c
-            .anomaly(&config, "c", &labels(&[("service", "redis")]), 100_000, 1.0)
+            .anomaly(
+                &config,
+                "c",
+                &labels(&[("service", "redis")]),
+                100_000,
+                1.0,
+                true,
+            )
             .unwrap();
         assert_eq!(late.change, Change::Opened);
         // Sharing an instance label.
@@ -378,22 +452,89 @@ mod tests {
                 &labels(&[("instance", "h1"), ("service", "x")]),
                 100_500,
                 1.0,
+                true,
             )
             .unwrap();
         assert_eq!(same_host.change, Change::Opened);
         let joined = c
-            .anomaly(&config, "e", &labels(&[("instance", "h1")]), 101_000, 1.0)
+            .anomaly(
+                &config,
+                "e",
+                &labels(&[("instance", "h1")]),
+                101_000,
+                1.0,
+                true,
+            )
             .unwrap();
         assert_eq!(joined.change, Change::Joined);
         assert_eq!(c.open().len(), 4);
     }
 
     #[test]
+    fn a_lone_blip_is_not_raised_but_a_lasting_or_shared_anomaly_is() {
+        let config = CorrelationConfig {
+            confirm_points: 3,
+            ..config()
+        };
+        let mut c = Correlator::default();
+        let redis = labels(&[("service", "redis")]);
+        assert!(c.anomaly(&config, "blip", &redis, 0, 1.0, true).is_none());
+        // Quiet again: dropped without a resolve.
+        assert!(c.resolve_quiet(&config, 200_000).is_empty());
+        assert!(c
+            .anomaly(&config, "a", &redis, 300_000, 1.0, true)
+            .is_none());
+        assert!(c.still_active(&config, "a", 301_000, true).is_none());
+        assert!(
+            c.still_active(&config, "a", 301_500, false).is_none(),
+            "unlikely, in band"
+        );
+        let opened = c.still_active(&config, "a", 302_000, true).unwrap();
+        assert_eq!(
+            (opened.change, opened.incident.started_ms),
+            (Change::Opened, 300_000)
+        );
+        assert!(opened.incident.confirmed);
+        // Alarms on values within their bands (a run of slightly high points) never page.
+        let db = labels(&[("service", "db")]);
+        assert!(c.anomaly(&config, "d1", &db, 600_000, 1.0, false).is_none());
+        assert!(c.anomaly(&config, "d2", &db, 600_000, 1.0, false).is_none());
+        for t in 1..10 {
+            assert!(c.still_active(&config, "d1", 600_000 + t, false).is_none());
+        }
+        // Two related series confirm at once.
+        assert!(c
+            .anomaly(
+                &config,
+                "b",
+                &labels(&[("service", "billing")]),
+                900_000,
+                1.0,
+                true,
+            )
+            .is_none());
+        let opened = c
+            .anomaly(
+                &config,
+                "c",
+                &labels(&[("service", "billing")]),
+                901_000,
+                1.0,
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            (opened.change, opened.incident.members.len()),
+            (Change::Opened, 2)
+        );
+    }
+
+    #[test]
     fn an_incident_resolves_after_the_quiet_period_of_its_last_member() {
         let config = config();
         let mut c = Correlator::default();
-        c.anomaly(&config, "a", &labels(&[("service", "redis")]), 0, 1.0);
-        c.still_active("a", 50_000);
+        c.anomaly(&config, "a", &labels(&[("service", "redis")]), 0, 1.0, true);
+        c.still_active(&config, "a", 50_000, true);
         assert!(c.resolve_quiet(&config, 169_999).is_empty());
         let resolved = c.resolve_quiet(&config, 170_000);
         assert_eq!(resolved.len(), 1);
@@ -401,7 +542,9 @@ mod tests {
         assert!(c.open().is_empty() && !c.is_member("a"));
         assert_eq!(c.recent().count(), 1);
         // The same series later is a new incident with a new id.
-        let again = c.anomaly(&config, "a", &labels(&[]), 500_000, 1.0).unwrap();
+        let again = c
+            .anomaly(&config, "a", &labels(&[]), 500_000, 1.0, true)
+            .unwrap();
         assert_ne!(again.incident.id, resolved[0].incident.id);
     }
 }

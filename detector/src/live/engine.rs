@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
 use super::config::DetectConfig;
 use super::correlate::{Correlator, IncidentEvent};
-use crate::model::detector::{Score, SeriesDetector};
+use crate::model::detector::{DetectorConfig, Score, SeriesDetector, Transform};
 use crate::model::forecast::WarningKind;
 use crate::wire::{Sample, ValueKind};
 
@@ -210,6 +210,17 @@ impl Engine {
         self.series.len()
     }
 
+    /// The model of one series. A counter's rate is a count of events per interval
+    /// rescaled, so `auto` gives it the square root that steadies count noise (the rate's
+    /// fractional values would hide that they are counts).
+    fn model_config(&self, name: &str, counter: bool) -> DetectorConfig {
+        let mut config = self.config.detector_for(name);
+        if counter && config.transform == Transform::Auto {
+            config.transform = Transform::Sqrt;
+        }
+        config
+    }
+
     /// Counts a source's failure (a scrape that timed out, a body that did not decode).
     pub fn count_error(&mut self, source: Source, reason: &'static str) {
         *self.stats.errors.entry((source, reason)).or_default() += 1;
@@ -217,6 +228,11 @@ impl Engine {
 
     /// Takes the changes since the last call.
     pub fn take_notifications(&mut self) -> Vec<Notification> {
+        self.stats.incidents += self
+            .notifications
+            .iter()
+            .filter(|n| matches!(n, Notification::Incident(e) if e.change == super::correlate::Change::Opened))
+            .count() as u64;
         std::mem::take(&mut self.notifications)
     }
 
@@ -246,12 +262,12 @@ impl Engine {
                 self.stats.dropped += 1;
                 return;
             }
+            let counter = is_counter(&sample);
             // The configuration was checked at load, so the model builds.
-            let Ok(detector) = SeriesDetector::new(self.config.detector_for(name)) else {
+            let Ok(detector) = SeriesDetector::new(self.model_config(name, counter)) else {
                 self.stats.dropped += 1;
                 return;
             };
-            let counter = is_counter(&sample);
             self.series.insert(
                 key.clone(),
                 Entry {
@@ -313,6 +329,7 @@ impl Engine {
     fn judge(&mut self, key: &str, timestamp_ms: i64, value: f64, score: &Score) {
         let alarm = self.config.detector.alarm_level;
         let entry = self.series.get_mut(key).expect("scored series");
+        let outside = score.lower < score.upper && !(score.lower..=score.upper).contains(&value);
         if score.score >= alarm {
             self.stats.anomalies += 1;
             let event = self.correlator.anomaly(
@@ -321,20 +338,22 @@ impl Engine {
                 &entry.labels,
                 timestamp_ms,
                 score.score,
+                outside,
             );
-            if let Some(event) = event {
-                if event.change == super::correlate::Change::Opened {
-                    self.stats.incidents += 1;
-                }
-                self.notifications.push(Notification::Incident(event));
-            }
+            self.notifications.extend(event.map(Notification::Incident));
         } else {
             // Alarms are suppressed for a while after one; a series stays part of its
             // incident while it is off its band or still unlikely.
             let outside =
                 score.lower < score.upper && !(score.lower..=score.upper).contains(&value);
             if outside || score.likelihood >= alarm {
-                self.correlator.still_active(key, timestamp_ms);
+                let event = self.correlator.still_active(
+                    &self.config.correlation,
+                    key,
+                    timestamp_ms,
+                    outside,
+                );
+                self.notifications.extend(event.map(Notification::Incident));
             }
         }
         if !self.config.alerting.early_warnings {
@@ -431,7 +450,7 @@ impl Engine {
         }
         let mut restored = 0;
         for (key, mut entry) in snapshot.series {
-            if *entry.detector.config() != self.config.detector_for(&entry.name)
+            if *entry.detector.config() != self.model_config(&entry.name, entry.counter)
                 || self.series.len() >= self.config.store.max_series
             {
                 continue;
@@ -624,7 +643,8 @@ impl Engine {
                 *count as f64,
             );
         }
-        let sink_families: [(&str, &str, &str, fn(&SinkCounts) -> u64); 4] = [
+        type SinkField = fn(&SinkCounts) -> u64;
+        let sink_families: [(&str, &str, &str, SinkField); 4] = [
             (
                 "omen_detector_alerts_sent_total",
                 "Alert updates delivered, by sink.",

@@ -43,13 +43,16 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Called with every notification.
+type Observer = Box<dyn Fn(&Notification) + Send + Sync>;
+
 /// What the server, the sources and the sinks share.
 pub struct Shared {
     engine: Mutex<Engine>,
     sinks: Vec<Arc<Sink>>,
     ready: AtomicBool,
     /// Called with every notification (the demo prints them).
-    observer: Option<Box<dyn Fn(&Notification) + Send + Sync>>,
+    observer: Option<Observer>,
 }
 
 impl Shared {

@@ -25,7 +25,7 @@ fn keep(name_match: Option<&NameMatch>, sample: &Sample) -> bool {
 }
 
 /// Adds `job` and `instance` as Prometheus does (a target's own labels win).
-fn target_labels(sample: &mut Sample, job: &str, instance: &str) {
+pub fn target_labels(sample: &mut Sample, job: &str, instance: &str) {
     for (key, value) in [("job", job), ("instance", instance)] {
         if let Err(at) = sample.labels.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
             sample.labels.insert(at, (key.to_owned(), value.to_owned()));

@@ -1,0 +1,310 @@
+//! `omen demo`: agent and detector in one process on a simulated inventory service.
+//! Days of history are learnt at full speed, then one live day (paced, so the two
+//! `/metrics` endpoints can be watched) with injected incidents. Every minute of simulated
+//! time the agent's exposition is scraped into the detector through the same parser, store,
+//! models and correlation as `omen detect`. The summary says, per injected incident,
+//! whether an incident opened for it and how soon; `--check` fails on a miss or on an
+//! incident nothing explains.
+
+mod sim;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use omen_agent::clock::ManualClock;
+use omen_agent::config::RulesConfig;
+use omen_agent::pipeline::Pipeline;
+use omen_detector::live::config::DetectConfig;
+use omen_detector::live::correlate::{Change, Incident};
+use omen_detector::live::engine::{Engine, Mode, Notification, Source};
+use omen_detector::live::runtime::Shared as DetectorShared;
+use omen_detector::series::parse_timestamp;
+use omen_detector::wire::exposition;
+
+use self::sim::{Generator, Injected, Scenario, DAY_MS, MINUTE_MS};
+
+/// The demo's rules: the example inventory rules, built in so the demo needs no files.
+const RULES: &str = include_str!("../../examples/agent/inventory.yaml");
+const RULES_PATH: &str = "examples/agent/inventory.yaml";
+/// The simulation starts on a Monday at midnight (UTC).
+const START: &str = "2026-11-16 00:00:00";
+/// An incident counts for an injected one when it opens within this much of its window.
+const MATCH_BEFORE_MS: i64 = 5 * MINUTE_MS;
+const MATCH_AFTER_MS: i64 = 15 * MINUTE_MS;
+
+/// What `omen demo` was asked for.
+pub struct DemoOptions {
+    pub check: bool,
+    /// Wall time per simulated minute of the live day (zero: as fast as possible).
+    pub pace: Duration,
+    pub history_days: i64,
+    pub seed: u64,
+    pub agent_listen: SocketAddr,
+    pub detector_listen: SocketAddr,
+}
+
+/// `day N HH:MM` of simulated time.
+fn sim_time(scenario: &Scenario, ms: i64) -> String {
+    let since = ms - scenario.start_ms;
+    let minute_of_day = since.rem_euclid(DAY_MS) / MINUTE_MS;
+    format!(
+        "day {} {:02}:{:02}",
+        since.div_euclid(DAY_MS) + 1,
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+fn describe(scenario: &Scenario, notification: &Notification) -> String {
+    match notification {
+        Notification::Incident(event) => {
+            let incident = &event.incident;
+            let root = &incident.root_cause().series;
+            match event.change {
+                Change::Opened => format!(
+                    "[{}] INCIDENT {} opened: {root}",
+                    sim_time(scenario, incident.started_ms),
+                    incident.id
+                ),
+                Change::Joined => {
+                    let newest = incident
+                        .members
+                        .iter()
+                        .max_by_key(|m| m.onset_ms)
+                        .map_or("", |m| m.series.as_str());
+                    format!(
+                        "[{}] incident {} grew to {} series (+ {newest}); probable root cause {root}",
+                        sim_time(scenario, incident.last_active_ms),
+                        incident.id,
+                        incident.members.len()
+                    )
+                }
+                Change::Resolved => format!(
+                    "[{}] incident {} resolved: {} series, root cause {root}",
+                    sim_time(
+                        scenario,
+                        incident.resolved_ms.unwrap_or(incident.last_active_ms)
+                    ),
+                    incident.id,
+                    incident.members.len()
+                ),
+            }
+        }
+        Notification::Warning(warning) => match warning.resolved_ms {
+            None => format!(
+                "[{}] early warning: {} heading out of its band by {}",
+                sim_time(scenario, warning.since_ms),
+                warning.series,
+                sim_time(scenario, warning.at_ms)
+            ),
+            Some(at) => format!(
+                "[{}] early warning cleared: {}",
+                sim_time(scenario, at),
+                warning.series
+            ),
+        },
+    }
+}
+
+/// Serves `app` on `addr` in the background; a busy port is reported, not fatal.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    app: axum::Router,
+    what: &str,
+) -> Option<SocketAddr> {
+    match runtime.block_on(tokio::net::TcpListener::bind(addr)) {
+        Ok(listener) => {
+            let local = listener.local_addr().ok()?;
+            runtime.spawn(async move { axum::serve(listener, app).await });
+            Some(local)
+        }
+        Err(error) => {
+            eprintln!("note: {what} /metrics not served: cannot listen on {addr}: {error}");
+            None
+        }
+    }
+}
+
+/// The outcome for one injected incident.
+struct Outcome {
+    injected: Injected,
+    incident: Option<Incident>,
+}
+
+/// Runs the demo; returns whether every injected incident was found and nothing else.
+pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
+    let start_ms = parse_timestamp(START).context("demo start time")?;
+    let scenario = Scenario::new(start_ms, options.history_days);
+    let mut generator = Generator::new(scenario.clone(), options.seed);
+
+    let rules = RulesConfig::from_yaml(RULES, Path::new(RULES_PATH))?;
+    let clock = Arc::new(ManualClock::new(start_ms * 1_000_000));
+    let pipeline = Pipeline::new(&rules, Path::new(RULES_PATH), clock.clone())?;
+    let agent = Arc::new(omen_agent::runtime::Shared::new(pipeline, clock.clone()));
+    agent.set_ready();
+
+    let opened: Arc<Mutex<Vec<Incident>>> = Arc::default();
+    let detector = {
+        let (opened, scenario) = (opened.clone(), scenario.clone());
+        Arc::new(
+            DetectorShared::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
+                move |notification| {
+                    println!("{}", describe(&scenario, notification));
+                    if let Notification::Incident(event) = notification {
+                        let mut opened = opened.lock().unwrap_or_else(|e| e.into_inner());
+                        match event.change {
+                            Change::Opened => opened.push(event.incident.clone()),
+                            Change::Joined | Change::Resolved => {
+                                if let Some(kept) =
+                                    opened.iter_mut().find(|i| i.id == event.incident.id)
+                                {
+                                    *kept = event.incident.clone();
+                                }
+                            }
+                        }
+                    }
+                },
+            ),
+        )
+    };
+    detector.set_ready();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let agent_addr = serve(
+        &runtime,
+        options.agent_listen,
+        omen_agent::server::app(agent.clone()),
+        "agent",
+    );
+    let detector_addr = serve(
+        &runtime,
+        options.detector_listen,
+        omen_detector::live::server::app(detector.clone()),
+        "detector",
+    );
+
+    println!(
+        "omen demo: an inventory service, {} days of history learnt, then one live day (simulated time)",
+        options.history_days
+    );
+    if let (Some(agent), Some(detector)) = (agent_addr, detector_addr) {
+        println!("  agent metrics:    http://{agent}/metrics\n  detector metrics: http://{detector}/metrics  (incidents: /api/v1/incidents)");
+    }
+    for injected in &scenario.injected {
+        println!(
+            "  injected on the live day: {} – {}  {}",
+            sim_time(&scenario, injected.start_ms),
+            sim_time(&scenario, injected.end_ms),
+            injected.trouble.describe()
+        );
+    }
+
+    let mut lines = 0usize;
+    let mut minute = scenario.start_ms;
+    while minute < scenario.end_ms() {
+        let minute_end = minute + MINUTE_MS;
+        let live = minute >= scenario.live_start_ms();
+        let text = generator.minute(minute);
+        lines += text.len();
+        clock.set(minute_end * 1_000_000);
+        let exposition = {
+            let mut pipeline = agent.pipeline();
+            pipeline.begin_batch();
+            for line in &text {
+                pipeline.process(line);
+            }
+            pipeline.end_batch();
+            pipeline.render_rules()
+        };
+        // What a scrape of the agent at the end of the minute would give.
+        let samples = exposition::parse(&exposition)
+            .samples
+            .into_iter()
+            .map(|mut sample| {
+                omen_detector::live::source::target_labels(&mut sample, "inventory", "demo:9750");
+                sample
+            })
+            .collect();
+        let mode = if live { Mode::Live } else { Mode::Warmup };
+        detector.ingest(Source::Scrape, samples, minute_end, mode);
+        detector.tick(minute_end);
+        minute = minute_end;
+        if minute % (6 * 3_600_000) == 0 {
+            let series = detector.engine().series_count();
+            println!(
+                "[{}] {} log lines so far, {series} series modelled{}",
+                sim_time(&scenario, minute),
+                lines,
+                if live { "" } else { " (learning history)" }
+            );
+        }
+        if live && !options.pace.is_zero() {
+            std::thread::sleep(options.pace);
+        }
+    }
+
+    let opened = opened.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let outcomes: Vec<Outcome> = scenario
+        .injected
+        .iter()
+        .map(|injected| Outcome {
+            injected: *injected,
+            incident: opened
+                .iter()
+                .find(|i| {
+                    (injected.start_ms - MATCH_BEFORE_MS..=injected.end_ms + MATCH_AFTER_MS)
+                        .contains(&i.started_ms)
+                })
+                .cloned(),
+        })
+        .collect();
+    let unexplained: Vec<&Incident> = opened
+        .iter()
+        .filter(|i| {
+            !outcomes
+                .iter()
+                .any(|o| o.incident.as_ref().is_some_and(|m| m.id == i.id))
+        })
+        .collect();
+
+    println!(
+        "\nsummary ({lines} log lines, {} series):",
+        detector.engine().series_count()
+    );
+    for outcome in &outcomes {
+        let what = outcome.injected.trouble.describe();
+        match &outcome.incident {
+            Some(incident) => println!(
+                "  detected  {what}: incident {} opened {} min after it began, root cause {}",
+                incident.id,
+                (incident.started_ms - outcome.injected.start_ms) / MINUTE_MS,
+                incident.root_cause().series
+            ),
+            None => println!("  MISSED    {what}"),
+        }
+    }
+    for incident in &unexplained {
+        println!(
+            "  FALSE     incident {} at {} ({})",
+            incident.id,
+            sim_time(&scenario, incident.started_ms),
+            incident.root_cause().series
+        );
+    }
+    let passed = outcomes.iter().all(|o| o.incident.is_some()) && unexplained.is_empty();
+    println!(
+        "  {} of {} injected incidents detected, {} false incidents",
+        outcomes.iter().filter(|o| o.incident.is_some()).count(),
+        outcomes.len(),
+        unexplained.len()
+    );
+    runtime.shutdown_background();
+    Ok(passed || !options.check)
+}
