@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -66,8 +67,21 @@ async fn incidents(State(state): State<Arc<Shared>>) -> impl IntoResponse {
 async fn write(
     State(state): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
+    // A body over the limit (or cut short) is refused before it is decoded, and counted.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "unreadable"
+            };
+            state.count_error(Source::RemoteWrite, reason);
+            return rejection.into_response();
+        }
+    };
     let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let (limit, name_match) = {
         let engine = state.engine();
