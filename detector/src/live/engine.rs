@@ -430,14 +430,17 @@ impl Engine {
 
     /// The state to save.
     pub fn snapshot(&self, now_ms: i64) -> Snapshot {
+        let mut series: Vec<(String, Entry)> = self
+            .series
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        // In key order, so the same state always saves as the same file.
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Snapshot {
             version: SNAPSHOT_VERSION,
             taken_ms: now_ms,
-            series: self
-                .series
-                .iter()
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect(),
+            series,
             correlator: self.correlator.clone(),
         }
     }
