@@ -1,12 +1,17 @@
 //! Helpers shared by the integration tests: the `omen` binary, free loopback ports, a
-//! minimal HTTP client, bounded waiting, and processes killed when a test ends.
+//! minimal HTTP client, bounded waiting, processes killed when a test ends, and the real
+//! components (Prometheus, Alertmanager) with a webhook receiver behind them.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for anything before failing.
@@ -70,15 +75,39 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// `GET path` with an `Accept` header (e.g. OpenMetrics, as Prometheus asks for it).
 pub fn http_get_accepting(addr: SocketAddr, path: &str, accept: &str) -> Option<(u16, String)> {
+    let head = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
+    http_exchange(addr, head.as_bytes(), &[])
+}
+
+/// `POST path` with `headers` and `body` over HTTP/1.0; returns (status, body), or None if
+/// nothing answers.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut head = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += "\r\n";
+    http_exchange(addr, head.as_bytes(), body)
+}
+
+fn http_exchange(addr: SocketAddr, head: &[u8], body: &[u8]) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    stream.write_all(head).ok()?;
+    // A server may answer (413) and stop reading before a large body is sent: its answer
+    // is still read.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Some((status, body.to_owned()))
@@ -116,6 +145,23 @@ impl ChildGuard {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        Self(Some(child))
+    }
+
+    /// Spawns with stdout and stderr appended to `log`, for a long-lived process that
+    /// writes more than a pipe holds (and for reading what it said when a test fails).
+    pub fn spawn_logged(command: &mut Command, log: &Path) -> Self {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open process log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
             .spawn()
             .expect("spawn child");
         Self(Some(child))
@@ -210,5 +256,264 @@ impl LiveAgent {
         wait_for(LIMIT, &format!("{key} == {want}"), || {
             (self.samples().get(key) == Some(&want)).then_some(())
         });
+    }
+}
+
+/// The last `lines` lines of a process log, for failure messages.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A real Prometheus (Debian's `prometheus`) on 127.0.0.1 with its storage in `dir`,
+/// ready, killed when dropped.
+pub struct Prometheus {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, config_yaml: &str) -> Self {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, config_yaml).expect("prometheus config");
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log = dir.join("prometheus.log");
+        let process = ChildGuard::spawn_logged(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("prometheus-data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}")),
+            &log,
+        );
+        wait_for(LIMIT, "Prometheus to be ready", || {
+            http_get(addr, "/-/ready").filter(|(status, _)| *status == 200)
+        });
+        Self { process, addr, log }
+    }
+
+    /// The result of an instant query (None while Prometheus has no answer).
+    ///
+    /// # Panics
+    /// When Prometheus rejects the query: the test's expression is wrong.
+    pub fn query(&self, expr: &str) -> Option<Vec<serde_json::Value>> {
+        let (status, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(expr)),
+        )?;
+        assert_eq!(status, 200, "query `{expr}` failed: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json["data"]["result"].as_array().cloned()
+    }
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on `addr`, clustering off,
+/// its state in `storage`, ready, killed when dropped. Restarting on the same address and
+/// storage is how a test brings one back.
+pub struct Alertmanager {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+}
+
+impl Alertmanager {
+    pub fn start(config: &Path, storage: &Path, addr: SocketAddr, log: &Path) -> Self {
+        let process = ChildGuard::spawn_logged(
+            Command::new("prometheus-alertmanager")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.path={}", storage.display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--cluster.listen-address="),
+            log,
+        );
+        wait_for(LIMIT, "Alertmanager to be ready", || {
+            http_get(addr, "/-/ready").filter(|(status, _)| *status == 200)
+        });
+        Self { process, addr }
+    }
+}
+
+/// The repository's Alertmanager configuration (`alerts/alertmanager.yml`) with its
+/// webhook pointed at `webhook` and its waits shortened to test time: the routing,
+/// grouping and inhibition under test are the shipped ones.
+pub fn alertmanager_config(webhook: SocketAddr) -> String {
+    let text = std::fs::read_to_string(repo_root().join("alerts/alertmanager.yml"))
+        .expect("alerts/alertmanager.yml");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("alertmanager YAML");
+    fn shorten(route: &mut serde_yaml::Value) {
+        for (key, value) in [
+            ("group_wait", "1s"),
+            ("group_interval", "2s"),
+            ("repeat_interval", "1h"),
+        ] {
+            if route.get(key).is_some() {
+                route[key] = value.into();
+            }
+        }
+        if let Some(routes) = route.get_mut("routes").and_then(|r| r.as_sequence_mut()) {
+            routes.iter_mut().for_each(shorten);
+        }
+    }
+    shorten(&mut config["route"]);
+    let url = format!("http://{webhook}/alerts");
+    for receiver in config["receivers"].as_sequence_mut().expect("receivers") {
+        for hook in receiver
+            .get_mut("webhook_configs")
+            .and_then(|w| w.as_sequence_mut())
+            .into_iter()
+            .flatten()
+        {
+            hook["url"] = url.clone().into();
+        }
+    }
+    serde_yaml::to_string(&config).expect("alertmanager YAML")
+}
+
+/// An HTTP endpoint on 127.0.0.1 that keeps every JSON body POSTed to it (Alertmanager's
+/// webhook notifications) and answers 200; stopped when dropped.
+pub struct WebhookReceiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<serde_json::Value>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let addr = listener.local_addr().expect("webhook address");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (received, stop) = (received.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Some(body) = stream.ok().and_then(read_post_body) {
+                        if let Ok(json) = serde_json::from_slice(&body) {
+                            received.lock().expect("webhook lock").push(json);
+                        }
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every notification received so far.
+    pub fn notifications(&self) -> Vec<serde_json::Value> {
+        self.received.lock().expect("webhook lock").clone()
+    }
+
+    /// Every alert of every notification so far, in arrival order.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.notifications()
+            .iter()
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Reads one HTTP request's body (by Content-Length) and answers 200 with no body.
+fn read_post_body(mut stream: TcpStream) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    Some(body)
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An `omen detect --config F` on 127.0.0.1, ready, killed when dropped; what it logs goes
+/// to `log`.
+pub struct LiveDetector {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl LiveDetector {
+    /// Writes `config_yaml` (which must listen on `addr`) beside `log` and starts it.
+    pub fn start(config_yaml: &str, addr: SocketAddr, log: &Path) -> Self {
+        let config = log.with_extension("yaml");
+        std::fs::write(&config, config_yaml).expect("detector config");
+        let process = ChildGuard::spawn_logged(
+            omen()
+                .args(["detect", "--config"])
+                .arg(&config)
+                .env("OMEN_LOG", "info"),
+            log,
+        );
+        wait_for(LIMIT, "the detector to be ready", || {
+            http_get(addr, "/ready").filter(|(status, _)| *status == 200)
+        });
+        Self {
+            process,
+            addr,
+            log: log.to_owned(),
+        }
+    }
+
+    /// The detector's samples, `name{labels}` → value.
+    pub fn samples(&self) -> BTreeMap<String, f64> {
+        http_get(self.addr, "/metrics")
+            .map(|(_, body)| omen_agent::oneshot::parse_exposition(&body))
+            .unwrap_or_default()
+    }
+
+    /// `/api/v1/incidents`: open and recently resolved incidents.
+    pub fn incidents(&self) -> serde_json::Value {
+        http_get(self.addr, "/api/v1/incidents")
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or_default()
     }
 }
