@@ -409,14 +409,19 @@ impl SeriesDetector {
         let score = self.suppress(likelihood);
 
         self.drift.update(point.z * point.scale);
-        let warning = early_warning(
-            &self.baseline,
-            &self.drift,
-            &self.config.forecast,
-            timestamp_ms,
-            point.upper - point.expected,
-            |v| transform.invert(v),
-        );
+        // A band still being learnt says nothing about where the series is heading.
+        let warning = if warmed_up {
+            early_warning(
+                &self.baseline,
+                &self.drift,
+                &self.config.forecast,
+                timestamp_ms,
+                point.upper - point.expected,
+                |v| transform.invert(v),
+            )
+        } else {
+            None
+        };
         Score {
             score: score.clamp(0.0, 1.0),
             likelihood,
