@@ -264,3 +264,49 @@ fn exposition_escapes_labels_and_renames_a_metric_label() {
     assert!(text.contains("omen_detector_alerts_sent_total{sink=\"webhook\"} 2\n"));
     assert!(text.contains("omen_detector_scoring_seconds_count 1\n"));
 }
+
+#[test]
+fn a_series_drifting_towards_its_limit_is_warned_about_before_it_is_an_incident() {
+    let mut engine = Engine::new(quick_config(
+        "limits: [{ metric: queue_depth, upper: 100 }]",
+    ));
+    // A noisy queue at 20 for 200 s, then growing by 0.2 a second: it reaches the limit
+    // at 600 s.
+    let value = |s: i64| 20.0 + 0.2 * (s - 200).max(0) as f64 + 4.0 * (calm(1.0, s) - 1.0) / 0.01;
+    let mut warned = None;
+    let mut incident = None;
+    for s in 0..700 {
+        let t = s * 1000;
+        engine.ingest(
+            Source::Scrape,
+            vec![gauge("queue_depth", "inventory", value(s), t)],
+            t,
+            Mode::Live,
+        );
+        engine.tick(t);
+        for note in engine.take_notifications() {
+            match &note {
+                Notification::Warning(warning) if warned.is_none() => {
+                    assert!(warning.at_ms > t, "the trouble is ahead: {warning:?}");
+                    let alerts = note.alerts("http://g", 0);
+                    assert_eq!(alerts[0].labels["alertname"], "OmenEarlyWarning");
+                    assert_eq!(alerts[0].labels["severity"], "warning");
+                    assert_eq!(alerts[0].labels["service"], "inventory");
+                    warned = Some((s, warning.kind));
+                }
+                Notification::Incident(_) if incident.is_none() => incident = Some(s),
+                _ => {}
+            }
+        }
+    }
+    let (warned_at, kind) = warned.expect("an early warning");
+    assert!(warned_at > 200, "no warning while calm: {warned_at} s");
+    assert_eq!(kind, WarningKind::CrossesLimit);
+    assert!(value(warned_at) < 100.0, "warned at {warned_at} s");
+    if let Some(incident) = incident {
+        assert!(
+            warned_at < incident,
+            "warned at {warned_at} s, incident at {incident} s"
+        );
+    }
+}
