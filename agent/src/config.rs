@@ -128,6 +128,7 @@ pub enum RuleConfig {
     Gauge(GaugeConfig),
     Histogram(HistogramConfig),
     Pair(PairConfig),
+    CdcDeletes(CdcDeletesConfig),
 }
 
 impl RuleConfig {
@@ -137,6 +138,62 @@ impl RuleConfig {
             RuleConfig::Gauge(c) => &c.name,
             RuleConfig::Histogram(c) => &c.name,
             RuleConfig::Pair(c) => &c.name,
+            RuleConfig::CdcDeletes(c) => &c.name,
+        }
+    }
+}
+
+/// Hard deletes counted from Debezium-style change events (`op: d`), by table: the
+/// database keeps no trace of the row, the change stream does. Needs `parser.format:
+/// json`; the JSON converter's `{schema, payload}` envelope is looked through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcDeletesConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    /// Only deletes from these tables (`source.table`); all tables when empty.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Labels from the deleted row: label name → column of `before`.
+    #[serde(default)]
+    pub before: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+}
+
+impl CdcDeletesConfig {
+    /// The counter it stands for: `op == d`, labelled by `source.table` and the chosen
+    /// columns of `before`.
+    pub fn counter(&self) -> CounterConfig {
+        let mut conditions =
+            BTreeMap::from([("op".to_owned(), ConditionConfig::Equals("d".into()))]);
+        if !self.tables.is_empty() {
+            conditions.insert(
+                "source.table".to_owned(),
+                ConditionConfig::Spec(ConditionSpec {
+                    one_of: Some(self.tables.iter().cloned().map(Scalar).collect()),
+                    ..ConditionSpec::default()
+                }),
+            );
+        }
+        let mut labels = BTreeMap::from([("table".to_owned(), "source.table".to_owned())]);
+        for (label, column) in &self.before {
+            labels.insert(label.clone(), format!("before.{column}"));
+        }
+        CounterConfig {
+            name: self.name.clone(),
+            help: if self.help.is_empty() {
+                "Rows hard-deleted, by table (change events with op d).".to_owned()
+            } else {
+                self.help.clone()
+            },
+            conditions,
+            pattern: None,
+            labels,
+            static_labels: self.static_labels.clone(),
+            value: None,
+            scale: 1.0,
         }
     }
 }

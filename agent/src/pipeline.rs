@@ -490,6 +490,25 @@ mod tests {
     const PAIR_RULES: &str = "parser: { format: logfmt, timestamp: { field: t, format: unix } }\nrules:\n  - name: job\n    type: pair\n    key: id\n    timeout: 10s\n    max_open: 3\n    start: { match: { msg: start } }\n    end: { match: { msg: end } }\n";
 
     #[test]
+    fn cdc_deletes_need_the_json_parser() {
+        let text =
+            "parser: { format: logfmt }\nrules:\n  - name: deletes_total\n    type: cdc_deletes\n";
+        let config = RulesConfig::from_yaml(text, Path::new("rules.yaml")).unwrap();
+        let error = Pipeline::new(
+            &config,
+            Path::new("rules.yaml"),
+            Arc::new(ManualClock::new(0)),
+        )
+        .err()
+        .expect("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("deletes_total") && message.contains("parser.format: json"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn bad_input_is_counted_never_fatal() {
         let mut p = pipeline("parser: { format: json, timestamp: { field: t } }\nlimits: { max_line_bytes: 64 }\nrules:\n  - name: bytes_total\n    type: counter\n    value: n\n  - name: seen\n    type: pair\n    key: k\n    timeout: 1s\n    start: { match: { e: a } }\n    end: { match: { e: b } }\n");
         let stream = p.stream("test");

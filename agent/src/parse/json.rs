@@ -1,6 +1,8 @@
 //! JSON lines: a field is named by its dotted path (`a.b` in `{"a":{"b":1}}`, `c.0` for
 //! the first item of an array). Scalars are read as text: strings as they are, numbers
-//! and booleans as written, null as empty.
+//! and booleans as written, null as empty. A document that is Kafka Connect's JSON
+//! envelope (exactly `schema` and an object `payload`, as Debezium writes with schemas
+//! on) is read through to its payload, so change-event rules work with or without it.
 
 use serde_json::Value;
 
@@ -12,11 +14,19 @@ pub(super) fn parse_into(
     scratch: &mut Scratch,
 ) -> Result<(), ParseError> {
     let value: Value = serde_json::from_str(line).map_err(|_| ParseError::InvalidJson)?;
-    if !value.is_object() {
+    let Value::Object(document) = &value else {
         return Err(ParseError::InvalidJson);
-    }
+    };
+    let root = match (
+        document.len(),
+        document.get("schema"),
+        document.get("payload"),
+    ) {
+        (2, Some(_), Some(payload @ Value::Object(_))) => payload,
+        _ => &value,
+    };
     for (slot, path) in paths.iter().enumerate() {
-        let walked = path.iter().try_fold(&value, |node, part| match node {
+        let walked = path.iter().try_fold(root, |node, part| match node {
             Value::Object(map) => map.get(part),
             Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
             _ => None,
@@ -67,6 +77,26 @@ mod tests {
                 None,
                 None
             ]
+        );
+    }
+
+    #[test]
+    fn reads_through_the_connect_envelope_only_when_it_is_one() {
+        let enveloped =
+            r#"{"schema":{"type":"struct"},"payload":{"op":"d","source":{"table":"orders"}}}"#;
+        let bare = r#"{"op":"d","source":{"table":"orders"}}"#;
+        for line in [enveloped, bare] {
+            assert_eq!(
+                fields(&json(), &["op", "source.table"], line).unwrap(),
+                vec![Some("d".into()), Some("orders".into())],
+                "{line}"
+            );
+        }
+        // A log that merely has a payload field is read as it is.
+        let log = r#"{"schema":"v2","payload":{"op":"x"},"op":"y"}"#;
+        assert_eq!(
+            fields(&json(), &["op", "payload.op"], log).unwrap(),
+            vec![Some("y".into()), Some("x".into())]
         );
     }
 

@@ -21,7 +21,7 @@ pub use histogram::HistogramRule;
 pub use matcher::{Event, FieldRef, MatchPlan, Matcher};
 pub use pair::{PairOutcome, PairRule, PairSnapshot};
 
-use crate::config::{ConditionConfig, ConfigError, RuleConfig, RulesConfig};
+use crate::config::{ConditionConfig, ConfigError, ParserFormat, RuleConfig, RulesConfig};
 use crate::parse::{FieldNames, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
 use crate::source::Framing;
@@ -324,6 +324,22 @@ impl RuleSet {
                     desc_fingerprint,
                 })
             };
+            if matches!(rule_config, RuleConfig::CdcDeletes(_))
+                && config.parser.format != ParserFormat::Json
+            {
+                return Err(err(
+                    "type",
+                    "cdc_deletes reads change events: set `parser.format: json`".into(),
+                ));
+            }
+            let expanded;
+            let rule_config = match rule_config {
+                RuleConfig::CdcDeletes(c) => {
+                    expanded = RuleConfig::Counter(c.counter());
+                    &expanded
+                }
+                other => other,
+            };
             let rule = match rule_config {
                 RuleConfig::Counter(c) => {
                     let (matcher, labels, label_names) = matcher_and_labels(
@@ -485,6 +501,7 @@ impl RuleSet {
                         state: Default::default(),
                     }))
                 }
+                RuleConfig::CdcDeletes(_) => unreachable!("expanded into a counter above"),
             };
             rules.push(rule);
         }
