@@ -7,6 +7,7 @@ pub mod export;
 pub mod oneshot;
 pub mod parse;
 pub mod pipeline;
+pub mod probe;
 pub mod registry;
 pub mod rule;
 pub mod runtime;

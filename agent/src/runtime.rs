@@ -23,8 +23,12 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, DurationConfig, RulesConfig};
 use crate::export::otlp::{OtlpConfig, OtlpConfigError};
 use crate::pipeline::Pipeline;
+use crate::probe::{ProbeMetrics, Probes, ProbesConfig};
 use crate::registry::{Format, Registry};
-use crate::source::{FileSource, FileSourceConfig, Source, StartAt, StdinSource};
+use crate::source::{
+    FileSource, FileSourceConfig, KafkaSource, KafkaSourceConfig, KafkaSourceError, Source,
+    StartAt, StdinSource,
+};
 
 /// The agent's configuration file (`omen agent --config FILE`). Relative paths are
 /// relative to the file's directory.
@@ -47,6 +51,9 @@ pub struct AgentConfig {
     pub threads: usize,
     /// OTLP/HTTP metrics push, off unless given.
     pub otlp: Option<OtlpConfig>,
+    /// Measurements of other systems on a timer (Kafka consumer lag).
+    #[serde(default)]
+    pub probes: ProbesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +66,8 @@ pub enum SourceConfig {
         start_at: StartAt,
     },
     Stdin,
+    /// A consumer-group member of Kafka topics whose record values are log lines.
+    Kafka(KafkaSourceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +121,7 @@ impl AgentConfig {
             poll_interval: default_poll_interval(),
             otlp: None,
             threads: default_threads(),
+            probes: ProbesConfig::default(),
         }
     }
 
@@ -169,6 +179,8 @@ pub enum AgentError {
     Worker,
     #[error("two sources are named `{0}`: names key positions in the checkpoint, give each source its own `name`")]
     DuplicateSource(String),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSourceError),
 }
 
 /// State shared by the worker and the HTTP server.
@@ -180,6 +192,8 @@ pub struct Shared {
     /// Clock time (ns) of the last successful checkpoint, 0 before the first.
     last_checkpoint_ns: AtomicI64,
     clock: Arc<dyn Clock>,
+    /// What the probes measured, served after the pipeline's metrics.
+    probes: Arc<ProbeMetrics>,
 }
 
 impl Shared {
@@ -191,7 +205,13 @@ impl Shared {
             alive: AtomicBool::new(true),
             last_checkpoint_ns: AtomicI64::new(0),
             clock,
+            probes: Arc::default(),
         }
+    }
+
+    /// The probes' metrics (for the probe threads).
+    pub fn probes(&self) -> Arc<ProbeMetrics> {
+        self.probes.clone()
     }
 
     pub fn set_ready(&self) {
@@ -219,7 +239,10 @@ impl Shared {
     }
 
     pub fn render(&self, format: Format) -> String {
-        self.read_registry(|registry, _| crate::export::prometheus::render(registry, format))
+        let rules =
+            self.read_registry(|registry, _| crate::export::prometheus::render(registry, format));
+        let probes = self.probes.registry();
+        crate::export::prometheus::render_after(rules, &probes, format)
     }
 
     /// Runs `read` under the pipeline lock with the checkpoint age refreshed; `read` also
@@ -255,6 +278,7 @@ pub struct Agent {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     worker: Option<JoinHandle<()>>,
+    _probes: Probes,
 }
 
 struct Worker {
@@ -274,7 +298,7 @@ impl Agent {
         })?;
         let rules = RulesConfig::from_yaml(&String::from_utf8_lossy(&rules_text), &config.rules)?;
         let mut pipeline = Pipeline::new(&rules, &config.rules, clock.clone())?;
-        let mut sources = build_sources(&config, &pipeline);
+        let mut sources = build_sources(&config, &pipeline)?;
         let mut names = std::collections::HashSet::new();
         if let Some(source) = sources.iter().find(|s| !names.insert(s.name().to_owned())) {
             return Err(AgentError::DuplicateSource(source.name().to_owned()));
@@ -292,6 +316,7 @@ impl Agent {
             }
         }
         let shared = Arc::new(Shared::new(pipeline, clock));
+        let probes = Probes::start(&config.probes, shared.probes());
         let (commands, receiver) = channel();
         let mut worker = Worker {
             config,
@@ -308,6 +333,7 @@ impl Agent {
             shared,
             commands,
             worker: Some(handle),
+            _probes: probes,
         })
     }
 
@@ -344,7 +370,10 @@ impl Drop for Agent {
     }
 }
 
-fn build_sources(config: &AgentConfig, pipeline: &Pipeline) -> Vec<Box<dyn Source>> {
+fn build_sources(
+    config: &AgentConfig,
+    pipeline: &Pipeline,
+) -> Result<Vec<Box<dyn Source>>, AgentError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (index, source) in config.sources.iter().enumerate() {
         match source {
@@ -364,9 +393,16 @@ fn build_sources(config: &AgentConfig, pipeline: &Pipeline) -> Vec<Box<dyn Sourc
             SourceConfig::Stdin => {
                 sources.push(Box::new(StdinSource::new(pipeline.framing().clone())));
             }
+            SourceConfig::Kafka(kafka) => {
+                let name = kafka
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("kafka{index}"));
+                sources.push(Box::new(KafkaSource::new(name, kafka)?));
+            }
         }
     }
-    sources
+    Ok(sources)
 }
 
 impl Worker {
@@ -388,7 +424,8 @@ impl Worker {
             // says it is ready: positions chosen at startup (`start_at: end`) survive a
             // crash that comes before the first interval.
             let due = checkpoint_every
-                .is_some_and(|every| last_checkpoint.is_none_or(|t| t.elapsed() >= every));
+                .is_some_and(|every| last_checkpoint.is_none_or(|t| t.elapsed() >= every))
+                || self.sources.iter().any(|s| s.needs_checkpoint());
             if due {
                 self.checkpoint();
                 last_checkpoint = Some(Instant::now());
@@ -421,8 +458,14 @@ impl Worker {
         )
     }
 
+    /// Saves positions and metric state as one cut, then tells each source its position
+    /// is durable. Without a checkpoint file, sources are told their records are applied.
     fn checkpoint(&mut self) {
         let Some(config) = &self.config.checkpoint else {
+            for source in &mut self.sources {
+                let position = source.checkpoint();
+                source.checkpoint_written(&position);
+            }
             return;
         };
         let snapshot = self.shared.pipeline().snapshot();
@@ -440,6 +483,11 @@ impl Worker {
             self.shared
                 .last_checkpoint_ns
                 .store(now_ns, Ordering::Release);
+            for source in &mut self.sources {
+                if let Some(position) = saved.sources.get(source.name()) {
+                    source.checkpoint_written(position);
+                }
+            }
         }
         self.shared
             .pipeline()
@@ -503,7 +551,7 @@ fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], thread
 pub fn run_oneshot(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<String, AgentError> {
     let rules = RulesConfig::load(&config.rules)?;
     let mut pipeline = Pipeline::new(&rules, &config.rules, clock)?;
-    let mut sources = build_sources(config, &pipeline);
+    let mut sources = build_sources(config, &pipeline)?;
     loop {
         let read = poll_sources(&mut pipeline, &mut sources, config.threads);
         let waiting = sources.iter().any(|s| s.is_stdin() && !s.finished());

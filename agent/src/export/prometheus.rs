@@ -16,6 +16,15 @@ pub fn render(registry: &Registry, format: Format) -> String {
     registry.render(format, |_| true)
 }
 
+/// Appends `more`'s families to an exposition rendered in `format` (one `# EOF`, last).
+pub fn render_after(mut text: String, more: &Registry, format: Format) -> String {
+    if format == Format::OpenMetrics && text.ends_with("# EOF\n") {
+        text.truncate(text.len() - "# EOF\n".len());
+    }
+    text.push_str(&more.render(format, |_| true));
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Sources: where records come from (files, stdin; Kafka plugs in behind the same trait).
+//! Sources: where records come from (files, stdin, Kafka consumer groups).
 //!
 //! A source hands complete records to a [`RecordSink`] and reports, as a serialisable
 //! checkpoint, the position just after the last record it handed out. The pipeline takes
@@ -7,10 +7,12 @@
 
 mod file;
 mod framer;
+mod kafka;
 mod stdin;
 
 pub use file::{FilePosition, FileSource, FileSourceConfig, StartAt};
 pub use framer::{Framer, Framing};
+pub use kafka::{KafkaPosition, KafkaSource, KafkaSourceConfig, KafkaSourceError, KafkaStartAt};
 use serde::{Deserialize, Serialize};
 pub use stdin::StdinSource;
 
@@ -57,6 +59,7 @@ impl SourceEvent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceCheckpoint {
     Files { files: Vec<FilePosition> },
+    Kafka { partitions: Vec<KafkaPosition> },
     None,
 }
 
@@ -88,6 +91,17 @@ pub trait Source: Send {
     fn checkpoint(&self) -> SourceCheckpoint;
     /// Resumes from a checkpoint taken by a source of the same name.
     fn restore(&mut self, checkpoint: SourceCheckpoint);
+    /// Whether what the last poll handed out must be checkpointed before this source
+    /// reads again (Kafka: a rebalance, served while reading, may move its partitions to
+    /// another agent). The worker then checkpoints right after the poll.
+    fn needs_checkpoint(&self) -> bool {
+        false
+    }
+    /// The checkpoint holding `position` (what [`Source::checkpoint`] returned) is durable;
+    /// without a checkpoint file, the records up to it are applied. Kafka commits here.
+    fn checkpoint_written(&mut self, position: &SourceCheckpoint) {
+        let _ = position;
+    }
     /// Applies new framing rules (after a reload) to records not yet assembled.
     fn set_framing(&mut self, framing: &Framing);
 }
