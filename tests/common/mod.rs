@@ -215,6 +215,28 @@ pub struct LiveAgent {
 }
 
 impl LiveAgent {
+    /// `omen agent --config F` listening on `addr` (which the config must name), with what
+    /// it logs appended to `log`.
+    pub fn start_config(config: &Path, addr: SocketAddr, log: &Path) -> Self {
+        let process = ChildGuard::spawn_logged(
+            omen()
+                .args(["agent", "--config"])
+                .arg(config)
+                .env("OMEN_LOG", "info"),
+            log,
+        );
+        let start = Instant::now();
+        while http_get(addr, "/ready").is_none_or(|(status, _)| status != 200) {
+            assert!(
+                start.elapsed() < LIMIT,
+                "the agent was not ready after {LIMIT:?}; it said:\n{}",
+                log_tail(log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { process, addr }
+    }
+
     pub fn start(rules: &Path, tail: &str, checkpoint: Option<&Path>, port: u16) -> Self {
         Self::start_with(rules, tail, checkpoint, port, &[])
     }
@@ -515,5 +537,114 @@ impl LiveDetector {
         http_get(self.addr, "/api/v1/incidents")
             .and_then(|(_, body)| serde_json::from_str(&body).ok())
             .unwrap_or_default()
+    }
+}
+
+/// A real Kafka-protocol broker (`tansu`, from crates.io; `.ci/setup` installs it) on
+/// 127.0.0.1, in memory, killed when dropped.
+pub struct Broker {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+}
+
+impl Broker {
+    pub fn start(log: &Path) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let url = format!("tcp://{addr}");
+        let process = ChildGuard::spawn_logged(
+            Command::new("tansu")
+                .arg("broker")
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"]),
+            log,
+        );
+        wait_for(LIMIT, "the broker to listen", || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        });
+        Self { process, addr }
+    }
+
+    /// `tansu topic create NAME --partitions N`.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let output = Command::new("tansu")
+            .args(["topic", "create", name])
+            .args(["--broker", &format!("tcp://{}", self.addr)])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .expect("run tansu topic create");
+        assert!(
+            output.status.success(),
+            "tansu topic create {name} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers, as when it
+    /// is unreachable; `resume` thaws it with everything it held.
+    pub fn pause(&self) {
+        self.process.signal(19);
+    }
+
+    pub fn resume(&self) {
+        self.process.signal(18);
+    }
+}
+
+/// A producer to `broker` that waits for every record to be acknowledged.
+pub struct Producer(rdkafka::producer::BaseProducer);
+
+impl Producer {
+    pub fn new(broker: SocketAddr) -> Self {
+        Self::with(broker, &[])
+    }
+
+    /// A producer that writes every record in a batch of its own. tansu 0.6 answers a
+    /// fetch from an offset inside a batch with the batches after it, and ListOffsets with
+    /// the last batch's base offset: with one record per batch, offsets and batches agree.
+    pub fn one_record_per_batch(broker: SocketAddr) -> Self {
+        Self::with(broker, &[("batch.num.messages", "1"), ("linger.ms", "0")])
+    }
+
+    fn with(broker: SocketAddr, properties: &[(&str, &str)]) -> Self {
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("bootstrap.servers", broker.to_string())
+            .set("acks", "all")
+            .set("linger.ms", "5");
+        for (key, value) in properties {
+            config.set(*key, *value);
+        }
+        Self(config.create().expect("kafka producer"))
+    }
+
+    /// Sends `(key, value)` records to `topic` and waits until all are acknowledged.
+    pub fn send_all<'a>(&self, topic: &str, records: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        use rdkafka::producer::{BaseRecord, Producer as _};
+        for (key, value) in records {
+            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            loop {
+                match self.0.send(record) {
+                    Ok(()) => break,
+                    Err((error, back)) => {
+                        assert!(
+                            matches!(
+                                error,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "produce failed: {error}"
+                        );
+                        record = back;
+                        self.0.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            self.0.poll(Duration::ZERO);
+        }
+        self.0
+            .flush(Duration::from_secs(30))
+            .expect("every record acknowledged");
     }
 }

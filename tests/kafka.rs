@@ -1,0 +1,371 @@
+//! The agent's Kafka source against a real Kafka-protocol broker (`tansu`, started on
+//! 127.0.0.1 in memory): every record counted exactly once across `kill -9`, across
+//! consumer-group rebalances between agents, and across a broker that stops answering for
+//! 30 s. Outside CI the tests skip when `tansu` is not installed; `.ci/setup` installs it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{free_port, log_tail, wait_for, Broker, LiveAgent, Producer};
+
+const TOPIC: &str = "logs";
+const SHOPS: u64 = 3;
+
+const RULES: &str = "parser: { format: logfmt }
+rules:
+  - name: orders_total
+    type: counter
+    help: Orders, by shop.
+    match: { msg: order }
+    labels: { shop: shop }
+  - name: order_items_total
+    type: counter
+    help: Items ordered, by shop.
+    match: { msg: order }
+    labels: { shop: shop }
+    value: qty
+";
+
+/// Record `i`: an order of `i % 5 + 1` items in shop `i % SHOPS`, keyed by order so the
+/// records spread over the partitions.
+fn record(i: u64) -> (String, String) {
+    (
+        format!("o{i}"),
+        format!("msg=order shop=s{} qty={} id=o{i}", i % SHOPS, i % 5 + 1),
+    )
+}
+
+fn produce(producer: &Producer, range: std::ops::Range<u64>) {
+    let records: Vec<(String, String)> = range.map(record).collect();
+    producer.send_all(TOPIC, records.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+/// What the rules must count for records `0..n`: orders and items per shop.
+fn expected(n: u64) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for shop in 0..SHOPS {
+        let orders = (0..n).filter(|i| i % SHOPS == shop);
+        let items: u64 = orders.clone().map(|i| i % 5 + 1).sum();
+        out.push((
+            format!("orders_total{{shop=\"s{shop}\"}}"),
+            orders.count() as f64,
+        ));
+        out.push((
+            format!("order_items_total{{shop=\"s{shop}\"}}"),
+            items as f64,
+        ));
+    }
+    out
+}
+
+/// One agent of the `omen-agents` group, with its own checkpoint in `dir`.
+struct GroupAgent {
+    config: PathBuf,
+    log: PathBuf,
+    addr: SocketAddr,
+    agent: Option<LiveAgent>,
+}
+
+/// librdkafka settings that let a killed member's partitions move on within seconds.
+const FAST_GROUP: &str = "{ session.timeout.ms: '6000', heartbeat.interval.ms: '500' }";
+
+impl GroupAgent {
+    fn new(dir: &Path, name: &str, broker: &Broker) -> Self {
+        Self::with_properties(dir, name, broker, FAST_GROUP)
+    }
+
+    /// An agent whose Kafka source has these librdkafka `properties` (a YAML mapping).
+    fn with_properties(dir: &Path, name: &str, broker: &Broker, properties: &str) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let rules = dir.join("rules.yaml");
+        std::fs::write(&rules, RULES).expect("rules");
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "rules: {rules}
+sources:
+  - type: kafka
+    name: logs
+    brokers: {broker}
+    topics: [{TOPIC}]
+    group: omen-agents
+    properties: {properties}
+server: {{ listen: '{addr}' }}
+checkpoint: {{ path: {checkpoint}, interval: 1s }}
+poll_interval: 50ms
+",
+                rules = rules.display(),
+                broker = broker.addr,
+                checkpoint = dir.join(format!("{name}.checkpoint")).display(),
+            ),
+        )
+        .expect("agent config");
+        Self {
+            config,
+            log: dir.join(format!("{name}.log")),
+            addr,
+            agent: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.agent = Some(LiveAgent::start_config(&self.config, self.addr, &self.log));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.process.kill();
+        }
+    }
+
+    fn value(&self, key: &str) -> f64 {
+        self.agent
+            .as_ref()
+            .and_then(|a| a.samples().get(key).copied())
+            .unwrap_or(0.0)
+    }
+}
+
+/// Waits until the agents together count exactly what records `0..n` hold, then checks
+/// that nothing more arrives (no record counted twice).
+fn assert_counted_once(agents: &[&GroupAgent], n: u64) {
+    let total = |key: &str| agents.iter().map(|a| a.value(key)).sum::<f64>();
+    let want = expected(n);
+    let all_counted = || want.iter().all(|(key, value)| total(key) == *value);
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| log_tail(&a.log, 15))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let start = std::time::Instant::now();
+    while !all_counted() {
+        let seen: Vec<(String, f64)> = want.iter().map(|(k, _)| (k.clone(), total(k))).collect();
+        assert!(
+            want.iter().all(|(key, value)| total(key) <= *value),
+            "counted twice: {seen:?}, want {want:?}\n{}",
+            logs()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not all counted: {seen:?}, want {want:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (key, value) in &want {
+        assert_eq!(total(key), *value, "{key} after settling\n{}", logs());
+    }
+}
+
+fn broker_in(dir: &Path) -> Option<Broker> {
+    if !common::component_available("tansu", "tansu (cargo install tansu)") {
+        return None;
+    }
+    let broker = Broker::start(&dir.join("broker.log"));
+    broker.create_topic(TOPIC, 3);
+    Some(broker)
+}
+
+#[test]
+fn every_record_counts_once_across_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    let producer = Producer::new(broker.addr);
+    let mut agent = GroupAgent::new(dir.path(), "a", &broker);
+    agent.start();
+    // Records keep arriving while the agent is killed and restarted three times.
+    for round in 0..4 {
+        produce(&producer, round * 5_000..(round + 1) * 5_000);
+        wait_for(common::LIMIT, "the agent to count some records", || {
+            (agent.value(&format!("orders_total{{shop=\"s{}\"}}", round % SHOPS)) > 0.0)
+                .then_some(())
+        });
+        if round < 3 {
+            agent.kill();
+            agent.start();
+        }
+    }
+    assert_counted_once(&[&agent], 20_000);
+}
+
+#[test]
+fn agents_joining_the_group_share_the_partitions_and_count_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    let producer = Producer::new(broker.addr);
+    let mut a = GroupAgent::new(dir.path(), "a", &broker);
+    let mut b = GroupAgent::new(dir.path(), "b", &broker);
+    let mut c = GroupAgent::new(dir.path(), "c", &broker);
+    a.start();
+    produce(&producer, 0..6_000);
+    wait_for(common::LIMIT, "the first agent to count", || {
+        (a.value("orders_total{shop=\"s0\"}") > 0.0).then_some(())
+    });
+    // Each join rebalances the group while records are in flight.
+    b.start();
+    produce(&producer, 6_000..12_000);
+    c.start();
+    produce(&producer, 12_000..18_000);
+    assert_counted_once(&[&a, &b, &c], 18_000);
+    // The partitions were shared: more than one agent counted.
+    let busy = [&a, &b, &c]
+        .iter()
+        .filter(|g| g.value("orders_total{shop=\"s0\"}") > 0.0)
+        .count();
+    assert!(busy >= 2, "only {busy} agent(s) got partitions");
+}
+
+#[test]
+fn a_broker_that_stops_answering_for_30_s_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    let producer = Producer::new(broker.addr);
+    // librdkafka's default session timeout (45 s) outlasts the outage, so the agent keeps
+    // its partitions. (With a session shorter than the outage, tansu 0.6 left the
+    // member's JoinGroup unanswered after the outage: see the closing note.)
+    let mut agent = GroupAgent::with_properties(dir.path(), "a", &broker, "{}");
+    agent.start();
+    produce(&producer, 0..3_000);
+    assert_counted_once(&[&agent], 3_000);
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(30));
+    // The agent kept serving its metrics while the broker was away.
+    assert_eq!(agent.value("orders_total{shop=\"s0\"}"), 1_000.0);
+    broker.resume();
+    produce(&producer, 3_000..6_000);
+    assert_counted_once(&[&agent], 6_000);
+}
+
+/// Consumes `count` records of `topic` as group `group` and commits what it consumed.
+fn consume_and_commit(broker: &Broker, group: &str, topic: &str, count: usize) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr.to_string())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut positions = rdkafka::TopicPartitionList::new();
+    let mut consumed = 0;
+    let start = std::time::Instant::now();
+    while consumed < count {
+        assert!(start.elapsed() < common::LIMIT, "consumed only {consumed}");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("consume");
+            use rdkafka::Message as _;
+            positions
+                .add_partition_offset(
+                    message.topic(),
+                    message.partition(),
+                    rdkafka::Offset::Offset(message.offset() + 1),
+                )
+                .expect("position");
+            consumed += 1;
+        }
+    }
+    consumer
+        .commit(&positions, CommitMode::Sync)
+        .expect("commit");
+}
+
+#[test]
+fn consumer_lag_is_what_was_produced_minus_what_was_consumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    broker.create_topic("orders", 3);
+    // The group stops mid-way through what was produced: see `one_record_per_batch`.
+    let producer = Producer::one_record_per_batch(broker.addr);
+    let records: Vec<(String, String)> = (0..90).map(record).collect();
+    producer.send_all(
+        "orders",
+        records.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    consume_and_commit(&broker, "billing", "orders", 60);
+
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("rules");
+    let config = dir.path().join("probe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: {}
+server: {{ listen: '{addr}' }}
+probes:
+  kafka_lag:
+    - {{ brokers: '{}', groups: [billing, nobody], topics: [orders], interval: 300ms }}
+",
+            rules.display(),
+            broker.addr
+        ),
+    )
+    .expect("config");
+    let agent = LiveAgent::start_config(&config, addr, &dir.path().join("agent.log"));
+    let group_lag = |group: &str| {
+        agent
+            .samples()
+            .get(&format!(
+                "omen_kafka_consumer_group_lag{{group=\"{group}\",topic=\"orders\"}}"
+            ))
+            .copied()
+    };
+    let log = dir.path().join("agent.log");
+    let start = std::time::Instant::now();
+    while group_lag("billing") != Some(30.0) {
+        assert!(
+            start.elapsed() < common::LIMIT,
+            "no lag of 30 for billing: {:#?}\n{}",
+            agent
+                .samples()
+                .iter()
+                .filter(|(k, _)| k.contains("kafka"))
+                .collect::<Vec<_>>(),
+            log_tail(&log, 20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A group that consumed nothing lags by everything.
+    wait_for(
+        common::LIMIT,
+        "a lag of 90 for a group that consumed nothing",
+        || (group_lag("nobody") == Some(90.0)).then_some(()),
+    );
+    let samples = agent.samples();
+    let partitions: Vec<(&String, &f64)> = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("omen_kafka_consumer_lag{group=\"billing\""))
+        .collect();
+    assert_eq!(partitions.len(), 3, "{samples:#?}");
+    assert_eq!(partitions.iter().map(|(_, v)| **v).sum::<f64>(), 30.0);
+    for (key, lag) in &partitions {
+        let age = samples[&key.replace(
+            "omen_kafka_consumer_lag{",
+            "omen_kafka_consumer_lag_seconds{",
+        )];
+        // Records waiting have an age; a caught-up partition has none.
+        assert_eq!(age > 0.0, **lag > 0.0, "{key}: lag {lag}, age {age}");
+        assert!(age < 120.0, "{key}: age {age}");
+    }
+
+    consume_and_commit(&broker, "billing", "orders", 30);
+    wait_for(common::LIMIT, "billing caught up", || {
+        (group_lag("billing") == Some(0.0)).then_some(())
+    });
+}
