@@ -369,3 +369,95 @@ probes:
         (group_lag("billing") == Some(0.0)).then_some(())
     });
 }
+
+#[test]
+fn cdc_delete_counts_equal_the_delete_events_produced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    broker.create_topic("shop.changes", 3);
+    // Debezium events for two tables, half of them in Kafka Connect's schema envelope,
+    // each delete followed by its tombstone (a record without a value).
+    let producer = Producer::new(broker.addr);
+    let mut deletes = [0u64; 2];
+    let mut order_deletes_by_status = std::collections::BTreeMap::new();
+    let mut events = Vec::new();
+    for i in 0..3_000u64 {
+        let table = ["orders", "stock"][(i % 2) as usize];
+        let op = ["c", "u", "d", "r"][(i % 4) as usize];
+        let op = if i % 7 == 0 { "d" } else { op };
+        let before = if op == "c" || op == "r" {
+            "null".to_owned()
+        } else {
+            format!(r#"{{"id":{i},"status":"s{}"}}"#, i % 3)
+        };
+        let change = format!(
+            r#"{{"op":"{op}","ts_ms":{},"before":{before},"after":null,"source":{{"db":"shop","table":"{table}"}}}}"#,
+            1_752_483_600_000 + i
+        );
+        let value = if i % 2 == 0 {
+            format!(r#"{{"schema":{{"type":"struct"}},"payload":{change}}}"#)
+        } else {
+            change
+        };
+        if op == "d" {
+            deletes[(i % 2) as usize] += 1;
+            if table == "orders" {
+                *order_deletes_by_status
+                    .entry(format!("s{}", i % 3))
+                    .or_insert(0u64) += 1;
+            }
+        }
+        events.push((format!("{table}-{i}"), value));
+    }
+    producer.send_all(
+        "shop.changes",
+        events.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let tombstones = Producer::new(broker.addr);
+    tombstones.send_tombstones(
+        "shop.changes",
+        events.iter().step_by(7).map(|(k, _)| k.as_str()),
+    );
+
+    let rules = dir.path().join("cdc.yaml");
+    std::fs::copy(common::repo_root().join("examples/agent/cdc.yaml"), &rules).expect("rules");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.path().join("cdc-agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: {}
+sources:
+  - {{ type: kafka, brokers: '{}', topics: [shop.changes], group: cdc-agents }}
+server: {{ listen: '{addr}' }}
+",
+            rules.display(),
+            broker.addr
+        ),
+    )
+    .expect("config");
+    let agent = LiveAgent::start_config(&config, addr, &dir.path().join("agent.log"));
+    for (table, want) in ["orders", "stock"].iter().zip(deletes) {
+        agent.wait_value(
+            &format!("hard_deletes_total{{table=\"{table}\"}}"),
+            want as f64,
+        );
+    }
+    // The orders' deletes, by the status the deleted row had.
+    for (status, want) in order_deletes_by_status {
+        agent.wait_value(
+            &format!("order_deletes_total{{status=\"{status}\",table=\"orders\"}}"),
+            want as f64,
+        );
+    }
+    // Tombstones are read past, and every change event parsed.
+    let samples = agent.samples();
+    let unusable: f64 = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("omen_agent_errors_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(unusable, 0.0, "{samples:#?}");
+}

@@ -647,4 +647,19 @@ impl Producer {
             .flush(Duration::from_secs(30))
             .expect("every record acknowledged");
     }
+
+    /// Sends a tombstone (a key without a value) for each key and waits for them.
+    pub fn send_tombstones<'a>(&self, topic: &str, keys: impl IntoIterator<Item = &'a str>) {
+        use rdkafka::producer::{BaseRecord, Producer as _};
+        for key in keys {
+            self.0
+                .send(BaseRecord::<str, str>::to(topic).key(key))
+                .map_err(|(error, _)| error)
+                .expect("produce a tombstone");
+            self.0.poll(Duration::ZERO);
+        }
+        self.0
+            .flush(Duration::from_secs(30))
+            .expect("every tombstone acknowledged");
+    }
 }
