@@ -400,7 +400,7 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
     if let Some(threads) = args.threads {
         config.threads = threads.max(1);
     }
-    if config.sources.is_empty() && config.probes.kafka_lag.is_empty() {
+    if config.sources.is_empty() && config.probes.is_empty() {
         anyhow::bail!(
             "nothing to read or measure: give --tail GLOB, --stdin, or `sources` or `probes` in the config file"
         );

@@ -51,7 +51,7 @@ pub struct AgentConfig {
     pub threads: usize,
     /// OTLP/HTTP metrics push, off unless given.
     pub otlp: Option<OtlpConfig>,
-    /// Measurements of other systems on a timer (Kafka consumer lag).
+    /// Measurements of other systems on a timer (Kafka consumer lag, reconciliation).
     #[serde(default)]
     pub probes: ProbesConfig,
 }
@@ -181,6 +181,8 @@ pub enum AgentError {
     DuplicateSource(String),
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
+    #[error("probes: {0}")]
+    Probe(String),
 }
 
 /// State shared by the worker and the HTTP server.
@@ -315,6 +317,7 @@ impl Agent {
                 }
             }
         }
+        config.probes.validate().map_err(AgentError::Probe)?;
         let shared = Arc::new(Shared::new(pipeline, clock));
         let probes = Probes::start(&config.probes, shared.probes());
         let (commands, receiver) = channel();

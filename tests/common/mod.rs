@@ -663,3 +663,59 @@ impl Producer {
             .expect("every tombstone acknowledged");
     }
 }
+
+/// A real Redis (Debian's `redis-server`) on 127.0.0.1 with its dump in `dir`, killed
+/// when dropped. `restart` shuts it down saving its data and starts it again on the same
+/// port, as an operator's restart does.
+pub struct Redis {
+    pub process: ChildGuard,
+    pub addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Redis {
+    pub fn start(dir: &Path) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let process = Self::spawn(dir, addr);
+        Self {
+            process,
+            addr,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn spawn(dir: &Path, addr: SocketAddr) -> ChildGuard {
+        let process = ChildGuard::spawn_logged(
+            Command::new("redis-server")
+                .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir)
+                .args(["--dbfilename", "redis.rdb"]),
+            &dir.join("redis.log"),
+        );
+        wait_for(LIMIT, "Redis to listen", || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        });
+        process
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to redis")
+    }
+
+    /// `SHUTDOWN SAVE`, then the same server again (it reloads its dump).
+    pub fn restart(&mut self) {
+        let _: Result<(), _> = redis::cmd("SHUTDOWN")
+            .arg("SAVE")
+            .query(&mut self.connection());
+        let _ = self.process.wait_exit(LIMIT);
+        self.process = Self::spawn(&self.dir, self.addr);
+    }
+}

@@ -1,10 +1,11 @@
 //! Probes: measurements the agent takes of other systems on a timer rather than from logs
-//! (Kafka consumer lag). Each probe runs on its own thread and writes gauges into the
+//! (Kafka consumer lag, Redis reconciled against the Kafka events). Each probe runs on its own thread and writes gauges into the
 //! probes' registry, which `/metrics` serves after the rules' metrics; a failed
 //! measurement is logged and counted in `omen_agent_probe_errors_total{probe,reason}`,
 //! and the probe carries on.
 
 mod kafka_lag;
+mod reconcile;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use kafka_lag::{KafkaLagConfig, KafkaLagProbe};
+pub use reconcile::{KafkaSide, ReconcileConfig, ReconcileProbe, RedisSide};
 
 use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
 
@@ -26,6 +28,21 @@ const MAX_SERIES: usize = 10_000;
 pub struct ProbesConfig {
     #[serde(default)]
     pub kafka_lag: Vec<KafkaLagConfig>,
+    #[serde(default)]
+    pub reconcile: Vec<ReconcileConfig>,
+}
+
+impl ProbesConfig {
+    pub fn is_empty(&self) -> bool {
+        self.kafka_lag.is_empty() && self.reconcile.is_empty()
+    }
+
+    /// Checks what serde cannot, naming the probe.
+    pub fn validate(&self) -> Result<(), String> {
+        self.reconcile
+            .iter()
+            .try_for_each(ReconcileConfig::validate)
+    }
 }
 
 /// The probes' metrics, shared by the probe threads and the HTTP server.
@@ -55,26 +72,52 @@ pub struct Probes {
 impl Probes {
     /// Starts every configured probe.
     pub fn start(config: &ProbesConfig, metrics: Arc<ProbeMetrics>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
         let errors = metrics.define(
             "omen_agent_probe_errors_total",
             "Probe measurements that failed, by probe and reason.",
             MetricKind::Counter,
             &["probe", "reason"],
         );
-        let mut threads = Vec::new();
+        let mut probes = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
         for (index, lag) in config.kafka_lag.iter().enumerate() {
             let probe = KafkaLagProbe::new(lag.clone(), metrics.clone(), errors);
-            let stop = stop.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("omen-probe-lag{index}"))
-                .spawn(move || run_every(probe.interval(), &stop, || probe.measure()));
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(error) => tracing::error!(%error, "cannot start the kafka lag probe"),
+            probes.spawn(
+                format!("omen-probe-lag{index}"),
+                probe.interval(),
+                move || probe.measure(),
+            );
+        }
+        for (index, check) in config.reconcile.iter().enumerate() {
+            match ReconcileProbe::new(check.clone(), metrics.clone(), errors) {
+                Ok(mut probe) => probes.spawn(
+                    format!("omen-probe-reconcile{index}"),
+                    probe.interval(),
+                    move || probe.check(),
+                ),
+                Err(error) => tracing::error!(%error, "reconciliation probe not started"),
             }
         }
-        Self { stop, threads }
+        probes
+    }
+
+    /// Runs `measure` every `interval` on a thread of its own until the probes stop.
+    fn spawn(
+        &mut self,
+        name: String,
+        interval: Duration,
+        mut measure: impl FnMut() + Send + 'static,
+    ) {
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run_every(interval, &stop, &mut measure));
+        match spawned {
+            Ok(thread) => self.threads.push(thread),
+            Err(error) => tracing::error!(%error, probe = %name, "cannot start a probe thread"),
+        }
     }
 }
 
@@ -99,4 +142,29 @@ fn run_every(interval: Duration, stop: &AtomicBool, mut measure: impl FnMut()) {
             waited += tick;
         }
     }
+}
+
+/// The high watermark the last fetch of a partition reported (librdkafka's cached
+/// watermarks; rdkafka wraps only the ListOffsets query), or None before any fetch.
+fn fetched_high_watermark(
+    reader: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the life of `reader`, the topic is a
+    // NUL-terminated string that outlives the call, and librdkafka only writes the two
+    // integers it is given; the call reads cached state and does not block.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            rdkafka::consumer::Consumer::client(reader).native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
