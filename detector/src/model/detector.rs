@@ -151,6 +151,9 @@ pub struct DetectorConfig {
     /// likelihood 1 (the "spatial anomaly" of NAB's Numenta detector, whose 5% this is);
     /// 0: off.
     pub spatial_tolerance: f64,
+    /// The range forgets its extremes with this time constant, in points, so that one
+    /// early outlier does not hide every later one; 0: the range of all points seen.
+    pub spatial_horizon: usize,
 }
 
 impl Default for DetectorConfig {
@@ -168,6 +171,7 @@ impl Default for DetectorConfig {
             z_saturation: 12.0,
             forest_weight: 0.25,
             spatial_tolerance: 0.05,
+            spatial_horizon: 20_000,
         }
     }
 }
@@ -443,7 +447,21 @@ impl SeriesDetector {
         };
         let margin = (high - low) * tolerance;
         let beyond = high > low && (value > high + margin || value < low - margin);
-        self.range = Some((low.min(value), high.max(value)));
+        let forget = match self.config.spatial_horizon {
+            0 => 0.0,
+            horizon => 1.0 / horizon as f64,
+        };
+        let high = if value > high {
+            value
+        } else {
+            high - forget * (high - value)
+        };
+        let low = if value < low {
+            value
+        } else {
+            low + forget * (value - low)
+        };
+        self.range = Some((low, high));
         beyond
     }
 
@@ -532,6 +550,28 @@ mod tests {
             ..DetectorConfig::default()
         };
         assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
+    }
+
+    #[test]
+    fn an_early_outlier_does_not_hide_a_later_extreme_for_ever() {
+        // One outlier at 100, then the wave (about 9..12) for `points`.
+        let after_outlier = |config: DetectorConfig, points: i64| {
+            let mut detector = SeriesDetector::new(config).unwrap();
+            detector.update(0, 100.0);
+            for i in 1..=points {
+                detector.update(i * 60_000, wave(i));
+            }
+            detector
+        };
+        // Right after the outlier, 30 is well inside the range seen.
+        assert!(!after_outlier(DetectorConfig::default(), 200).beyond_range(30.0));
+        // Three horizons later the outlier is forgotten: 30 is far above the wave.
+        assert!(after_outlier(DetectorConfig::default(), 60_000).beyond_range(30.0));
+        let all_time = DetectorConfig {
+            spatial_horizon: 0,
+            ..DetectorConfig::default()
+        };
+        assert!(!after_outlier(all_time, 60_000).beyond_range(30.0));
     }
 
     #[test]
