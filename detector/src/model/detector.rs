@@ -228,6 +228,9 @@ pub struct SeriesDetector {
     baseline: SeasonalBaseline,
     likelihood: AnomalyLikelihood,
     recent_z: VecDeque<f32>,
+    /// The last finite (transformed) value, for the step feature.
+    #[serde(default)]
+    previous_value: f32,
     features: VecDeque<[f32; FEATURES]>,
     #[serde(skip)]
     forest: Option<IsolationForest>,
@@ -263,6 +266,7 @@ impl SeriesDetector {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             baseline,
             recent_z: VecDeque::with_capacity(RECENT + 1),
+            previous_value: 0.0,
             features: VecDeque::with_capacity(config.forest.window + config.forest.refit_every + 1),
             forest: None,
             since_fit: 0,
@@ -290,24 +294,32 @@ impl SeriesDetector {
         std::mem::size_of::<Self>() + self.heap_bytes()
     }
 
-    /// Scale-free features of the recent surprise: the point's z, its change, and the
-    /// mean and spread of z over the last [`RECENT`] points.
-    fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
+    /// Features of the point: its residual z and the mean z over the last [`RECENT`]
+    /// points (what the baseline says), and the (transformed) value and its step from the
+    /// previous one, so the forest also judges where in the recent range of values the
+    /// point falls, which a level-and-scale baseline cannot see for a series that moves
+    /// between a few states. All finite: a non-finite value repeats the previous one.
+    fn feature_vector(&mut self, z: f64, value: f64) -> [f32; FEATURES] {
+        const LIMIT: f64 = 1e30;
         let z = z.clamp(-50.0, 50.0) as f32;
-        let previous = self.recent_z.back().copied().unwrap_or(z);
+        let first = self.recent_z.is_empty();
         self.recent_z.push_back(z);
         if self.recent_z.len() > RECENT {
             self.recent_z.pop_front();
         }
-        let n = self.recent_z.len() as f32;
-        let mean = self.recent_z.iter().sum::<f32>() / n;
-        let variance = self
-            .recent_z
-            .iter()
-            .map(|v| (v - mean).powi(2))
-            .sum::<f32>()
-            / n;
-        [z, z - previous, mean, variance.sqrt()]
+        let mean = self.recent_z.iter().sum::<f32>() / self.recent_z.len() as f32;
+        let value = if value.is_finite() {
+            value.clamp(-LIMIT, LIMIT)
+        } else {
+            f64::from(self.previous_value)
+        };
+        let previous = if first {
+            value
+        } else {
+            f64::from(self.previous_value)
+        };
+        self.previous_value = value as f32;
+        [z, mean, value as f32, (value - previous) as f32]
     }
 
     /// Fits the forest on the `window` feature rows that end `since_fit` rows before the
@@ -359,7 +371,7 @@ impl SeriesDetector {
     fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
         let transform = self.transform.unwrap_or_default();
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
-        let features = self.feature_vector(point.z);
+        let features = self.feature_vector(point.z, transform.apply(value));
 
         // In the baseline-only ablation the forest is never fitted, so its cost is not
         // counted either.
