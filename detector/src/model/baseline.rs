@@ -80,7 +80,7 @@ impl Default for BaselineConfig {
             history: 3072,
             profile_rate: 0.25,
             level_rate: 0.01,
-            scale_rate: 0.005,
+            scale_rate: 0.0075,
             clip: 4.0,
             band: 4.0,
             events: Vec::new(),
