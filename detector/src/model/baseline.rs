@@ -80,7 +80,7 @@ impl Default for BaselineConfig {
             history: 3072,
             profile_rate: 0.25,
             level_rate: 0.01,
-            scale_rate: 0.005,
+            scale_rate: 0.0075,
             clip: 4.0,
             band: 4.0,
             events: Vec::new(),
@@ -373,20 +373,43 @@ impl SeasonalBaseline {
         let values: Vec<f64> = self.history.iter().map(|&(_, v)| f64::from(v)).collect();
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n as f64;
-        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+        // Deviations from the least-squares line: a trend alone correlates at every lag.
+        let centre = (n as f64 - 1.0) / 2.0;
+        let spread: f64 = (0..n).map(|i| (i as f64 - centre).powi(2)).sum();
+        let slope = if spread > 0.0 {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64 - centre) * (v - mean))
+                .sum::<f64>()
+                / spread
+        } else {
+            0.0
+        };
+        let deviations: Vec<f64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - mean - slope * (i as f64 - centre))
+            .collect();
+        let variance = deviations.iter().map(|d| d * d).sum::<f64>();
         if variance <= 0.0 {
             return;
         }
         let mut best: Option<(i64, f64)> = None;
         for &season_s in &self.config.seasons_s {
             let lag = (season_s as f64 * 1000.0 / self.interval_ms).round() as usize;
+            if lag >= 4 && 2 * lag > n && 2 * lag <= self.config.history {
+                // A longer season the buffer will be able to judge: wait for it rather
+                // than settle on a shorter one (a week of taxi rides is not seven days).
+                return;
+            }
             if lag < 4 || 2 * lag > n {
                 continue;
             }
-            let covariance: f64 = (lag..n)
-                .map(|i| (values[i] - mean) * (values[i - lag] - mean))
-                .sum();
-            let autocorrelation = covariance / variance;
+            let covariance: f64 = (lag..n).map(|i| deviations[i] * deviations[i - lag]).sum();
+            // Per overlapping pair, as the variance is per point: the plain sum would
+            // favour shorter lags, which have more pairs.
+            let autocorrelation = (covariance / (n - lag) as f64) / (variance / n as f64);
             if autocorrelation >= self.config.min_autocorrelation
                 && best.is_none_or(|(_, r)| autocorrelation > r)
             {

@@ -151,6 +151,9 @@ pub struct DetectorConfig {
     /// likelihood 1 (the "spatial anomaly" of NAB's Numenta detector, whose 5% this is);
     /// 0: off.
     pub spatial_tolerance: f64,
+    /// The range forgets its extremes with this time constant, in points, so that one
+    /// early outlier does not hide every later one; 0: the range of all points seen.
+    pub spatial_horizon: usize,
 }
 
 impl Default for DetectorConfig {
@@ -168,6 +171,7 @@ impl Default for DetectorConfig {
             z_saturation: 12.0,
             forest_weight: 0.25,
             spatial_tolerance: 0.05,
+            spatial_horizon: 20_000,
         }
     }
 }
@@ -224,6 +228,9 @@ pub struct SeriesDetector {
     baseline: SeasonalBaseline,
     likelihood: AnomalyLikelihood,
     recent_z: VecDeque<f32>,
+    /// The last finite (transformed) value, for the step feature.
+    #[serde(default)]
+    previous_value: f32,
     features: VecDeque<[f32; FEATURES]>,
     #[serde(skip)]
     forest: Option<IsolationForest>,
@@ -259,6 +266,7 @@ impl SeriesDetector {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             baseline,
             recent_z: VecDeque::with_capacity(RECENT + 1),
+            previous_value: 0.0,
             features: VecDeque::with_capacity(config.forest.window + config.forest.refit_every + 1),
             forest: None,
             since_fit: 0,
@@ -286,24 +294,32 @@ impl SeriesDetector {
         std::mem::size_of::<Self>() + self.heap_bytes()
     }
 
-    /// Scale-free features of the recent surprise: the point's z, its change, and the
-    /// mean and spread of z over the last [`RECENT`] points.
-    fn feature_vector(&mut self, z: f64) -> [f32; FEATURES] {
+    /// Features of the point: its residual z and the mean z over the last [`RECENT`]
+    /// points (what the baseline says), and the (transformed) value and its step from the
+    /// previous one, so the forest also judges where in the recent range of values the
+    /// point falls, which a level-and-scale baseline cannot see for a series that moves
+    /// between a few states. All finite: a non-finite value repeats the previous one.
+    fn feature_vector(&mut self, z: f64, value: f64) -> [f32; FEATURES] {
+        const LIMIT: f64 = 1e30;
         let z = z.clamp(-50.0, 50.0) as f32;
-        let previous = self.recent_z.back().copied().unwrap_or(z);
+        let first = self.recent_z.is_empty();
         self.recent_z.push_back(z);
         if self.recent_z.len() > RECENT {
             self.recent_z.pop_front();
         }
-        let n = self.recent_z.len() as f32;
-        let mean = self.recent_z.iter().sum::<f32>() / n;
-        let variance = self
-            .recent_z
-            .iter()
-            .map(|v| (v - mean).powi(2))
-            .sum::<f32>()
-            / n;
-        [z, z - previous, mean, variance.sqrt()]
+        let mean = self.recent_z.iter().sum::<f32>() / self.recent_z.len() as f32;
+        let value = if value.is_finite() {
+            value.clamp(-LIMIT, LIMIT)
+        } else {
+            f64::from(self.previous_value)
+        };
+        let previous = if first {
+            value
+        } else {
+            f64::from(self.previous_value)
+        };
+        self.previous_value = value as f32;
+        [z, mean, value as f32, (value - previous) as f32]
     }
 
     /// Fits the forest on the `window` feature rows that end `since_fit` rows before the
@@ -355,7 +371,7 @@ impl SeriesDetector {
     fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
         let transform = self.transform.unwrap_or_default();
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
-        let features = self.feature_vector(point.z);
+        let features = self.feature_vector(point.z, transform.apply(value));
 
         // In the baseline-only ablation the forest is never fitted, so its cost is not
         // counted either.
@@ -448,7 +464,21 @@ impl SeriesDetector {
         };
         let margin = (high - low) * tolerance;
         let beyond = high > low && (value > high + margin || value < low - margin);
-        self.range = Some((low.min(value), high.max(value)));
+        let forget = match self.config.spatial_horizon {
+            0 => 0.0,
+            horizon => 1.0 / horizon as f64,
+        };
+        let high = if value > high {
+            value
+        } else {
+            high - forget * (high - value)
+        };
+        let low = if value < low {
+            value
+        } else {
+            low + forget * (value - low)
+        };
+        self.range = Some((low, high));
         beyond
     }
 
@@ -537,6 +567,28 @@ mod tests {
             ..DetectorConfig::default()
         };
         assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
+    }
+
+    #[test]
+    fn an_early_outlier_does_not_hide_a_later_extreme_for_ever() {
+        // One outlier at 100, then the wave (about 9..12) for `points`.
+        let after_outlier = |config: DetectorConfig, points: i64| {
+            let mut detector = SeriesDetector::new(config).unwrap();
+            detector.update(0, 100.0);
+            for i in 1..=points {
+                detector.update(i * 60_000, wave(i));
+            }
+            detector
+        };
+        // Right after the outlier, 30 is well inside the range seen.
+        assert!(!after_outlier(DetectorConfig::default(), 200).beyond_range(30.0));
+        // Three horizons later the outlier is forgotten: 30 is far above the wave.
+        assert!(after_outlier(DetectorConfig::default(), 60_000).beyond_range(30.0));
+        let all_time = DetectorConfig {
+            spatial_horizon: 0,
+            ..DetectorConfig::default()
+        };
+        assert!(!after_outlier(all_time, 60_000).beyond_range(30.0));
     }
 
     #[test]

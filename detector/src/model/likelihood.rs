@@ -2,7 +2,10 @@
 //!
 //! The short-window mean of raw scores is compared with the distribution (mean and
 //! standard deviation) of that same short mean over a long window; the Gaussian tail
-//! probability says how unusual it is. The result is log-scaled into [0, 1] so that very
+//! probability says how unusual it is. A slow reference (exponentially weighted mean and
+//! variance of the short mean over thousands of points) is consulted too and the smaller
+//! likelihood wins, so what recurs beyond the long window's reach (a daily job) is learnt
+//! as normal. The result is log-scaled into [0, 1] so that very
 //! unlikely values spread out near 1 and one threshold works across very different series.
 
 use std::collections::VecDeque;
@@ -21,6 +24,12 @@ pub struct LikelihoodConfig {
     pub min_history: usize,
     /// Floor of the long window's standard deviation.
     pub min_deviation: f64,
+    /// Horizon, in points, of a slow reference: the exponentially weighted mean and
+    /// variance of the short mean over many more points than the long window holds. The
+    /// likelihood is the smaller of the two, so what recurs now and then (a daily batch
+    /// job, a burst of tweets) stops alarming once the slow reference has seen it a few
+    /// times, at no memory cost. 0: off.
+    pub slow_horizon: usize,
 }
 
 impl Default for LikelihoodConfig {
@@ -30,6 +39,7 @@ impl Default for LikelihoodConfig {
             long_window: 500,
             min_history: 200,
             min_deviation: 0.01,
+            slow_horizon: 8640,
         }
     }
 }
@@ -74,6 +84,14 @@ pub struct AnomalyLikelihood {
     long_sum: f64,
     long_sum_squares: f64,
     updates_since_resum: usize,
+    /// The slow reference: exponentially weighted mean and variance of the short mean,
+    /// and how many short means it has seen.
+    #[serde(default)]
+    slow_mean: f64,
+    #[serde(default)]
+    slow_variance: f64,
+    #[serde(default)]
+    slow_seen: u64,
 }
 
 impl AnomalyLikelihood {
@@ -86,6 +104,9 @@ impl AnomalyLikelihood {
             long_sum: 0.0,
             long_sum_squares: 0.0,
             updates_since_resum: 0,
+            slow_mean: 0.0,
+            slow_variance: 0.0,
+            slow_seen: 0,
         }
     }
 
@@ -109,10 +130,25 @@ impl AnomalyLikelihood {
             let mean = self.long_sum / n;
             let variance = (self.long_sum_squares / n - mean * mean).max(0.0);
             let deviation = variance.sqrt().max(self.config.min_deviation);
-            log_scale(1.0 - normal_tail((average - mean) / deviation))
+            let recent = log_scale(1.0 - normal_tail((average - mean) / deviation));
+            if self.config.slow_horizon > 0 {
+                let deviation = self.slow_variance.sqrt().max(self.config.min_deviation);
+                let slow = log_scale(1.0 - normal_tail((average - self.slow_mean) / deviation));
+                recent.min(slow)
+            } else {
+                recent
+            }
         } else {
             0.0
         };
+        if self.config.slow_horizon > 0 {
+            // Plain averages while young, exponential weights once the horizon is reached.
+            self.slow_seen += 1;
+            let rate = (1.0 / self.slow_seen as f64).max(1.0 / self.config.slow_horizon as f64);
+            let delta = average - self.slow_mean;
+            self.slow_mean += rate * delta;
+            self.slow_variance = (1.0 - rate) * (self.slow_variance + rate * delta * delta);
+        }
         let stored = f64::from(average as f32);
         self.long.push_back(stored as f32);
         self.long_sum += stored;
@@ -160,6 +196,35 @@ mod tests {
         }
         let burst: Vec<f64> = (0..10).map(|_| likelihood.update(0.9)).collect();
         assert!(burst.iter().any(|&s| s > 0.9), "{burst:?}");
+    }
+
+    #[test]
+    fn a_spike_that_recurs_beyond_the_long_window_counts_less_with_the_slow_reference() {
+        // One spike every 288 points (a daily job at 5-minute resolution): the 500-point
+        // window holds one or two, the slow reference all of them.
+        let peak_of_last_spike = |slow_horizon| {
+            let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig {
+                slow_horizon,
+                ..LikelihoodConfig::default()
+            });
+            let mut peak = 0.0f64;
+            for i in 0..6000 {
+                let raw = if i % 288 == 0 {
+                    1.0
+                } else {
+                    0.1 + 0.01 * f64::from(i % 7)
+                };
+                let s = likelihood.update(raw);
+                if i >= 6000 - 288 {
+                    peak = peak.max(s);
+                }
+            }
+            peak
+        };
+        let without = peak_of_last_spike(0);
+        let with = peak_of_last_spike(8640);
+        assert!(without > 0.9, "{without}");
+        assert!(with < without - 0.3, "{with} vs {without}");
     }
 
     proptest! {
