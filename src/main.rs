@@ -52,6 +52,19 @@ struct DemoArgs {
     /// Address of the detector's /metrics and /api/v1/incidents.
     #[arg(long, default_value = "127.0.0.1:9751")]
     detector_listen: SocketAddr,
+    /// Run the inventory scenario against this Kafka broker instead (with --redis): an
+    /// inventory service that dies between Redis and Kafka, watched by the agent.
+    #[arg(long, requires = "redis")]
+    kafka: Option<SocketAddr>,
+    /// The Redis server of the Kafka scenario.
+    #[arg(long, requires = "kafka")]
+    redis: Option<SocketAddr>,
+    /// Orders the Kafka scenario's service takes.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    orders: u64,
+    /// Orders whose event the Kafka scenario's service loses (0: a healthy run).
+    #[arg(long, default_value_t = 7)]
+    lost: u64,
 }
 
 #[derive(Args)]
@@ -225,6 +238,23 @@ fn detect(args: DetectArgs) -> ExitCode {
 }
 
 fn demo(args: &DemoArgs) -> ExitCode {
+    if let (Some(kafka), Some(redis)) = (args.kafka, args.redis) {
+        let options = demo::kafka::KafkaDemoOptions {
+            kafka,
+            redis,
+            orders: args.orders,
+            lost: args.lost,
+            check: args.check,
+        };
+        return match demo::kafka::run(&options) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_FAILED),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = demo::DemoOptions {
         check: args.check,
         pace: std::time::Duration::from_millis(args.pace_ms),

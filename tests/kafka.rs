@@ -634,3 +634,43 @@ probes:
     producer.send_all("stock-events", [("s5", r#"{"sku":"s5","delta":-1}"#)]);
     settled("a fourth SKU drifting once the broker is back", (4.0, 8.0));
 }
+
+#[test]
+fn the_kafka_demo_counts_exactly_the_lost_events_and_none_when_healthy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !common::component_available("redis-server", "redis-server") {
+        return;
+    }
+    let Some(broker) = broker_in(dir.path()) else {
+        return;
+    };
+    let redis = common::Redis::start(dir.path());
+    for lost in [7, 0] {
+        let started = std::time::Instant::now();
+        let output = common::omen()
+            .args(["demo", "--check", "--orders", "1500"])
+            .args(["--lost", &lost.to_string()])
+            .args(["--kafka", &broker.addr.to_string()])
+            .args(["--redis", &redis.addr.to_string()])
+            .output()
+            .expect("run omen demo --kafka");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "omen demo --kafka --check failed with {lost} lost:\n{stdout}\n{}",
+            common::stderr(&output)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "the pair rule counted {lost} decrements without their event"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("drifting by {lost} units")),
+            "{stdout}"
+        );
+        // The issue's bound for the scenario.
+        assert!(started.elapsed() < Duration::from_secs(180));
+    }
+}

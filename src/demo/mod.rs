@@ -6,6 +6,7 @@
 //! whether an incident opened for it and how soon; `--check` fails on a miss or on an
 //! incident nothing explains.
 
+pub mod kafka;
 mod sim;
 
 use std::net::SocketAddr;
