@@ -40,7 +40,7 @@ fn record(i: u64) -> (String, String) {
 
 fn produce(producer: &Producer, range: std::ops::Range<u64>) {
     let records: Vec<(String, String)> = range.map(record).collect();
-    producer.send_all(TOPIC, records.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    producer.send_all(TOPIC, &records);
 }
 
 /// What the rules must count for records `0..n`: orders and items per shop.
@@ -293,10 +293,7 @@ fn consumer_lag_is_what_was_produced_minus_what_was_consumed() {
     // The group stops mid-way through what was produced: see `one_record_per_batch`.
     let producer = Producer::one_record_per_batch(broker.addr);
     let records: Vec<(String, String)> = (0..90).map(record).collect();
-    producer.send_all(
-        "orders",
-        records.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    producer.send_all("orders", &records);
     consume_and_commit(&broker, "billing", "orders", 60);
 
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -411,10 +408,7 @@ fn cdc_delete_counts_equal_the_delete_events_produced() {
         }
         events.push((format!("{table}-{i}"), value));
     }
-    producer.send_all(
-        "shop.changes",
-        events.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    producer.send_all("shop.changes", &events);
     let tombstones = Producer::new(broker.addr);
     tombstones.send_tombstones(
         "shop.changes",
@@ -525,15 +519,9 @@ fn reconciliation_reports_exactly_the_injected_drift_across_restarts() {
             .query(&mut db)
             .expect("INCR");
     }
-    producer.send_all(
-        "stock-events",
-        events.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    producer.send_all("stock-events", &events);
     let orders: Vec<(String, String)> = (0..400).map(record).collect();
-    producer.send_all(
-        "orders",
-        orders.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    producer.send_all("orders", &orders);
 
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let rules = dir.path().join("rules.yaml");
@@ -631,7 +619,7 @@ probes:
             .query(&mut db)
             .expect("DECRBY");
     }
-    producer.send_all("stock-events", [("s5", r#"{"sku":"s5","delta":-1}"#)]);
+    producer.send_all("stock-events", &[("s5", r#"{"sku":"s5","delta":-1}"#)]);
     settled("a fourth SKU drifting once the broker is back", (4.0, 8.0));
 }
 

@@ -619,10 +619,12 @@ impl Producer {
     }
 
     /// Sends `(key, value)` records to `topic` and waits until all are acknowledged.
-    pub fn send_all<'a>(&self, topic: &str, records: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    pub fn send_all<K: AsRef<str>, V: AsRef<str>>(&self, topic: &str, records: &[(K, V)]) {
         use rdkafka::producer::{BaseRecord, Producer as _};
         for (key, value) in records {
-            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            let mut record = BaseRecord::to(topic)
+                .key(key.as_ref())
+                .payload(value.as_ref());
             loop {
                 match self.0.send(record) {
                     Ok(()) => break,
