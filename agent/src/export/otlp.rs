@@ -218,10 +218,27 @@ impl OtlpExporter {
         }
     }
 
-    /// Reads the registry (under the pipeline lock, released before sending), sends it,
-    /// and counts the outcome in `omen_agent_otlp_exports_total`.
+    /// Reads the registry (under the pipeline lock, released before sending) and the
+    /// probes' metrics, sends them, and counts the outcome in
+    /// `omen_agent_otlp_exports_total`.
     pub async fn push(&self, shared: &Shared) -> Result<(), OtlpPushError> {
-        let request = shared.read_registry(|registry, now_ns| self.collect(registry, now_ns));
+        let (mut request, now_ns) =
+            shared.read_registry(|registry, now_ns| (self.collect(registry, now_ns), now_ns));
+        // The probes' measurements go out with the rules' metrics.
+        let now = u64::try_from(now_ns).unwrap_or(0);
+        if let Some(scope) = request
+            .resource_metrics
+            .first_mut()
+            .and_then(|r| r.scope_metrics.first_mut())
+        {
+            let probes = shared.probes();
+            let registry = probes.registry();
+            scope.metrics.extend(
+                registry
+                    .families()
+                    .map(|(desc, series)| to_metric(desc, series, now)),
+            );
+        }
         let result = self.send(&request).await;
         shared.pipeline().count_otlp_export(result.is_ok());
         result

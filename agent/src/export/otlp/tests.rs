@@ -149,6 +149,16 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
     .build()
     .unwrap();
 
+    // A probe's measurement, pushed with the rules' metrics.
+    let probes = shared.probes();
+    let lag = probes.define(
+        "omen_kafka_consumer_group_lag",
+        "lag",
+        crate::registry::MetricKind::Gauge,
+        &["group", "topic"],
+    );
+    probes.registry().set(lag, &["billing", "orders"], 30.0);
+
     let push_ns = START_NS + 10_000_000_000;
     clock.set(push_ns);
     exporter.push(&shared).await.unwrap();
@@ -158,6 +168,13 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
         .unwrap();
 
     assert_eq!(headers[CONTENT_TYPE], "application/x-protobuf");
+    let metric::Data::Gauge(probe) = find(&request, "omen_kafka_consumer_group_lag") else {
+        panic!("the probe's gauge is a gauge");
+    };
+    assert_eq!(
+        probe.data_points[0].value,
+        Some(number_data_point::Value::AsDouble(30.0))
+    );
     assert_eq!(headers["x-tenant"], "t1");
     assert_eq!(
         request.resource_metrics[0]
