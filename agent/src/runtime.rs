@@ -454,6 +454,9 @@ impl Worker {
     }
 
     fn poll_once(&mut self) -> u64 {
+        for source in &mut self.sources {
+            source.prefetch();
+        }
         poll_sources(
             &mut self.shared.pipeline(),
             &mut self.sources,

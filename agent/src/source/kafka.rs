@@ -12,6 +12,8 @@
 //! when that is ahead of the group's committed offset (a crash between checkpoint and
 //! commit), else at the committed offset. A kill -9 between the checkpoint and its commit
 //! while another agent takes the partition is the one window left (see the agent README).
+//! Reading (and so any rebalance, which may wait on the broker) happens in
+//! [`Source::prefetch`], outside the pipeline lock that `/metrics` takes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -261,6 +263,8 @@ pub struct KafkaSource {
     positions: BTreeMap<Partition, i64>,
     /// Records were handed out that no durable checkpoint holds yet.
     dirty: bool,
+    /// A batch read by [`Source::prefetch`], not handed out yet.
+    prefetched: Option<Vec<Fetched>>,
 }
 
 impl KafkaSource {
@@ -301,6 +305,7 @@ impl KafkaSource {
             stream: None,
             positions: BTreeMap::new(),
             dirty: false,
+            prefetched: None,
         })
     }
 
@@ -326,10 +331,11 @@ impl Source for KafkaSource {
         &self.name
     }
 
-    fn poll(&mut self, sink: &mut dyn RecordSink) -> u64 {
-        if self.dirty {
-            // The last batch is not durable yet: reading now could serve a rebalance.
-            return 0;
+    fn prefetch(&mut self) {
+        if self.dirty || self.prefetched.is_some() {
+            // The last batch is not durable yet (reading now could serve a rebalance), or
+            // a batch is already waiting.
+            return;
         }
         let mut fetched = Vec::new();
         let mut bytes = 0;
@@ -352,17 +358,25 @@ impl Source for KafkaSource {
                 }
             }
         }
-        let (revoked, errors) = {
-            let mut state = self.consumer.context().state();
-            if state.joined {
-                // Restored positions of partitions that went to other members.
-                self.positions.retain(|p, _| state.owned.contains(p));
-            }
-            (
-                std::mem::take(&mut state.revoked),
-                std::mem::take(&mut state.errors),
-            )
-        };
+        let mut state = self.consumer.context().state();
+        if state.joined {
+            // Restored positions of partitions that went to other members.
+            self.positions.retain(|p, _| state.owned.contains(p));
+        }
+        let revoked = std::mem::take(&mut state.revoked);
+        if !revoked.is_empty() {
+            // Read before the revocation, for another agent to apply now.
+            fetched.retain(|f| !revoked.contains(&f.partition));
+            self.positions.retain(|p, _| !revoked.contains(p));
+        }
+        self.prefetched = Some(fetched);
+    }
+
+    fn poll(&mut self, sink: &mut dyn RecordSink) -> u64 {
+        // The worker prefetches outside the pipeline lock; other callers read here.
+        self.prefetch();
+        let fetched = self.prefetched.take().unwrap_or_default();
+        let errors = std::mem::take(&mut self.consumer.context().state().errors);
         if errors > 0 {
             let stream = *self
                 .stream
@@ -371,14 +385,11 @@ impl Source for KafkaSource {
                 sink.event(stream, SourceEvent::ReadError);
             }
         }
-        if !revoked.is_empty() {
-            // Read before the revocation, for another agent to apply now.
-            fetched.retain(|f| !revoked.contains(&f.partition));
-            self.positions.retain(|p, _| !revoked.contains(p));
-        }
+        let mut bytes = 0;
         for record in &fetched {
             let stream = self.stream_for(sink, &record.partition);
             if let Some(value) = &record.value {
+                bytes += value.len() as u64;
                 sink.bytes_read(stream, value.len() as u64);
                 let line = value.strip_suffix(b"\n").unwrap_or(value);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -389,7 +400,7 @@ impl Source for KafkaSource {
                 .insert(record.partition.clone(), record.offset + 1);
         }
         self.dirty = !fetched.is_empty();
-        bytes as u64
+        bytes
     }
 
     fn flush(&mut self, _sink: &mut dyn RecordSink, _end_of_input: bool) {}

@@ -65,6 +65,11 @@ pub enum SourceCheckpoint {
 
 pub trait Source: Send {
     fn name(&self) -> &str;
+    /// Reads ahead what the next [`Source::poll`] hands out, without the pipeline: the
+    /// worker calls it before taking the pipeline lock, so a source that may wait on the
+    /// network here (a Kafka rebalance) does not hold up `/metrics`. The default does
+    /// nothing.
+    fn prefetch(&mut self) {}
     /// Reads what is available now (bounded), handing complete records to `sink`.
     /// Returns the number of bytes read; 0 means nothing new.
     fn poll(&mut self, sink: &mut dyn RecordSink) -> u64;
