@@ -300,6 +300,7 @@ impl Agent {
         })?;
         let rules = RulesConfig::from_yaml(&String::from_utf8_lossy(&rules_text), &config.rules)?;
         let mut pipeline = Pipeline::new(&rules, &config.rules, clock.clone())?;
+        config.probes.validate().map_err(AgentError::Probe)?;
         let mut sources = build_sources(&config, &pipeline)?;
         let mut names = std::collections::HashSet::new();
         if let Some(source) = sources.iter().find(|s| !names.insert(s.name().to_owned())) {
@@ -317,7 +318,6 @@ impl Agent {
                 }
             }
         }
-        config.probes.validate().map_err(AgentError::Probe)?;
         let shared = Arc::new(Shared::new(pipeline, clock));
         let probes = Probes::start(&config.probes, shared.probes());
         let (commands, receiver) = channel();

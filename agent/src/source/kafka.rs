@@ -37,6 +37,8 @@ const MAX_RECORDS: usize = 20_000;
 const MAX_BYTES: usize = 8 << 20;
 /// How long a rebalance waits for the group's committed offsets or a commit.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client errors are logged at most this often (all are counted).
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a partition without a committed offset or a saved position starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -97,6 +99,9 @@ struct GroupState {
     revoked: Vec<Partition>,
     /// Client errors (broker unreachable…) since the source last looked.
     errors: u64,
+    /// When a client error was last logged, and how many went unlogged since.
+    last_error_log: Option<std::time::Instant>,
+    unlogged_errors: u64,
 }
 
 /// The consumer's context: rebalances start partitions at the right offset and hand
@@ -186,20 +191,32 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // librdkafka's errors also reach `error` below, which counts and logs them.
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
                 warn!(source = %self.source, facility, message, "librdkafka")
             }
             _ => debug!(source = %self.source, facility, message, "librdkafka"),
         }
     }
 
+    /// Counted every time, logged at most every [`ERROR_LOG_INTERVAL`]: a broker that is
+    /// away reports every reconnection attempt.
     fn error(&self, error: KafkaError, reason: &str) {
-        self.state().errors += 1;
-        warn!(source = %self.source, %error, reason, "kafka client error");
+        let mut state = self.state();
+        state.errors += 1;
+        let now = std::time::Instant::now();
+        if state
+            .last_error_log
+            .is_some_and(|at| now.duration_since(at) < ERROR_LOG_INTERVAL)
+        {
+            state.unlogged_errors += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut state.unlogged_errors);
+        state.last_error_log = Some(now);
+        drop(state);
+        warn!(source = %self.source, %error, reason, unlogged, "kafka client error");
     }
 }
 
