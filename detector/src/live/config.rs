@@ -65,6 +65,8 @@ pub struct DetectConfig {
     pub limits: Vec<LimitConfig>,
     pub correlation: CorrelationConfig,
     pub alerting: AlertingConfig,
+    /// Samples from a Kafka topic shared by a consumer group of detectors.
+    pub kafka: Option<super::kafka::KafkaConfig>,
 }
 
 impl Default for DetectConfig {
@@ -79,6 +81,7 @@ impl Default for DetectConfig {
             limits: Vec::new(),
             correlation: CorrelationConfig::default(),
             alerting: AlertingConfig::default(),
+            kafka: None,
         }
     }
 }

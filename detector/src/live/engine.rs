@@ -22,14 +22,23 @@ pub enum Source {
     Scrape,
     RemoteWrite,
     Prometheus,
+    Kafka,
 }
 
 impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Scrape,
+        Source::RemoteWrite,
+        Source::Prometheus,
+        Source::Kafka,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scrape => "scrape",
             Self::RemoteWrite => "remote_write",
             Self::Prometheus => "prometheus",
+            Self::Kafka => "kafka",
         }
     }
 }
@@ -116,6 +125,8 @@ struct Stats {
     incidents: u64,
     dropped: u64,
     expired: u64,
+    /// Series whose model state was taken over from another detector.
+    handed_in: u64,
     out_of_order: u64,
     last_snapshot_s: f64,
 }
@@ -466,6 +477,47 @@ impl Engine {
         restored
     }
 
+    /// The store key of a sample's series.
+    pub fn series_key(sample: &Sample) -> String {
+        let labels: BTreeMap<String, String> = sample.labels.iter().cloned().collect();
+        selector(&sample.name, &labels)
+    }
+
+    /// The keys of the series modelled now.
+    pub fn series_keys(&self) -> Vec<String> {
+        self.series.keys().cloned().collect()
+    }
+
+    /// One series' model state, to hand it to another detector.
+    pub fn export_series(&self, key: &str) -> Option<String> {
+        self.series
+            .get(key)
+            .and_then(|entry| serde_json::to_string(entry).ok())
+    }
+
+    /// Takes over a series exported by another detector, unless it is modelled here
+    /// already or its model does not fit this configuration; returns whether it did.
+    pub fn import_series(&mut self, key: &str, state: &str, now_ms: i64) -> bool {
+        let Ok(mut entry) = serde_json::from_str::<Entry>(state) else {
+            return false;
+        };
+        if self.series.contains_key(key)
+            || *entry.detector.config() != self.model_config(&entry.name, entry.counter)
+            || self.series.len() >= self.config.store.max_series
+        {
+            return false;
+        }
+        entry.seen_ms = now_ms;
+        self.series.insert(key.to_owned(), entry);
+        self.stats.handed_in += 1;
+        true
+    }
+
+    /// Forgets a series (handed to another detector).
+    pub fn forget_series(&mut self, key: &str) {
+        self.series.remove(key);
+    }
+
     pub fn set_last_snapshot(&mut self, unix_seconds: f64) {
         self.stats.last_snapshot_s = unix_seconds;
     }
@@ -548,7 +600,7 @@ impl Engine {
             &[],
             self.series.len() as f64,
         );
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "omen_detector_points_total",
                 "Points scored.",
@@ -573,6 +625,11 @@ impl Engine {
                 "omen_detector_series_expired_total",
                 "Series forgotten after store.ttl without samples.",
                 self.stats.expired,
+            ),
+            (
+                "omen_detector_series_handed_in_total",
+                "Series whose model state was taken over from another detector.",
+                self.stats.handed_in,
             ),
             (
                 "omen_detector_out_of_order_total",
@@ -623,7 +680,7 @@ impl Engine {
             "Samples received, by source.",
             "counter",
         );
-        for source in [Source::Scrape, Source::RemoteWrite, Source::Prometheus] {
+        for source in Source::ALL {
             let count = self.stats.samples.get(&source).copied().unwrap_or(0);
             sample(
                 &mut out,

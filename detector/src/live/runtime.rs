@@ -34,6 +34,8 @@ pub enum RunError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 /// Unix milliseconds now.
@@ -270,6 +272,7 @@ pub async fn serve(
     let client = reqwest::Client::builder().build()?;
     let sinks = sinks(&config);
     let (scrapes, polls) = (config.scrape.clone(), config.prometheus.clone());
+    let kafka = config.kafka.clone();
     let shared = Arc::new(Shared::new(Engine::new(config), sinks));
     if let Some(path) = &snapshot_path {
         shared.load_snapshot(path);
@@ -281,6 +284,14 @@ pub async fn serve(
     for poll in polls {
         tokio::spawn(prometheus_loop(poll, shared.clone(), client.clone()));
     }
+    let stop_kafka = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kafka = match kafka {
+        Some(kafka) => Some(
+            super::kafka::spawn(kafka, shared.clone(), stop_kafka.clone())
+                .map_err(|e| RunError::Kafka(e.to_string()))?,
+        ),
+        None => None,
+    };
     let ticker = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -318,6 +329,11 @@ pub async fn serve(
     }
     if let Err(e) = served {
         error!(error = %e, "server stopped");
+    }
+    if let Some(kafka) = kafka {
+        // Hands this detector's series over to the group before the snapshot below.
+        stop_kafka.store(true, std::sync::atomic::Ordering::Release);
+        let _ = tokio::task::spawn_blocking(move || kafka.join()).await;
     }
     if let Some(path) = snapshot_path {
         shared.save_snapshot(&path)?;
