@@ -151,7 +151,6 @@ pub struct ReconcileProbe {
     consumer: Option<BaseConsumer>,
     /// What the events imply, per Redis key (or hash field).
     expected: HashMap<String, f64>,
-    events: u64,
     /// When each currently disagreeing key was first seen disagreeing.
     disagreeing_since: HashMap<String, Instant>,
     logged: Vec<String>,
@@ -205,7 +204,6 @@ impl ReconcileProbe {
             families,
             consumer: None,
             expected: HashMap::new(),
-            events: 0,
             disagreeing_since: HashMap::new(),
             logged: Vec::new(),
             redis: None,
@@ -332,36 +330,31 @@ impl ReconcileProbe {
 
     /// Adds one event's delta to its key.
     fn fold(&mut self, payload: &[u8]) {
-        let kafka = &self.config.kafka;
-        let key = match &self.values {
-            RedisValues::Counter(key) => Some(key.clone()),
-            _ => {
-                let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else {
-                    return self.error("event", "an event is not JSON");
-                };
-                let named = kafka
-                    .key
-                    .as_deref()
-                    .and_then(|path| scalar_at(&event, path));
-                let delta = match kafka.delta.as_deref() {
-                    Some(path) => scalar_at(&event, path).and_then(|d| d.parse::<f64>().ok()),
-                    None => Some(1.0),
-                };
-                let (Some(named), Some(delta)) = (named, delta) else {
-                    return self.error("event", "an event lacks its key or delta field");
-                };
-                self.add(format!("{}{named}", kafka.key_prefix), delta);
-                return;
-            }
-        };
-        if let Some(key) = key {
-            self.add(key, 1.0);
+        if let RedisValues::Counter(key) = &self.values {
+            // The counter form counts events, whatever they hold.
+            let key = key.clone();
+            return self.add(key, 1.0);
         }
+        let kafka = &self.config.kafka;
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return self.error("event", "an event is not JSON");
+        };
+        let named = kafka
+            .key
+            .as_deref()
+            .and_then(|path| scalar_at(&event, path));
+        let delta = match kafka.delta.as_deref() {
+            Some(path) => scalar_at(&event, path).and_then(|d| d.parse::<f64>().ok()),
+            None => Some(1.0),
+        };
+        let (Some(named), Some(delta)) = (named, delta) else {
+            return self.error("event", "an event lacks its key or delta field");
+        };
+        self.add(format!("{}{named}", kafka.key_prefix), delta);
     }
 
     fn add(&mut self, key: String, delta: f64) {
         *self.expected.entry(key).or_default() += delta * self.config.kafka.scale;
-        self.events += 1;
         self.metrics
             .registry()
             .inc(self.families.events, &[self.config.name.as_str()], 1.0);
