@@ -1,15 +1,14 @@
 //! The agent's Kafka source against a real Kafka-protocol broker (`tansu`, started on
 //! 127.0.0.1 in memory): every record counted exactly once across `kill -9`, across
 //! consumer-group rebalances between agents, and across a broker that stops answering for
-//! 30 s. Outside CI the tests skip when `tansu` is not installed; `.ci/setup` installs it.
+//! 30 s; the probes and the Kafka demo against it and a real Redis. (The detector on Kafka
+//! is in `detector_kafka.rs`.) Outside CI the tests skip when `tansu` is not installed;
+//! `.ci/setup` installs it.
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, log_tail, wait_for, Broker, LiveAgent, Producer};
@@ -665,113 +664,3 @@ fn the_kafka_demo_counts_exactly_the_lost_events_and_none_when_healthy() {
         assert!(started.elapsed() < Duration::from_secs(180));
     }
 }
-
-/// The queues whose series a detector models now (from its `omen_anomaly_score`).
-fn scored_queues(detector: &common::LiveDetector) -> BTreeSet<String> {
-    detector
-        .samples()
-        .keys()
-        .filter(|k| k.starts_with("omen_anomaly_score{"))
-        .filter_map(|k| k.split("queue=\"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn detectors_in_a_group_score_each_series_once_and_a_stopped_ones_series_move_with_their_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let Some(broker) = broker_in(dir.path()) else {
-        return;
-    };
-    broker.create_topic("omen-metrics", 4);
-    broker.create_topic("omen-detector-state", 1);
-    // Eight queues' depths, one sample each every 100 ms, keyed by series, in
-    // prometheus-kafka-adapter's JSON.
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (stop, addr) = (stop.clone(), broker.addr);
-        std::thread::spawn(move || {
-            let producer = Producer::new(addr);
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let now = chrono::Utc::now().timestamp_millis();
-                let samples: Vec<(String, String)> = (0..8)
-                    .map(|q| {
-                        (
-                            format!("queue_depth{{queue=\"q{q}\"}}"),
-                            format!(
-                                r#"{{"name":"queue_depth","labels":{{"__name__":"queue_depth","queue":"q{q}"}},"value":"{}","timestamp":{now}}}"#,
-                                40 + (n * 7 + q) % 5
-                            ),
-                        )
-                    })
-                    .collect();
-                producer.send_all("omen-metrics", &samples);
-                n += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    let detector = |name: &str| {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let config = format!(
-            "listen: {addr}
-kafka:
-  brokers: '{}'
-  group: omen-detectors
-  topic: omen-metrics
-  state_topic: omen-detector-state
-  handoff_interval: 1s
-  properties: {{ session.timeout.ms: '6000', heartbeat.interval.ms: '500' }}
-",
-            broker.addr
-        );
-        common::LiveDetector::start(&config, addr, &dir.path().join(format!("{name}.log")))
-    };
-    let a = detector("a");
-    let b = detector("b");
-    let logs = || format!("{}\n---\n{}", log_tail(&a.log, 15), log_tail(&b.log, 15));
-    let (on_a, on_b) = wait_for(ACT_LIMIT_KAFKA, "both detectors to score", || {
-        let (on_a, on_b) = (scored_queues(&a), scored_queues(&b));
-        (on_a.len() + on_b.len() == 8 && !on_a.is_empty() && !on_b.is_empty())
-            .then_some((on_a, on_b))
-    });
-    // Each series is scored by exactly one of them.
-    assert!(on_a.is_disjoint(&on_b), "{on_a:?} {on_b:?}\n{}", logs());
-    std::thread::sleep(Duration::from_millis(2500));
-    let handed_in = |d: &common::LiveDetector| {
-        d.samples()
-            .get("omen_detector_series_handed_in_total")
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let before = handed_in(&a);
-    // A detector stopped (SIGTERM) leaves the group; the survivor takes its partitions
-    // and, with them, the model state it published for its series. (After a kill -9, the
-    // group would hand the partitions over once the session expires, with the state of
-    // the last periodic publication; tansu 0.6 then reassigns only the survivor's own
-    // partitions, so that case is not tested here.)
-    b.process.signal(15);
-    let start = std::time::Instant::now();
-    while scored_queues(&a).len() != 8 {
-        assert!(
-            start.elapsed() < ACT_LIMIT_KAFKA,
-            "the survivor scores {:?}\n{}",
-            scored_queues(&a),
-            log_tail(&a.log, 30)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let taken = handed_in(&a) - before;
-    assert!(
-        taken >= on_b.len() as f64,
-        "took over {taken} series, the killed detector had {}\n{}",
-        on_b.len(),
-        logs()
-    );
-    stop.store(true, Ordering::SeqCst);
-    let _ = feeder.join();
-}
-
-const ACT_LIMIT_KAFKA: Duration = Duration::from_secs(60);

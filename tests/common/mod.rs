@@ -114,7 +114,17 @@ fn http_exchange(addr: SocketAddr, head: &[u8], body: &[u8]) -> Option<(u16, Str
 }
 
 /// Polls `check` until it returns Some, or panics after `limit` with `what`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(limit, what, check, String::new)
+}
+
+/// [`wait_for`], and on timeout the panic says what `context` tells (logs, counts).
+pub fn wait_for_or<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -122,7 +132,8 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
         }
         assert!(
             start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}\n{}",
+            context()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -70,6 +70,34 @@ pub struct IncidentEvent {
     pub previous_root_cause: Option<String>,
 }
 
+/// What a detector tells the correlator about one point of a series: an alarm, or that
+/// a series not back to normal is still active. Detectors that share the work on Kafka
+/// send these to one correlator through the anomalies topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    Anomaly {
+        series: String,
+        labels: BTreeMap<String, String>,
+        at_ms: i64,
+        score: f64,
+        off_band: bool,
+    },
+    Active {
+        series: String,
+        at_ms: i64,
+        off_band: bool,
+    },
+}
+
+impl Evidence {
+    pub fn series(&self) -> &str {
+        match self {
+            Self::Anomaly { series, .. } | Self::Active { series, .. } => series,
+        }
+    }
+}
+
 /// The incidents, open and recently resolved. Serialisable with the model state, so a
 /// restart keeps its incidents (and their alert identities).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,6 +124,28 @@ impl Correlator {
         self.open
             .iter()
             .any(|i| i.members.iter().any(|m| m.series == series))
+    }
+
+    /// Takes one piece of evidence in.
+    pub fn apply(
+        &mut self,
+        config: &CorrelationConfig,
+        evidence: &Evidence,
+    ) -> Option<IncidentEvent> {
+        match evidence {
+            Evidence::Anomaly {
+                series,
+                labels,
+                at_ms,
+                score,
+                off_band,
+            } => self.anomaly(config, series, labels, *at_ms, *score, *off_band),
+            Evidence::Active {
+                series,
+                at_ms,
+                off_band,
+            } => self.still_active(config, series, *at_ms, *off_band),
+        }
     }
 
     /// An anomaly (an alarm) of `series` at `at_ms` with `score`.

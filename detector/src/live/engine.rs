@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
 use super::config::DetectConfig;
-use super::correlate::{Correlator, IncidentEvent};
+use super::correlate::{Correlator, Evidence, IncidentEvent};
 use crate::model::detector::{DetectorConfig, Score, SeriesDetector, Transform};
 use crate::model::forecast::WarningKind;
 use crate::wire::{Sample, ValueKind};
@@ -110,6 +110,9 @@ struct Entry {
     last: Option<Last>,
     #[serde(skip)]
     warning: Option<WarningState>,
+    /// When the series last alarmed (its time), while another detector correlates.
+    #[serde(skip)]
+    last_alarm_ms: Option<i64>,
 }
 
 /// Counts behind the detector's self-metrics.
@@ -127,6 +130,9 @@ struct Stats {
     expired: u64,
     /// Series whose model state was taken over from another detector.
     handed_in: u64,
+    /// Evidence sent to the correlator elsewhere, and evidence correlated here from there.
+    evidence_published: u64,
+    evidence_correlated: u64,
     out_of_order: u64,
     last_snapshot_s: f64,
 }
@@ -166,6 +172,15 @@ pub struct Engine {
     correlator: Correlator,
     stats: Stats,
     notifications: Vec<Notification>,
+    /// Whether another detector correlates (evidence waits in `outbox` to go there) and,
+    /// if so, whether this one is it.
+    remote: Option<RemoteCorrelation>,
+}
+
+#[derive(Debug, Default)]
+struct RemoteCorrelation {
+    outbox: Vec<Evidence>,
+    correlating: bool,
 }
 
 fn is_own(name: &str) -> bool {
@@ -206,6 +221,7 @@ impl Engine {
             correlator: Correlator::default(),
             stats: Stats::default(),
             notifications: Vec::new(),
+            remote: None,
         }
     }
 
@@ -291,6 +307,7 @@ impl Engine {
                     seen_ms: now_ms,
                     last: None,
                     warning: None,
+                    last_alarm_ms: None,
                 },
             );
         }
@@ -340,33 +357,43 @@ impl Engine {
     fn judge(&mut self, key: &str, timestamp_ms: i64, value: f64, score: &Score) {
         let alarm = self.config.detector.alarm_level;
         let entry = self.series.get_mut(key).expect("scored series");
-        let outside = score.lower < score.upper && !(score.lower..=score.upper).contains(&value);
-        if score.score >= alarm {
+        let off_band = score.lower < score.upper && !(score.lower..=score.upper).contains(&value);
+        let evidence = if score.score >= alarm {
             self.stats.anomalies += 1;
-            let event = self.correlator.anomaly(
-                &self.config.correlation,
-                key,
-                &entry.labels,
-                timestamp_ms,
-                score.score,
-                outside,
-            );
-            self.notifications.extend(event.map(Notification::Incident));
+            entry.last_alarm_ms = Some(timestamp_ms);
+            Some(Evidence::Anomaly {
+                series: key.to_owned(),
+                labels: entry.labels.clone(),
+                at_ms: timestamp_ms,
+                score: score.score,
+                off_band,
+            })
         } else {
             // Alarms are suppressed for a while after one; a series stays part of its
             // incident while it is off its band or still unlikely.
-            let outside =
-                score.lower < score.upper && !(score.lower..=score.upper).contains(&value);
-            if outside || score.likelihood >= alarm {
-                let event = self.correlator.still_active(
-                    &self.config.correlation,
-                    key,
-                    timestamp_ms,
-                    outside,
-                );
-                self.notifications.extend(event.map(Notification::Incident));
+            (off_band || score.likelihood >= alarm).then(|| Evidence::Active {
+                series: key.to_owned(),
+                at_ms: timestamp_ms,
+                off_band,
+            })
+        };
+        let in_incident = match (&mut self.remote, evidence) {
+            (Some(remote), evidence) => {
+                remote.outbox.extend(evidence);
+                // The correlator is elsewhere: a recent alarm stands for membership.
+                let quiet = self.config.correlation.quiet.as_millis() as i64;
+                entry
+                    .last_alarm_ms
+                    .is_some_and(|at| timestamp_ms - at < quiet)
             }
-        }
+            (None, evidence) => {
+                if let Some(evidence) = evidence {
+                    let event = self.correlator.apply(&self.config.correlation, &evidence);
+                    self.notifications.extend(event.map(Notification::Incident));
+                }
+                self.correlator.is_member(key)
+            }
+        };
         if !self.config.alerting.early_warnings {
             return;
         }
@@ -389,7 +416,6 @@ impl Engine {
             (None, Some(state)) if !state.raised => entry.warning = None,
             (None, _) => {}
         }
-        let in_incident = self.correlator.is_member(key);
         if let Some(state) = entry.warning.as_mut() {
             if !state.raised && state.streak >= WARNING_PERSISTENCE && !in_incident {
                 state.raised = true;
@@ -513,6 +539,45 @@ impl Engine {
         true
     }
 
+    /// Sends evidence to a correlator elsewhere (see [`Engine::take_evidence`]) instead of
+    /// correlating here; the incidents held here are dropped.
+    pub fn correlate_elsewhere(&mut self) {
+        self.remote = Some(RemoteCorrelation::default());
+        self.correlator = Correlator::default();
+    }
+
+    /// The evidence for the correlator elsewhere since the last call.
+    pub fn take_evidence(&mut self) -> Vec<Evidence> {
+        self.remote
+            .as_mut()
+            .map(|remote| std::mem::take(&mut remote.outbox))
+            .unwrap_or_default()
+    }
+
+    /// Counts evidence handed to the anomalies topic.
+    pub fn count_published(&mut self, evidence: usize) {
+        self.stats.evidence_published += evidence as u64;
+    }
+
+    /// Makes this detector the correlator, starting from `correlator` (handed over by the
+    /// previous one), or stops it being that (`None`); returns the incidents held until
+    /// now.
+    pub fn set_correlating(&mut self, correlator: Option<Correlator>) -> Correlator {
+        if let Some(remote) = &mut self.remote {
+            remote.correlating = correlator.is_some();
+        }
+        std::mem::replace(&mut self.correlator, correlator.unwrap_or_default())
+    }
+
+    /// Correlates evidence from the detectors.
+    pub fn correlate(&mut self, evidence: &[Evidence]) {
+        self.stats.evidence_correlated += evidence.len() as u64;
+        for evidence in evidence {
+            let event = self.correlator.apply(&self.config.correlation, evidence);
+            self.notifications.extend(event.map(Notification::Incident));
+        }
+    }
+
     /// Forgets a series (handed to another detector).
     pub fn forget_series(&mut self, key: &str) {
         self.series.remove(key);
@@ -578,6 +643,19 @@ impl Engine {
         );
         header(
             &mut out,
+            "omen_detector_correlating",
+            "1 while this detector correlates anomalies into incidents (with Kafka, one of the group does).",
+            "gauge",
+        );
+        let correlating = self.remote.as_ref().is_none_or(|r| r.correlating);
+        sample(
+            &mut out,
+            "omen_detector_correlating",
+            &[],
+            f64::from(u8::from(correlating)),
+        );
+        header(
+            &mut out,
             "omen_incidents_total",
             "Incidents opened.",
             "counter",
@@ -600,7 +678,7 @@ impl Engine {
             &[],
             self.series.len() as f64,
         );
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "omen_detector_points_total",
                 "Points scored.",
@@ -630,6 +708,16 @@ impl Engine {
                 "omen_detector_series_handed_in_total",
                 "Series whose model state was taken over from another detector.",
                 self.stats.handed_in,
+            ),
+            (
+                "omen_detector_evidence_published_total",
+                "Anomalies and still-active points sent to the correlator on the anomalies topic.",
+                self.stats.evidence_published,
+            ),
+            (
+                "omen_detector_evidence_correlated_total",
+                "Anomalies and still-active points from the anomalies topic correlated here.",
+                self.stats.evidence_correlated,
             ),
             (
                 "omen_detector_out_of_order_total",

@@ -7,6 +7,13 @@
 //! away; a detector assigned partitions reads the topic and takes over those series'
 //! state instead of learning them again. A detector killed without a rebalance hands over
 //! its last periodic publication.
+//!
+//! With an `anomalies_topic`, the detectors do not correlate what they score: they send
+//! their evidence (alarms, and points of series not back to normal) to that topic, keyed
+//! by series, and one correlator raises the incidents from all of it. The correlator is
+//! whichever detector of the group `<group>-correlator` holds the topic's partition (give
+//! it one partition), so the role moves when that detector leaves; the incidents move with
+//! it through the state topic, with the offset the new correlator goes on from.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +25,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::correlate::{Correlator, Evidence};
 use super::engine::{Engine, Mode, Source};
 use super::runtime::{now_ms, Shared};
 use crate::wire::{Sample, ValueKind};
@@ -44,6 +52,10 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Model state per series, for hand-offs between detectors.
     pub state_topic: String,
+    /// Evidence for the one correlator of the group (see the module's documentation);
+    /// without it, each detector correlates what it scores.
+    #[serde(default)]
+    pub anomalies_topic: Option<String>,
     #[serde(default = "default_handoff", with = "humantime_serde")]
     pub handoff_interval: Duration,
     /// Further librdkafka properties, for the consumer and the producer.
@@ -53,6 +65,118 @@ pub struct KafkaConfig {
 
 fn default_handoff() -> Duration {
     Duration::from_secs(60)
+}
+
+/// The state topic's key for the correlator's incidents.
+const CORRELATOR_KEY: &str = "omen:correlator";
+
+/// The correlator's record of the state topic.
+#[derive(Debug, Serialize, Deserialize)]
+struct CorrelatorHandoff {
+    /// Where to go on reading the anomalies topic, by partition.
+    offsets: BTreeMap<i32, i64>,
+    correlator: Correlator,
+}
+
+/// Counts records the broker never acknowledged.
+struct Delivery {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if result.is_err() {
+            self.shared.count_error(Source::Kafka, "delivery");
+        }
+    }
+}
+
+type Publisher = Arc<BaseProducer<Delivery>>;
+
+/// Sends one record; a full queue or a bad record is counted, not fatal.
+fn send(
+    shared: &Shared,
+    producer: &BaseProducer<Delivery>,
+    topic: &str,
+    key: &str,
+    value: &str,
+) -> bool {
+    let record = BaseRecord::to(topic).key(key).payload(value);
+    let sent = match producer.send(record) {
+        Ok(()) => true,
+        Err((error, _)) => {
+            warn!(%error, %topic, "record not sent");
+            shared.count_error(Source::Kafka, "produce");
+            false
+        }
+    };
+    producer.poll(Duration::ZERO);
+    sent
+}
+
+/// The state topic's reader: reaching the end of a partition is how it knows it is done,
+/// not an error to log.
+struct StateReader;
+
+impl ClientContext for StateReader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            warn!(%error, reason, "kafka: reading the state topic");
+        }
+    }
+}
+
+impl ConsumerContext for StateReader {}
+
+/// The last record of every key of the state topic.
+fn read_state(config: &KafkaConfig) -> Result<HashMap<String, Vec<u8>>, KafkaError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}-state-reader", config.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let reader: BaseConsumer<StateReader> = client.create_with_context(StateReader)?;
+    let metadata = reader.fetch_metadata(Some(&config.state_topic), BROKER_TIMEOUT)?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            // From offset 0 (reset to the log start if that is gone): tansu 0.6
+            // resolves "beginning" to some batch of its choosing.
+            assignment.add_partition_offset(
+                &config.state_topic,
+                partition.id(),
+                Offset::Offset(0),
+            )?;
+        }
+    }
+    reader.assign(&assignment)?;
+    let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut at_end = HashSet::new();
+    let deadline = Instant::now() + BROKER_TIMEOUT;
+    while at_end.len() < assignment.count() && Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => {
+                if let (Some(key), Some(value)) = (message.key(), message.payload()) {
+                    latest.insert(String::from_utf8_lossy(key).into_owned(), value.to_vec());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => return Err(error),
+            None => {}
+        }
+    }
+    Ok(latest)
 }
 
 /// One record of the state topic.
@@ -112,7 +236,7 @@ fn decode(value: &[u8]) -> Result<Sample, &'static str> {
 struct Handover {
     shared: Arc<Shared>,
     config: KafkaConfig,
-    producer: BaseProducer,
+    producer: Publisher,
     /// The metrics partition of every series scored here.
     owned: Mutex<HashMap<String, i32>>,
     /// The metrics partitions assigned now.
@@ -145,17 +269,15 @@ impl Handover {
             let Ok(value) = serde_json::to_string(&Handoff { partition, state }) else {
                 continue;
             };
-            let record = BaseRecord::to(&self.config.state_topic)
-                .key(&key)
-                .payload(&value);
-            match self.producer.send(record) {
-                Ok(()) => published += 1,
-                Err((error, _)) => {
-                    warn!(%error, series = %key, "model state not published");
-                    self.shared.count_error(Source::Kafka, "handoff");
-                }
+            if send(
+                &self.shared,
+                &self.producer,
+                &self.config.state_topic,
+                &key,
+                &value,
+            ) {
+                published += 1;
             }
-            self.producer.poll(Duration::ZERO);
         }
         if let Err(error) = self.producer.flush(BROKER_TIMEOUT) {
             warn!(%error, "model state not all published");
@@ -164,50 +286,38 @@ impl Handover {
         published
     }
 
+    /// Sends the evidence scored since the last call to the correlator.
+    fn publish_evidence(&self) {
+        let Some(topic) = &self.config.anomalies_topic else {
+            return;
+        };
+        let evidence = self.shared.engine().take_evidence();
+        let mut sent = 0;
+        for evidence in &evidence {
+            if let Ok(value) = serde_json::to_string(evidence) {
+                sent += usize::from(send(
+                    &self.shared,
+                    &self.producer,
+                    topic,
+                    evidence.series(),
+                    &value,
+                ));
+            }
+        }
+        if sent > 0 {
+            self.shared.engine().count_published(sent);
+        }
+    }
+
     /// Reads the state topic and takes over the series of `partitions`.
     fn take_over(&self, partitions: &HashSet<i32>) -> Result<usize, KafkaError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", format!("{}-state-reader", self.config.group))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        let reader: BaseConsumer = client.create()?;
-        let metadata = reader.fetch_metadata(Some(&self.config.state_topic), BROKER_TIMEOUT)?;
-        let mut assignment = TopicPartitionList::new();
-        for topic in metadata.topics() {
-            for partition in topic.partitions() {
-                // From offset 0 (reset to the log start if that is gone): tansu 0.6
-                // resolves "beginning" to some batch of its choosing.
-                assignment.add_partition_offset(
-                    &self.config.state_topic,
-                    partition.id(),
-                    Offset::Offset(0),
-                )?;
-            }
-        }
-        reader.assign(&assignment)?;
-        let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
-        let mut at_end = HashSet::new();
-        let deadline = Instant::now() + BROKER_TIMEOUT;
-        while at_end.len() < assignment.count() && Instant::now() < deadline {
-            match reader.poll(Duration::from_millis(50)) {
-                Some(Ok(message)) => {
-                    if let (Some(key), Some(value)) = (message.key(), message.payload()) {
-                        latest.insert(String::from_utf8_lossy(key).into_owned(), value.to_vec());
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    at_end.insert(partition);
-                }
-                Some(Err(error)) => return Err(error),
-                None => {}
-            }
-        }
+        let latest = read_state(&self.config)?;
         let now = now_ms();
         let mut taken = 0;
         for (key, value) in latest {
+            if key == CORRELATOR_KEY {
+                continue;
+            }
             let Ok(handoff) = serde_json::from_slice::<Handoff>(&value) else {
                 continue;
             };
@@ -222,6 +332,24 @@ impl Handover {
             }
         }
         Ok(taken)
+    }
+}
+
+/// Takes (`assign`) or gives up the partitions of a rebalance, by either protocol.
+fn apply<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &TopicPartitionList,
+    assign: bool,
+) -> rdkafka::error::KafkaResult<()> {
+    let cooperative = matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    );
+    match (assign, cooperative) {
+        (true, true) => consumer.incremental_assign(partitions),
+        (true, false) => consumer.assign(partitions),
+        (false, true) => consumer.incremental_unassign(partitions),
+        (false, false) => consumer.unassign(),
     }
 }
 
@@ -258,11 +386,7 @@ impl ConsumerContext for Handover {
                     self.assigned().clear();
                 }
                 self.assigned().extend(&set);
-                if cooperative {
-                    consumer.incremental_assign(partitions)
-                } else {
-                    consumer.assign(partitions)
-                }
+                apply(consumer, partitions, true)
             }
             _ => {
                 self.assigned().retain(|p| !set.contains(p));
@@ -283,11 +407,7 @@ impl ConsumerContext for Handover {
                 }
                 drop(engine);
                 info!(partitions = ?set, series = gone.len(), published, "partitions revoked, model state handed over");
-                if cooperative {
-                    consumer.incremental_unassign(partitions)
-                } else {
-                    consumer.unassign()
-                }
+                apply(consumer, partitions, false)
             }
         };
         if let Err(error) = result {
@@ -296,27 +416,173 @@ impl ConsumerContext for Handover {
     }
 }
 
-/// Starts the consumer thread; it stops when `stop` is set, handing its series over.
+/// The anomalies consumer's context: the correlator's role, and its incidents, come with
+/// the anomalies topic's partition and go with it.
+struct Correlation {
+    shared: Arc<Shared>,
+    config: KafkaConfig,
+    producer: Publisher,
+    /// The anomalies partitions held now.
+    held: Mutex<HashSet<i32>>,
+}
+
+impl Correlation {
+    fn held(&self) -> MutexGuard<'_, HashSet<i32>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes `correlator` with the positions reached on the anomalies topic, and
+    /// commits those.
+    fn publish(&self, consumer: &BaseConsumer<Self>, correlator: &Correlator) {
+        let positions = consumer.position().unwrap_or_default();
+        let offsets: BTreeMap<i32, i64> = positions
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect();
+        let handoff = CorrelatorHandoff {
+            offsets,
+            correlator: correlator.clone(),
+        };
+        let Ok(value) = serde_json::to_string(&handoff) else {
+            return;
+        };
+        send(
+            &self.shared,
+            &self.producer,
+            &self.config.state_topic,
+            CORRELATOR_KEY,
+            &value,
+        );
+        if let Err(error) = self.producer.flush(BROKER_TIMEOUT) {
+            warn!(%error, "incidents not handed over");
+            self.shared.count_error(Source::Kafka, "handoff");
+        }
+        if !handoff.offsets.is_empty() {
+            if let Err(error) = consumer.commit(&positions, rdkafka::consumer::CommitMode::Async) {
+                warn!(%error, "anomalies offsets not committed");
+            }
+        }
+    }
+
+    /// The incidents and positions the previous correlator handed over, if it did.
+    fn handed_over(&self) -> Option<CorrelatorHandoff> {
+        match read_state(&self.config) {
+            Ok(mut latest) => latest
+                .remove(CORRELATOR_KEY)
+                .and_then(|value| serde_json::from_slice(&value).ok()),
+            Err(error) => {
+                warn!(%error, "cannot read the state topic: correlating afresh");
+                self.shared.count_error(Source::Kafka, "handoff");
+                None
+            }
+        }
+    }
+}
+
+impl ClientContext for Correlation {}
+
+impl ConsumerContext for Correlation {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let set: HashSet<i32> = partitions
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        let result = if assigning && set.is_empty() {
+            // A member without the partition: another detector correlates.
+            apply(consumer, partitions, true)
+        } else if assigning {
+            let handoff = self.handed_over();
+            let (offsets, correlator) = handoff
+                .map(|h| (h.offsets, h.correlator))
+                .unwrap_or_default();
+            let topic = self.config.anomalies_topic.as_deref().unwrap_or_default();
+            for (partition, offset) in offsets.iter().filter(|(p, _)| set.contains(p)) {
+                let _ = partitions.set_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+            let open = correlator.open().len();
+            self.shared.engine().set_correlating(Some(correlator));
+            self.held().extend(&set);
+            info!(partitions = ?set, open, "correlating the group's anomalies");
+            apply(consumer, partitions, true)
+        } else if self.held().is_empty() {
+            // Nothing held, nothing to hand over (and an empty record would overwrite
+            // the correlator's).
+            apply(consumer, partitions, false)
+        } else {
+            let correlator = self.shared.engine().set_correlating(None);
+            self.publish(consumer, &correlator);
+            self.held().retain(|p| !set.contains(p));
+            info!(partitions = ?set, open = correlator.open().len(), "no longer correlating, incidents handed over");
+            apply(consumer, partitions, false)
+        };
+        if let Err(error) = result {
+            warn!(%error, "applying the rebalance failed");
+        }
+    }
+}
+
+/// Starts the consumer threads; they stop when `stop` is set, handing their series (and
+/// incidents) over.
 pub fn spawn(
     config: KafkaConfig,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, KafkaError> {
+) -> Result<Vec<JoinHandle<()>>, KafkaError> {
     let mut producer_config = ClientConfig::new();
     producer_config
         .set("bootstrap.servers", &config.brokers)
         .set("acks", "all")
         .set("message.max.bytes", "4194304");
-    let mut consumer_config = ClientConfig::new();
-    consumer_config
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group)
-        .set("auto.offset.reset", "latest");
+    let consumer_config = |group: &str| {
+        let mut consumer_config = ClientConfig::new();
+        consumer_config
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", group)
+            .set("auto.offset.reset", "latest");
+        for (key, value) in &config.properties {
+            consumer_config.set(key, value);
+        }
+        consumer_config
+    };
     for (key, value) in &config.properties {
         producer_config.set(key, value);
-        consumer_config.set(key, value);
     }
-    let producer: BaseProducer = producer_config.create()?;
+    let producer: Publisher = Arc::new(producer_config.create_with_context(Delivery {
+        shared: shared.clone(),
+    })?);
+    let mut threads = Vec::new();
+    if let Some(topic) = &config.anomalies_topic {
+        shared.engine().correlate_elsewhere();
+        let context = Correlation {
+            shared: shared.clone(),
+            config: config.clone(),
+            producer: producer.clone(),
+            held: Mutex::new(HashSet::new()),
+        };
+        let consumer: BaseConsumer<Correlation> =
+            consumer_config(&format!("{}-correlator", config.group))
+                .set("enable.auto.commit", "false")
+                .create_with_context(context)?;
+        consumer.subscribe(&[topic])?;
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("omen-detect-correlate".into())
+                .spawn(move || correlate(consumer, &config, &shared, &stop))
+                .map_err(|e| KafkaError::ClientCreation(e.to_string()))?,
+        );
+    }
     let context = Handover {
         shared: shared.clone(),
         config: config.clone(),
@@ -324,19 +590,39 @@ pub fn spawn(
         owned: Mutex::new(HashMap::new()),
         assigned: Mutex::new(HashSet::new()),
     };
-    let consumer: BaseConsumer<Handover> = consumer_config.create_with_context(context)?;
+    let consumer: BaseConsumer<Handover> =
+        consumer_config(&config.group).create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
-    std::thread::Builder::new()
-        .name("omen-detect-kafka".into())
-        .spawn(move || run(consumer, &config, &shared, &stop))
-        .map_err(|e| KafkaError::ClientCreation(e.to_string()))
+    threads.push(
+        std::thread::Builder::new()
+            .name("omen-detect-kafka".into())
+            .spawn(move || run(consumer, &config, &shared, &stop))
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?,
+    );
+    Ok(threads)
+}
+
+/// Logs a failing client at most every 10 s (every failure is counted).
+#[derive(Default)]
+struct Throttle(Option<Instant>);
+
+impl Throttle {
+    fn ready(&mut self) -> bool {
+        let ready = self
+            .0
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(10));
+        if ready {
+            self.0 = Some(Instant::now());
+        }
+        ready
+    }
 }
 
 fn run(consumer: BaseConsumer<Handover>, config: &KafkaConfig, shared: &Shared, stop: &AtomicBool) {
     let mut last_handoff = Instant::now();
     // Samples with the partition they came from, scored once nothing more is queued.
     let mut batch: Vec<(i32, Sample)> = Vec::new();
-    let mut last_error_log: Option<Instant> = None;
+    let mut throttle = Throttle::default();
     while !stop.load(Ordering::Acquire) {
         if last_handoff.elapsed() >= config.handoff_interval {
             consumer.context().publish(None);
@@ -355,20 +641,82 @@ fn run(consumer: BaseConsumer<Handover>, config: &KafkaConfig, shared: &Shared, 
             }
             Some(Err(error)) => {
                 shared.count_error(Source::Kafka, "kafka");
-                if last_error_log.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                if throttle.ready() {
                     warn!(%error, "kafka read failed");
-                    last_error_log = Some(Instant::now());
                 }
             }
             None => {}
         }
         score(consumer.context(), shared, &mut batch);
+        consumer.context().publish_evidence();
     }
     score(consumer.context(), shared, &mut batch);
+    consumer.context().publish_evidence();
     // Leaving the group revokes the partitions, which hands the series over.
     consumer.unsubscribe();
     let deadline = Instant::now() + BROKER_TIMEOUT;
     while !consumer.context().owned().is_empty() && Instant::now() < deadline {
+        consumer.poll(Duration::from_millis(50));
+    }
+    let _ = consumer.context().producer.flush(BROKER_TIMEOUT);
+}
+
+/// Reads the anomalies topic while this detector holds its partition, correlating the
+/// group's evidence; publishes the incidents every `handoff_interval`.
+fn correlate(
+    consumer: BaseConsumer<Correlation>,
+    config: &KafkaConfig,
+    shared: &Shared,
+    stop: &AtomicBool,
+) {
+    let topic = config.anomalies_topic.as_deref().unwrap_or_default();
+    if let Ok(metadata) = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT) {
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        if partitions > 1 {
+            warn!(
+                topic,
+                partitions,
+                "the anomalies topic has more than one partition: their holders correlate apart, so an incident may split"
+            );
+        }
+    }
+    let mut last_handoff = Instant::now();
+    let mut throttle = Throttle::default();
+    while !stop.load(Ordering::Acquire) {
+        if last_handoff.elapsed() >= config.handoff_interval {
+            if !consumer.context().held().is_empty() {
+                let correlator = shared.engine().correlator().clone();
+                consumer.context().publish(&consumer, &correlator);
+            }
+            last_handoff = Instant::now();
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                if !consumer.context().held().contains(&message.partition()) {
+                    continue;
+                }
+                match message.payload().map(serde_json::from_slice::<Evidence>) {
+                    Some(Ok(evidence)) => shared.correlate(&[evidence], now_ms()),
+                    Some(Err(_)) => shared.count_error(Source::Kafka, "malformed_evidence"),
+                    None => {}
+                }
+            }
+            Some(Err(error)) => {
+                shared.count_error(Source::Kafka, "kafka");
+                if throttle.ready() {
+                    warn!(%error, "kafka read of the anomalies failed");
+                }
+            }
+            None => {}
+        }
+    }
+    // Leaving the group revokes the partition, which hands the incidents over.
+    consumer.unsubscribe();
+    let deadline = Instant::now() + BROKER_TIMEOUT;
+    while !consumer.context().held().is_empty() && Instant::now() < deadline {
         consumer.poll(Duration::from_millis(50));
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use super::config::DetectConfig;
+use super::correlate::Evidence;
 use super::engine::{Engine, Mode, Notification, Snapshot, Source};
 use super::sink::{counts_by_kind, Sink, Target};
 use super::source::{prometheus_loop, scrape_loop};
@@ -101,6 +102,17 @@ impl Shared {
         let notifications = {
             let mut engine = self.engine();
             engine.ingest(source, samples, now_ms, mode);
+            engine.take_notifications()
+        };
+        self.dispatch(notifications, now_ms);
+    }
+
+    /// Correlates the group's evidence (this detector is its correlator) and sends what
+    /// changed.
+    pub fn correlate(&self, evidence: &[Evidence], now_ms: i64) {
+        let notifications = {
+            let mut engine = self.engine();
+            engine.correlate(evidence);
             engine.take_notifications()
         };
         self.dispatch(notifications, now_ms);
@@ -286,11 +298,9 @@ pub async fn serve(
     }
     let stop_kafka = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka = match kafka {
-        Some(kafka) => Some(
-            super::kafka::spawn(kafka, shared.clone(), stop_kafka.clone())
-                .map_err(|e| RunError::Kafka(e.to_string()))?,
-        ),
-        None => None,
+        Some(kafka) => super::kafka::spawn(kafka, shared.clone(), stop_kafka.clone())
+            .map_err(|e| RunError::Kafka(e.to_string()))?,
+        None => Vec::new(),
     };
     let ticker = {
         let shared = shared.clone();
@@ -330,10 +340,11 @@ pub async fn serve(
     if let Err(e) = served {
         error!(error = %e, "server stopped");
     }
-    if let Some(kafka) = kafka {
-        // Hands this detector's series over to the group before the snapshot below.
-        stop_kafka.store(true, std::sync::atomic::Ordering::Release);
-        let _ = tokio::task::spawn_blocking(move || kafka.join()).await;
+    // Hands this detector's series (and incidents) over to the group before the
+    // snapshot below.
+    stop_kafka.store(true, std::sync::atomic::Ordering::Release);
+    for thread in kafka {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     if let Some(path) = snapshot_path {
         shared.save_snapshot(&path)?;

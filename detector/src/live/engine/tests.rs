@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::live::correlate::Change;
+use crate::live::correlate::{Change, Incident};
 
 /// A detector that learns from a few dozen one-second points, as the live tests use.
 pub(crate) fn quick_config(extra: &str) -> DetectConfig {
@@ -100,6 +100,62 @@ fn a_cascade_is_one_incident_with_its_root_cause_and_it_resolves() {
         firing_roots.last(),
         Some(&"redis_latency_seconds{service=\"redis\"}")
     );
+}
+
+/// The incident changes among `notifications`, with their incidents.
+fn incident_events(notifications: &[Notification]) -> Vec<(Change, Incident)> {
+    notifications
+        .iter()
+        .filter_map(|n| match n {
+            Notification::Incident(e) => Some((e.change, e.incident.clone())),
+            Notification::Warning(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn scored_on_two_detectors_and_correlated_on_a_third_the_cascade_is_the_same_incident() {
+    let mut alone = Engine::new(quick_config(""));
+    feed(&mut alone, 0..200, (150, 170));
+    let expected = incident_events(&alone.take_notifications());
+    // redis is scored on one detector, the services calling it on another; their
+    // evidence goes to a third, the correlator.
+    let mut scorers = [Engine::new(quick_config("")), Engine::new(quick_config(""))];
+    let mut correlator = Engine::new(quick_config(""));
+    for engine in scorers.iter_mut().chain([&mut correlator]) {
+        engine.correlate_elsewhere();
+    }
+    correlator.set_correlating(Some(Correlator::default()));
+    for s in 0..200 {
+        let t = s * 1000;
+        for (k, (name, service, level)) in SERIES.iter().enumerate() {
+            let lag = if k == 0 { 0 } else { 3 };
+            let factor = if (150 + lag..170).contains(&s) {
+                50.0
+            } else {
+                1.0
+            };
+            let sample = gauge(name, service, calm(*level, s + k as i64) * factor, t);
+            scorers[usize::from(k > 0)].ingest(Source::Kafka, vec![sample], t, Mode::Live);
+        }
+        for scorer in &mut scorers {
+            correlator.correlate(&scorer.take_evidence());
+            scorer.tick(t);
+        }
+        correlator.tick(t);
+    }
+    let events = incident_events(&correlator.take_notifications());
+    assert_eq!(events, expected);
+    assert_eq!(events.len(), 4, "{events:#?}");
+    for scorer in &mut scorers {
+        assert!(incident_events(&scorer.take_notifications()).is_empty());
+        assert!(scorer.render(&[]).contains("omen_detector_correlating 0\n"));
+    }
+    let text = correlator.render(&[]);
+    assert!(text.contains("omen_detector_correlating 1\n"), "{text}");
+    let published: u64 = scorers.iter().map(|s| s.stats.evidence_published).sum();
+    assert_eq!(published, 0, "counted by the Kafka thread as it sends");
+    assert!(correlator.stats.evidence_correlated > 0);
 }
 
 #[test]
