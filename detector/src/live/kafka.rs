@@ -498,10 +498,9 @@ impl ConsumerContext for Correlation {
             .map(|e| e.partition())
             .collect();
         let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
-        let result = if assigning && set.is_empty() {
-            // A member without the partition: another detector correlates.
-            apply(consumer, partitions, true)
-        } else if assigning {
+        // Otherwise this member got no partition (another detector correlates) or gives
+        // up none it held (an empty record would overwrite the correlator's).
+        if assigning && !set.is_empty() {
             let handoff = self.handed_over();
             let (offsets, correlator) = handoff
                 .map(|h| (h.offsets, h.correlator))
@@ -514,18 +513,13 @@ impl ConsumerContext for Correlation {
             self.shared.engine().set_correlating(Some(correlator));
             self.held().extend(&set);
             info!(partitions = ?set, open, "correlating the group's anomalies");
-            apply(consumer, partitions, true)
-        } else if self.held().is_empty() {
-            // Nothing held, nothing to hand over (and an empty record would overwrite
-            // the correlator's).
-            apply(consumer, partitions, false)
-        } else {
+        } else if !assigning && !self.held().is_empty() {
             let correlator = self.shared.engine().set_correlating(None);
             self.publish(consumer, &correlator);
             self.held().retain(|p| !set.contains(p));
             info!(partitions = ?set, open = correlator.open().len(), "no longer correlating, incidents handed over");
-            apply(consumer, partitions, false)
-        };
+        }
+        let result = apply(consumer, partitions, assigning);
         if let Err(error) = result {
             warn!(%error, "applying the rebalance failed");
         }
