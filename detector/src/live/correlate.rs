@@ -85,8 +85,14 @@ pub enum Evidence {
     },
     Active {
         series: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
         at_ms: i64,
         off_band: bool,
+        /// The likelihood, when it reached the alarm level while the series' alarms are
+        /// suppressed after an earlier one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suppressed_alarm: Option<f64>,
     },
 }
 
@@ -142,9 +148,19 @@ impl Correlator {
             } => self.anomaly(config, series, labels, *at_ms, *score, *off_band),
             Evidence::Active {
                 series,
+                labels,
                 at_ms,
                 off_band,
-            } => self.still_active(config, series, *at_ms, *off_band),
+                suppressed_alarm,
+            } => match suppressed_alarm {
+                // A series' alarms are suppressed for a while after one, longer than an
+                // unconfirmed incident may stay open: outside any incident, a suppressed
+                // alarm on a value off its band is an anomaly like any other.
+                Some(score) if *off_band && !self.is_member(series) => {
+                    self.anomaly(config, series, labels, *at_ms, *score, true)
+                }
+                _ => self.still_active(config, series, *at_ms, *off_band),
+            },
         }
     }
 
@@ -576,6 +592,74 @@ mod tests {
         assert_eq!(
             (opened.change, opened.incident.members.len()),
             (Change::Opened, 2)
+        );
+    }
+
+    #[test]
+    fn a_suppressed_alarm_off_the_band_counts_outside_an_incident_only() {
+        let config = config();
+        let mut c = Correlator::default();
+        let checkout = labels(&[("service", "checkout")]);
+        let active = |at_ms, off_band, suppressed_alarm| Evidence::Active {
+            series: "checkout".to_owned(),
+            labels: checkout.clone(),
+            at_ms,
+            off_band,
+            suppressed_alarm,
+        };
+        // A blip of checkout, dropped once quiet; its alarms stay suppressed after that.
+        c.anomaly(&config, "checkout", &checkout, 0, 1.0, false);
+        assert!(c.resolve_quiet(&config, 130_000).is_empty());
+        assert!(c.open().is_empty());
+        let redis = labels(&[("service", "redis")]);
+        let opened = c
+            .anomaly(&config, "redis", &redis, 140_000, 1.0, true)
+            .unwrap();
+        assert_eq!(opened.change, Change::Opened);
+        // Unlikely but within its band, or off its band but likely: not evidence enough.
+        assert!(c
+            .apply(&config, &active(141_000, false, Some(0.999)))
+            .is_none());
+        assert!(c.apply(&config, &active(141_500, true, None)).is_none());
+        assert!(!c.is_member("checkout"));
+        let joined = c
+            .apply(&config, &active(142_000, true, Some(0.999)))
+            .unwrap();
+        assert_eq!(joined.change, Change::Joined);
+        let members: Vec<_> = joined.incident.members.iter().map(|m| &m.series).collect();
+        assert_eq!(members, ["redis", "checkout"]);
+        assert_eq!(joined.incident.members[1].peak, 0.999);
+        // A member's suppressed alarms are its activity, as before.
+        assert!(c
+            .apply(&config, &active(143_000, true, Some(1.0)))
+            .is_none());
+        assert_eq!(c.open().len(), 1);
+        assert_eq!(c.open()[0].members[1].off_band_points, 2);
+        // Without a related incident, it opens one.
+        let billing = Evidence::Active {
+            series: "billing".to_owned(),
+            labels: labels(&[("service", "billing")]),
+            at_ms: 144_000,
+            off_band: true,
+            suppressed_alarm: Some(0.999),
+        };
+        let own = c.apply(&config, &billing).unwrap();
+        assert_eq!((own.change, c.open().len()), (Change::Opened, 2));
+    }
+
+    #[test]
+    fn evidence_from_an_older_detector_still_reads() {
+        let old = r#"{"kind":"active","series":"s","at_ms":5,"off_band":true}"#;
+        let evidence: Evidence = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            evidence,
+            Evidence::Active {
+                series: "s".to_owned(),
+                labels: BTreeMap::new(),
+                at_ms: 5,
+                off_band: true,
+                suppressed_alarm: None,
+            }
         );
     }
 

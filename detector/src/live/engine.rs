@@ -371,10 +371,13 @@ impl Engine {
         } else {
             // Alarms are suppressed for a while after one; a series stays part of its
             // incident while it is off its band or still unlikely.
-            (off_band || score.likelihood >= alarm).then(|| Evidence::Active {
+            let unlikely = score.likelihood >= alarm;
+            (off_band || unlikely).then(|| Evidence::Active {
                 series: key.to_owned(),
+                labels: entry.labels.clone(),
                 at_ms: timestamp_ms,
                 off_band,
+                suppressed_alarm: unlikely.then_some(score.likelihood),
             })
         };
         let in_incident = match (&mut self.remote, evidence) {

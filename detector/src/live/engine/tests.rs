@@ -37,19 +37,30 @@ const SERIES: [(&str, &str, f64); 3] = [
 /// Feeds the three related series at one point a second; from `anomaly.0` to `anomaly.1`
 /// redis is 50 times slower, and the others follow 3 s later.
 fn feed(engine: &mut Engine, seconds: std::ops::Range<i64>, anomaly: (i64, i64)) {
+    feed_with(engine, seconds, |k, s| {
+        let lag = if k == 0 { 0 } else { 3 };
+        if (anomaly.0 + lag..anomaly.1).contains(&s) {
+            50.0
+        } else {
+            1.0
+        }
+    });
+}
+
+/// Feeds the three related series at one point a second, the `k`th multiplied by
+/// `factor(k, s)` at second `s`.
+fn feed_with(
+    engine: &mut Engine,
+    seconds: std::ops::Range<i64>,
+    factor: impl Fn(usize, i64) -> f64,
+) {
     for s in seconds {
         let t = s * 1000;
         let samples = SERIES
             .iter()
             .enumerate()
             .map(|(k, (name, service, level))| {
-                let lag = if k == 0 { 0 } else { 3 };
-                let factor = if (anomaly.0 + lag..anomaly.1).contains(&s) {
-                    50.0
-                } else {
-                    1.0
-                };
-                gauge(name, service, calm(*level, s + k as i64) * factor, t)
+                gauge(name, service, calm(*level, s + k as i64) * factor(k, s), t)
             })
             .collect();
         engine.ingest(Source::RemoteWrite, samples, t, Mode::Live);
@@ -99,6 +110,35 @@ fn a_cascade_is_one_incident_with_its_root_cause_and_it_resolves() {
     assert_eq!(
         firing_roots.last(),
         Some(&"redis_latency_seconds{service=\"redis\"}")
+    );
+}
+
+#[test]
+fn a_series_whose_alarms_are_suppressed_after_a_blip_still_joins_the_cascade() {
+    let mut engine = Engine::new(quick_config(""));
+    // checkout blips at 100 s: an unconfirmed incident, dropped 20 s later, while its
+    // alarms stay suppressed for 100 points; the cascade starts at 150 s.
+    feed_with(&mut engine, 0..200, |k, s| match (k, s) {
+        (2, 100) => 50.0,
+        (0, 150..170) | (1 | 2, 153..170) => 50.0,
+        _ => 1.0,
+    });
+    let events = incident_events(&engine.take_notifications());
+    let (change, resolved) = events.last().expect("incident events");
+    assert_eq!(*change, Change::Resolved, "{events:#?}");
+    let members: Vec<&str> = resolved.members.iter().map(|m| m.series.as_str()).collect();
+    assert_eq!(
+        members,
+        [
+            "redis_latency_seconds{service=\"redis\"}",
+            "inventory_queue_depth{service=\"inventory\"}",
+            "checkout_latency_seconds{service=\"checkout\"}",
+        ],
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().all(|(_, i)| i.id == resolved.id),
+        "{events:#?}"
     );
 }
 
