@@ -84,6 +84,7 @@ enum ModelsArg {
     Combined,
     Baseline,
     Forest,
+    Shape,
 }
 
 #[derive(Args)]
@@ -284,6 +285,7 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
         ModelsArg::Combined => Models::Combined,
         ModelsArg::Baseline => Models::BaselineOnly,
         ModelsArg::Forest => Models::ForestOnly,
+        ModelsArg::Shape => Models::ShapeOnly,
     };
     let report = omen_detector::backtest::run(&omen_detector::backtest::BacktestOptions {
         data: args.data,

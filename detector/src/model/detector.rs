@@ -12,7 +12,8 @@ use thiserror::Error;
 use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
 use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
 use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
-use super::likelihood::{AnomalyLikelihood, LikelihoodConfig};
+use super::likelihood::{likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig};
+use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
 use linfa::prelude::ParamGuard;
 
 /// Errors from building a detector.
@@ -22,6 +23,8 @@ pub enum DetectorError {
     Baseline(#[from] BaselineError),
     #[error("forest: {0}")]
     Forest(#[from] IsolationForestError),
+    #[error("{0}")]
+    Shape(#[from] ShapeError),
     #[error("{field} must be at least {min}")]
     TooSmall { field: &'static str, min: usize },
 }
@@ -35,6 +38,7 @@ pub enum Models {
     Combined,
     BaselineOnly,
     ForestOnly,
+    ShapeOnly,
 }
 
 /// A variance-stabilising transform applied to values before the baseline sees them.
@@ -134,6 +138,7 @@ pub struct DetectorConfig {
     pub transform: Transform,
     pub baseline: BaselineConfig,
     pub forest: OnlineForestConfig,
+    pub shape: ShapeConfig,
     pub likelihood: LikelihoodConfig,
     pub forecast: ForecastConfig,
     /// After an alarm (a likelihood at or above `alarm_level`), scores are capped below
@@ -163,6 +168,7 @@ impl Default for DetectorConfig {
             transform: Transform::Auto,
             baseline: BaselineConfig::default(),
             forest: OnlineForestConfig::default(),
+            shape: ShapeConfig::default(),
             likelihood: LikelihoodConfig::default(),
             forecast: ForecastConfig::default(),
             suppress_points: 100,
@@ -192,6 +198,9 @@ pub struct Score {
     pub z: f64,
     /// Isolation forest score in [0, 1] (0.5 before the first fit).
     pub forest: f64,
+    /// Shape novelty in [0, 1]: the latest stretch's distance to the nearest earlier one,
+    /// over [`ShapeConfig::saturation`] of the range.
+    pub shape: f64,
     pub warning: Option<Warning>,
 }
 
@@ -207,6 +216,7 @@ impl Score {
             upper: value,
             z: 0.0,
             forest: 0.5,
+            shape: 0.0,
             warning: None,
         }
     }
@@ -245,6 +255,12 @@ pub struct SeriesDetector {
     /// Smallest and largest value seen.
     #[serde(default)]
     range: Option<(f64, f64)>,
+    #[serde(default)]
+    shape: ShapeNovelty,
+    /// The likelihood of the shape novelty, kept apart from the other models' so each is
+    /// judged against its own history.
+    #[serde(default)]
+    shape_likelihood: AnomalyLikelihood,
 }
 
 impl SeriesDetector {
@@ -264,6 +280,8 @@ impl SeriesDetector {
         }
         Ok(Self {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
+            shape: ShapeNovelty::new(&config.shape)?,
+            shape_likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             baseline,
             recent_z: VecDeque::with_capacity(RECENT + 1),
             previous_value: 0.0,
@@ -373,9 +391,9 @@ impl SeriesDetector {
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
         let features = self.feature_vector(point.z, transform.apply(value));
 
-        // In the baseline-only ablation the forest is never fitted, so its cost is not
+        // In the ablations without it the forest is never fitted, so its cost is not
         // counted either.
-        if self.config.models != Models::BaselineOnly {
+        if matches!(self.config.models, Models::Combined | Models::ForestOnly) {
             if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
                 self.since_fit = 0;
                 self.fit_forest();
@@ -404,24 +422,36 @@ impl SeriesDetector {
                 let w = self.config.forest_weight.clamp(0.0, 1.0);
                 (1.0 - w) * baseline_raw + w * forest_raw
             }
-            Models::BaselineOnly => baseline_raw,
+            Models::BaselineOnly | Models::ShapeOnly => baseline_raw,
             Models::ForestOnly => forest_raw,
         };
-        // The baseline's first points are too rough to teach the likelihood what is normal.
-        let likelihood = if self.baseline.seen() < self.config.warmup_points as u64 {
-            0.0
-        } else {
-            self.likelihood.update(raw)
-        };
-
         // A value well beyond everything seen so far is anomalous whatever the models say:
         // they adapt to a slow climb towards it, and their surprise may be spent by then.
-        let warmed_up = self.baseline.seen() >= self.config.warmup_points as u64;
-        let likelihood = if self.beyond_range(value) && warmed_up {
-            1.0
-        } else {
-            likelihood
+        let beyond = self.beyond_range(value);
+        let shape = match self.config.models {
+            Models::Combined | Models::ShapeOnly => self.shape_surprise(value),
+            Models::BaselineOnly | Models::ForestOnly => 0.0,
         };
+        // The baseline's first points are too rough to teach the likelihood what is normal.
+        let warmed_up = self.baseline.seen() >= self.config.warmup_points as u64;
+        let likelihood = if !warmed_up {
+            0.0
+        } else {
+            match self.config.models {
+                Models::Combined => {
+                    let deviation = self.likelihood.update_deviation(raw);
+                    let shape_deviation = self.shape_likelihood.update_deviation(shape);
+                    match (deviation, shape_deviation) {
+                        (Some(a), Some(b)) => likelihood_of_deviation(a.max(b)),
+                        (Some(d), None) | (None, Some(d)) => likelihood_of_deviation(d),
+                        (None, None) => 0.0,
+                    }
+                }
+                Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
+                Models::ShapeOnly => self.shape_likelihood.update(shape),
+            }
+        };
+        let likelihood = if beyond && warmed_up { 1.0 } else { likelihood };
         let score = self.suppress(likelihood);
 
         self.drift.update(point.z * point.scale);
@@ -447,8 +477,23 @@ impl SeriesDetector {
             upper: transform.invert(point.upper),
             z: point.z,
             forest: forest_score,
+            shape,
             warning,
         }
+    }
+
+    /// The shape novelty of the stretch `value` ends, in [0, 1]: its distance to the nearest
+    /// earlier stretch relative to the range of values seen (the same range the spatial
+    /// rule keeps, so a series' own swings set the yardstick).
+    fn shape_surprise(&mut self, value: f64) -> f64 {
+        let Some(distance) = self.shape.update(value) else {
+            return 0.0;
+        };
+        let span = self.range.map_or(0.0, |(low, high)| high - low);
+        if !(span > 0.0 && span.is_finite()) {
+            return 0.0;
+        }
+        (distance / span / self.config.shape.saturation.max(f64::MIN_POSITIVE)).clamp(0.0, 1.0)
     }
 
     /// Whether `value` lies beyond the range seen so far by more than the tolerance; then
@@ -499,6 +544,8 @@ impl SeriesDetector {
     pub fn heap_bytes(&self) -> usize {
         self.baseline.heap_bytes()
             + self.likelihood.heap_bytes()
+            + self.shape_likelihood.heap_bytes()
+            + self.shape.heap_bytes()
             + self.recent_z.capacity() * 4
             + self.pending.capacity() * 16
             + self.features.capacity() * FEATURES * 4
@@ -529,6 +576,25 @@ mod tests {
             let b = restored.update(i * 60_000, value);
             assert_eq!(a.score.to_bits(), b.score.to_bits(), "point {i}");
             assert_eq!(a.forest.to_bits(), b.forest.to_bits(), "point {i}");
+            assert_eq!(a.shape.to_bits(), b.shape.to_bits(), "point {i}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_shape_novelty_still_restores() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let mut snapshot = serde_json::to_value(&detector).unwrap();
+        let fields = snapshot.as_object_mut().unwrap();
+        assert!(fields.remove("shape").is_some());
+        assert!(fields.remove("shape_likelihood").is_some());
+        fields["config"].as_object_mut().unwrap().remove("shape");
+        let mut restored: SeriesDetector = serde_json::from_value(snapshot).unwrap();
+        for i in 1300..2000 {
+            let s = restored.update(i * 60_000, wave(i));
+            assert!((0.0..=1.0).contains(&s.score), "{s:?}");
         }
     }
 
@@ -547,6 +613,46 @@ mod tests {
             .fold(0.0, f64::max);
         assert!(spike >= detector.config().alarm_level, "{spike}");
         assert!(spike > calm_max, "{spike} vs {calm_max}");
+    }
+
+    #[test]
+    fn a_rhythm_that_stops_inside_the_band_alarms_through_its_shape_only() {
+        // A fast oscillation (period 7: no daily season) with a little noise, then the series sticks at its
+        // middle, a value it passes all the time: never off its band (closer to the
+        // expectation than ever), but a stretch like that was never seen.
+        let value = |i: i64| {
+            let stuck = (3000..3040).contains(&i);
+            let phase = if stuck { 0 } else { i % 7 };
+            10.0 + 3.0 * (phase as f64 / 7.0 * std::f64::consts::TAU).sin()
+                + 0.05 * ((i * 37 % 11) as f64)
+        };
+        let peak_in_stuck_stretch = |models| {
+            let config = DetectorConfig {
+                models,
+                ..DetectorConfig::default()
+            };
+            let mut detector = SeriesDetector::new(config).unwrap();
+            let mut peak = (0.0f64, 0.0f64, f64::INFINITY);
+            for i in 0..3040 {
+                let s = detector.update(i * 60_000, value(i));
+                if i >= 3000 {
+                    peak = (
+                        peak.0.max(s.score),
+                        peak.1.max(s.shape),
+                        peak.2.min(s.upper),
+                    );
+                }
+            }
+            peak
+        };
+        let (baseline_score, _, upper) = peak_in_stuck_stretch(Models::BaselineOnly);
+        assert!(baseline_score < 0.5, "{baseline_score}");
+        assert!(upper > value(3000), "{upper}");
+        let (combined_score, shape, _) = peak_in_stuck_stretch(Models::Combined);
+        assert!(combined_score >= 0.5, "{combined_score}");
+        assert!(shape > 0.5, "{shape}");
+        let (shape_score, _, _) = peak_in_stuck_stretch(Models::ShapeOnly);
+        assert!(shape_score >= 0.5, "{shape_score}");
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub fn log_scale(likelihood: f64) -> f64 {
     ((1.000_000_000_1 - likelihood).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
 }
 
+/// The log-scaled likelihood of a mean `deviations` standard deviations above its
+/// reference.
+pub fn likelihood_of_deviation(deviations: f64) -> f64 {
+    log_scale(1.0 - normal_tail(deviations))
+}
+
 /// The running likelihood of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnomalyLikelihood {
@@ -92,6 +98,12 @@ pub struct AnomalyLikelihood {
     slow_variance: f64,
     #[serde(default)]
     slow_seen: u64,
+}
+
+impl Default for AnomalyLikelihood {
+    fn default() -> Self {
+        Self::new(LikelihoodConfig::default())
+    }
 }
 
 impl AnomalyLikelihood {
@@ -113,6 +125,15 @@ impl AnomalyLikelihood {
     /// Adds a raw score and returns the log-scaled likelihood that the recent raw scores
     /// are unusual, in [0, 1]. Raw scores are clamped to [0, 1]; non-finite ones count as 0.
     pub fn update(&mut self, raw: f64) -> f64 {
+        self.update_deviation(raw)
+            .map_or(0.0, likelihood_of_deviation)
+    }
+
+    /// Like [`update`](Self::update), but returns how many deviations the recent raw
+    /// scores stand above their reference (`None` before `min_history`): the likelihood
+    /// grows with it, so the larger of two series' deviations gives the larger of their
+    /// likelihoods, at the cost of one tail probability instead of two.
+    pub fn update_deviation(&mut self, raw: f64) -> Option<f64> {
         let raw = if raw.is_finite() {
             raw.clamp(0.0, 1.0)
         } else {
@@ -130,16 +151,15 @@ impl AnomalyLikelihood {
             let mean = self.long_sum / n;
             let variance = (self.long_sum_squares / n - mean * mean).max(0.0);
             let deviation = variance.sqrt().max(self.config.min_deviation);
-            let recent = log_scale(1.0 - normal_tail((average - mean) / deviation));
-            if self.config.slow_horizon > 0 {
+            let recent = (average - mean) / deviation;
+            Some(if self.config.slow_horizon > 0 {
                 let deviation = self.slow_variance.sqrt().max(self.config.min_deviation);
-                let slow = log_scale(1.0 - normal_tail((average - self.slow_mean) / deviation));
-                recent.min(slow)
+                recent.min((average - self.slow_mean) / deviation)
             } else {
                 recent
-            }
+            })
         } else {
-            0.0
+            None
         };
         if self.config.slow_horizon > 0 {
             // Plain averages while young, exponential weights once the horizon is reached.

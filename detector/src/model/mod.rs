@@ -6,5 +6,6 @@ pub mod detector;
 pub mod forecast;
 pub mod iforest;
 pub mod likelihood;
+pub mod shape;
 
 pub use detector::{DetectorConfig, Models, Score, SeriesDetector};

@@ -1,0 +1,304 @@
+//! Shape novelty: how unlike everything in the recent past the series' latest stretch of
+//! points is. The latest `window` values are compared with every earlier stretch of the
+//! same length that ends between `window` and `window + history - 1` points ago (so never
+//! overlapping it); the distance to the nearest one is the novelty (a streaming discord,
+//! in matrix-profile terms). A level and scale baseline sees a value off its band; this
+//! sees a pattern not met lately (a flat stretch in a busy series, a missing wiggle, a
+//! new rhythm) even while every value stays in range.
+//!
+//! Squared distances are updated incrementally (one term in, one out per earlier
+//! stretch), so a point costs `history` multiply-adds, not `history * window`, in `f32`
+//! lanes; they are recomputed from scratch (in `f64`) every [`REFRESH`] points, so the
+//! rounding error stays below about `1e-4` of the largest squared distance the values
+//! allow.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors from checking a shape configuration.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ShapeError {
+    #[error("shape.{field} must be at least {min}, got {value}")]
+    TooSmall {
+        field: &'static str,
+        min: usize,
+        value: usize,
+    },
+}
+
+/// Shape novelty settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShapeConfig {
+    /// Points in a stretch.
+    pub window: usize,
+    /// Earlier stretches compared with the latest one.
+    pub history: usize,
+    /// Distance (Euclidean over the window, as a fraction of the range of values seen) at
+    /// which the novelty reaches 1.
+    pub saturation: f64,
+}
+
+impl Default for ShapeConfig {
+    fn default() -> Self {
+        Self {
+            window: 16,
+            history: 256,
+            saturation: 0.5,
+        }
+    }
+}
+
+impl ShapeConfig {
+    /// Validates without I/O.
+    pub fn check(&self) -> Result<(), ShapeError> {
+        for (field, min, value) in [("window", 2, self.window), ("history", 1, self.history)] {
+            if value < min {
+                return Err(ShapeError::TooSmall { field, min, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Full recomputation of the distances this often, in points.
+pub const REFRESH: u32 = 1024;
+/// Values are clamped to +-this (a series beyond it has bigger problems than its shape).
+const LARGEST: f64 = 1e15;
+/// No novelty before this many earlier stretches (or `history`, if smaller) can be compared.
+const MIN_STRETCHES: usize = 20;
+
+/// The running shape novelty of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapeNovelty {
+    window: usize,
+    history: usize,
+    /// The latest values, oldest first; `2 * window + history - 1` are needed, and up to
+    /// twice that are kept so that dropping old ones is amortised.
+    values: Vec<f32>,
+    /// Squared distance from the latest stretch to each earlier one seen so far, the
+    /// oldest (ending `window + len - 1` points before it) first.
+    distances: Vec<f32>,
+    since_refresh: u32,
+}
+
+impl Default for ShapeNovelty {
+    /// The default configuration's (what a snapshot from before shape novelty restores to).
+    fn default() -> Self {
+        Self::from_checked(&ShapeConfig::default())
+    }
+}
+
+impl ShapeNovelty {
+    /// Builds a shape novelty from a checked configuration.
+    pub fn new(config: &ShapeConfig) -> Result<Self, ShapeError> {
+        config.check()?;
+        Ok(Self::from_checked(config))
+    }
+
+    fn from_checked(config: &ShapeConfig) -> Self {
+        let needed = 2 * config.window + config.history - 1;
+        Self {
+            window: config.window,
+            history: config.history,
+            values: Vec::with_capacity(2 * needed),
+            distances: Vec::with_capacity(config.history),
+            since_refresh: 0,
+        }
+    }
+
+    fn needed(&self) -> usize {
+        2 * self.window + self.history - 1
+    }
+
+    /// Adds a value and returns the distance from the stretch it ends to the nearest
+    /// earlier one, or `None` while too few earlier stretches exist. Non-finite values are
+    /// skipped.
+    pub fn update(&mut self, value: f64) -> Option<f64> {
+        if !value.is_finite() {
+            return None;
+        }
+        // Squares of differences must stay finite in f32, for any window a series can use.
+        let value = value.clamp(-LARGEST, LARGEST) as f32;
+        let w = self.window;
+        let lags = self.distances.len();
+        let mut nearest = f32::INFINITY;
+        if lags > 0 {
+            // Before the push, the newest value is at `len - 1`. The stretch at lag `k`
+            // gains (x_new - x_{new - k})^2 and loses (x_{new - w} - x_{new - w - k})^2;
+            // the distances run from the largest lag to the smallest, as do both partners.
+            let len = self.values.len();
+            let x_new = value;
+            let x_out = self.values[len - w];
+            let gained = &self.values[len + 1 - w - lags..=len - w];
+            let lost = &self.values[len + 1 - 2 * w - lags..=len - 2 * w];
+            for ((d, &g), &l) in self.distances.iter_mut().zip(gained).zip(lost) {
+                let a = x_new - g;
+                let b = x_out - l;
+                *d += a * a - b * b;
+            }
+            nearest = smallest(&self.distances);
+        }
+        self.values.push(value);
+        if self.values.len() >= 2 * self.needed() {
+            let drop = self.values.len() - self.needed();
+            self.values.drain(..drop);
+        }
+        // While the first points arrive, one more earlier stretch (the oldest yet) becomes
+        // comparable with each.
+        if lags < self.history && self.values.len() >= 2 * w + lags {
+            let d = self.distance_at(w + lags);
+            nearest = nearest.min(d);
+            self.distances.insert(0, d);
+        }
+        self.since_refresh += 1;
+        if self.since_refresh >= REFRESH {
+            self.since_refresh = 0;
+            nearest = f32::INFINITY;
+            let lags = self.distances.len();
+            for m in 0..lags {
+                let d = self.distance_at(w + lags - 1 - m);
+                self.distances[m] = d;
+                nearest = nearest.min(d);
+            }
+        }
+        if self.distances.len() < MIN_STRETCHES.min(self.history) || !nearest.is_finite() {
+            return None;
+        }
+        Some(f64::from(nearest.max(0.0)).sqrt())
+    }
+
+    /// Squared distance from the latest stretch to the one ending `lag` points before it.
+    fn distance_at(&self, lag: usize) -> f32 {
+        let end = self.values.len();
+        let latest = &self.values[end - self.window..];
+        let earlier = &self.values[end - lag - self.window..end - lag];
+        latest
+            .iter()
+            .zip(earlier)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>() as f32
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * 4 + self.distances.capacity() * 4
+    }
+}
+
+/// The smallest of `values` (infinity if none), in independent lanes so that the loop
+/// vectorises instead of waiting on one running minimum.
+fn smallest(values: &[f32]) -> f32 {
+    let mut lanes = [f32::INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v < *lane { v } else { *lane };
+        }
+    }
+    rest.iter()
+        .chain(&lanes)
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, computed the slow way.
+    fn brute_force(values: &[f64], window: usize, history: usize) -> Option<f64> {
+        let n = values.len();
+        let latest = &values[n.checked_sub(window)?..];
+        let distances: Vec<f64> = (window..window + history)
+            .filter(|&lag| lag + window <= n)
+            .map(|lag| {
+                let earlier = &values[n - lag - window..n - lag];
+                latest
+                    .iter()
+                    .zip(earlier)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+            })
+            .collect();
+        (distances.len() >= MIN_STRETCHES.min(history)).then(|| {
+            distances
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .sqrt()
+        })
+    }
+
+    #[test]
+    fn a_repeating_pattern_is_familiar_and_a_new_one_is_not() {
+        let mut shape = ShapeNovelty::new(&ShapeConfig::default()).unwrap();
+        let wave = |i: usize| ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
+        let mut familiar = 0.0f64;
+        for i in 0..10_000 {
+            let d = shape.update(wave(i));
+            if i > 400 {
+                familiar = familiar.max(d.unwrap());
+            }
+        }
+        assert!(familiar < 1e-6, "{familiar}");
+        // The wave stops: a flat stretch at zero was never seen.
+        let flat: Vec<f64> = (0..16).filter_map(|_| shape.update(0.0)).collect();
+        assert!(flat[15] > 1.0, "{flat:?}");
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let config = ShapeConfig {
+            window: 1,
+            ..ShapeConfig::default()
+        };
+        assert_eq!(
+            ShapeNovelty::new(&config).unwrap_err(),
+            ShapeError::TooSmall {
+                field: "window",
+                min: 2,
+                value: 1
+            }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_distances_match_the_definition(
+            values in proptest::collection::vec(-1000.0f64..1000.0, 1..700),
+            window in 2usize..12,
+            history in 1usize..80,
+        ) {
+            let config = ShapeConfig { window, history, ..ShapeConfig::default() };
+            let mut shape = ShapeNovelty::new(&config).unwrap();
+            let mut seen = Vec::new();
+            for v in values {
+                let v = f64::from(v as f32);
+                seen.push(v);
+                let got = shape.update(v);
+                let want = brute_force(&seen, window, history);
+                // f32 lanes: the error is bounded relative to the largest possible distance.
+                let spread = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                    - seen.iter().copied().fold(f64::INFINITY, f64::min);
+                let tolerance = 1e-3 * window as f64 * spread * spread + 1e-9;
+                match (got, want) {
+                    (Some(g), Some(w)) => prop_assert!((g * g - w * w).abs() <= tolerance, "{g} vs {w}"),
+                    (None, None) => {}
+                    other => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+
+        #[test]
+        fn any_input_gives_a_finite_distance(values in proptest::collection::vec(proptest::num::f64::ANY, 1..400)) {
+            let mut shape = ShapeNovelty::new(&ShapeConfig::default()).unwrap();
+            for v in values {
+                if let Some(d) = shape.update(v) {
+                    prop_assert!(d.is_finite() && d >= 0.0);
+                }
+            }
+        }
+    }
+}
