@@ -85,7 +85,9 @@ pub enum Evidence {
     },
     Active {
         series: String,
-        #[serde(default)]
+        /// The series' labels, sent with `suppressed_alarm` only: the one case where the
+        /// point may start an incident or join one as a new member.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         labels: BTreeMap<String, String>,
         at_ms: i64,
         off_band: bool,
@@ -661,6 +663,8 @@ mod tests {
                 suppressed_alarm: None,
             }
         );
+        // And a point with no suppressed alarm is sent in that same form, without labels.
+        assert_eq!(serde_json::to_string(&evidence).unwrap(), old);
     }
 
     #[test]

@@ -374,7 +374,12 @@ impl Engine {
             let unlikely = score.likelihood >= alarm;
             (off_band || unlikely).then(|| Evidence::Active {
                 series: key.to_owned(),
-                labels: entry.labels.clone(),
+                // Only a suppressed alarm can start or join an incident, which needs them.
+                labels: if unlikely {
+                    entry.labels.clone()
+                } else {
+                    BTreeMap::new()
+                },
                 at_ms: timestamp_ms,
                 off_band,
                 suppressed_alarm: unlikely.then_some(score.likelihood),
