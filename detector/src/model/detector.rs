@@ -1,6 +1,6 @@
 //! One detector per series: the baseline, the isolation forest over recent feature
-//! vectors, their combination, the likelihood and the early warning, driven point by
-//! point. The live detector and `omen backtest` both call [`SeriesDetector::update`]; that
+//! vectors, their combination, the shape novelty, a likelihood for each of the two raw
+//! surprises (the larger wins) and the early warning, driven point by point. The live detector and `omen backtest` both call [`SeriesDetector::update`]; that
 //! is what makes a backtest replay the live path.
 
 use std::collections::VecDeque;
@@ -425,8 +425,6 @@ impl SeriesDetector {
             Models::BaselineOnly | Models::ShapeOnly => baseline_raw,
             Models::ForestOnly => forest_raw,
         };
-        // A value well beyond everything seen so far is anomalous whatever the models say:
-        // they adapt to a slow climb towards it, and their surprise may be spent by then.
         let beyond = self.beyond_range(value);
         let shape = match self.config.models {
             Models::Combined | Models::ShapeOnly => self.shape_surprise(value),
@@ -451,6 +449,8 @@ impl SeriesDetector {
                 Models::ShapeOnly => self.shape_likelihood.update(shape),
             }
         };
+        // A value well beyond everything seen so far is anomalous whatever the models say:
+        // they adapt to a slow climb towards it, and their surprise may be spent by then.
         let likelihood = if beyond && warmed_up { 1.0 } else { likelihood };
         let score = self.suppress(likelihood);
 
@@ -617,9 +617,9 @@ mod tests {
 
     #[test]
     fn a_rhythm_that_stops_inside_the_band_alarms_through_its_shape_only() {
-        // A fast oscillation (period 7: no daily season) with a little noise, then the series sticks at its
-        // middle, a value it passes all the time: never off its band (closer to the
-        // expectation than ever), but a stretch like that was never seen.
+        // A fast oscillation (period 7: no daily season) with a little noise, then the
+        // series sticks at its middle, a value it passes all the time: never off its band
+        // (closer to the expectation than ever), but a stretch like that was never seen.
         let value = |i: i64| {
             let stuck = (3000..3040).contains(&i);
             let phase = if stuck { 0 } else { i % 7 };
