@@ -32,7 +32,8 @@ pub enum ShapeError {
 pub struct ShapeConfig {
     /// Points in a stretch.
     pub window: usize,
-    /// Earlier stretches compared with the latest one.
+    /// Earlier stretches compared with the latest one. The default reaches back over a
+    /// day at 5-minute resolution, so what recurs daily there is familiar.
     pub history: usize,
     /// Distance (Euclidean over the window, as a fraction of the range of values seen) at
     /// which the novelty reaches 1.
@@ -43,7 +44,7 @@ impl Default for ShapeConfig {
     fn default() -> Self {
         Self {
             window: 16,
-            history: 256,
+            history: 320,
             saturation: 0.5,
         }
     }
