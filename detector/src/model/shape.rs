@@ -133,12 +133,7 @@ impl ShapeNovelty {
             let x_out = self.values[len - w];
             let gained = &self.values[len + 1 - w - lags..=len - w];
             let lost = &self.values[len + 1 - 2 * w - lags..=len - 2 * w];
-            for ((d, &g), &l) in self.distances.iter_mut().zip(gained).zip(lost) {
-                let a = x_new - g;
-                let b = x_out - l;
-                *d += a * a - b * b;
-            }
-            nearest = smallest(&self.distances);
+            nearest = slide(&mut self.distances, gained, lost, x_new, x_out);
         }
         self.values.push(value);
         if self.values.len() >= 2 * self.needed() {
@@ -187,20 +182,40 @@ impl ShapeNovelty {
     }
 }
 
-/// The smallest of `values` (infinity if none), in independent lanes so that the loop
-/// vectorises instead of waiting on one running minimum.
-fn smallest(values: &[f32]) -> f32 {
-    let mut lanes = [f32::INFINITY; 8];
-    let chunks = values.chunks_exact(8);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = if v < *lane { v } else { *lane };
+/// Moves every stretch one point on: each distance gains `(x_new - g)^2` and loses
+/// `(x_out - l)^2`. Returns the smallest distance after the move (infinity if none),
+/// kept in independent lanes in the same pass so that the loop vectorises instead of
+/// waiting on one running minimum.
+fn slide(distances: &mut [f32], gained: &[f32], lost: &[f32], x_new: f32, x_out: f32) -> f32 {
+    const LANES: usize = 8;
+    let step = |d: &mut f32, g: f32, l: f32| {
+        let a = x_new - g;
+        let b = x_out - l;
+        *d += a * a - b * b;
+        *d
+    };
+    let mut lanes = [f32::INFINITY; LANES];
+    let mut d_chunks = distances.chunks_exact_mut(LANES);
+    let mut g_chunks = gained.chunks_exact(LANES);
+    let mut l_chunks = lost.chunks_exact(LANES);
+    for ((d, g), l) in (&mut d_chunks).zip(&mut g_chunks).zip(&mut l_chunks) {
+        for i in 0..LANES {
+            let v = step(&mut d[i], g[i], l[i]);
+            lanes[i] = if v < lanes[i] { v } else { lanes[i] };
         }
     }
-    rest.iter()
-        .chain(&lanes)
-        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m })
+    let mut nearest = lanes
+        .iter()
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
+    let rest = d_chunks.into_remainder();
+    for ((d, &g), &l) in rest
+        .iter_mut()
+        .zip(g_chunks.remainder())
+        .zip(l_chunks.remainder())
+    {
+        nearest = nearest.min(step(d, g, l));
+    }
+    nearest
 }
 
 #[cfg(test)]
