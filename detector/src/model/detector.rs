@@ -157,7 +157,10 @@ pub struct DetectorConfig {
     /// 0: off.
     pub spatial_tolerance: f64,
     /// The range forgets its extremes with this time constant, in points, so that one
-    /// early outlier does not hide every later one; 0: the range of all points seen.
+    /// early outlier does not hide every later one; 0: the range of all points seen. The
+    /// default, 139 days at a point a minute, forgets slowly: a range that shrinks
+    /// through quiet weeks makes ordinary swings look new (on NAB, shorter horizons
+    /// raised false alarms).
     pub spatial_horizon: usize,
 }
 
@@ -177,7 +180,7 @@ impl Default for DetectorConfig {
             z_saturation: 12.0,
             forest_weight: 0.25,
             spatial_tolerance: 0.05,
-            spatial_horizon: 20_000,
+            spatial_horizon: 200_000,
         }
     }
 }
@@ -678,6 +681,10 @@ mod tests {
     #[test]
     fn an_early_outlier_does_not_hide_a_later_extreme_for_ever() {
         // One outlier at 100, then the wave (about 9..12) for `points`.
+        let forgetting = DetectorConfig {
+            spatial_horizon: 20_000,
+            ..DetectorConfig::default()
+        };
         let after_outlier = |config: DetectorConfig, points: i64| {
             let mut detector = SeriesDetector::new(config).unwrap();
             detector.update(0, 100.0);
@@ -687,9 +694,9 @@ mod tests {
             detector
         };
         // Right after the outlier, 30 is well inside the range seen.
-        assert!(!after_outlier(DetectorConfig::default(), 200).beyond_range(30.0));
+        assert!(!after_outlier(forgetting.clone(), 200).beyond_range(30.0));
         // Three horizons later the outlier is forgotten: 30 is far above the wave.
-        assert!(after_outlier(DetectorConfig::default(), 60_000).beyond_range(30.0));
+        assert!(after_outlier(forgetting, 60_000).beyond_range(30.0));
         let all_time = DetectorConfig {
             spatial_horizon: 0,
             ..DetectorConfig::default()
