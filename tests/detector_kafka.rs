@@ -267,7 +267,6 @@ fn one_correlator_raises_one_incident_from_both_detectors_anomalies_and_hands_it
         return;
     };
     let webhook = WebhookReceiver::start();
-    let mut feeder = Feeder::start(&broker);
     let kafka = format!("  anomalies_topic: {ANOMALIES}");
     let alerting = format!(
         "alerting: {{ webhook: ['http://{}/'], resend: 2s, timeout: 2s }}",
@@ -276,9 +275,15 @@ fn one_correlator_raises_one_incident_from_both_detectors_anomalies_and_hands_it
     let a = detector(dir.path(), "a", &broker, &kafka, &alerting);
     let b = detector(dir.path(), "b", &broker, &kafka, &alerting);
     let logs = || format!("{}\n---\n{}", log_tail(&a.log, 25), log_tail(&b.log, 25));
-    let (on_a, on_b) = wait_shared(&a, &b);
     let both = [&a, &b];
     let total = |key: &str| value(&a, key) + value(&b, key);
+    // A new group's first correlator reads the anomalies topic from its end, so evidence
+    // sent before one holds the partition is never correlated: samples flow once it does.
+    wait("a correlator", &both, || {
+        (total("omen_detector_correlating") == 1.0).then_some(())
+    });
+    let mut feeder = Feeder::start(&broker);
+    let (on_a, on_b) = wait_shared(&a, &b);
     // Both have learnt their series (30 points to warm up, 30 of likelihood history).
     wait("the detectors to learn", &both, || {
         (total("omen_detector_points_total") >= 70.0 * QUEUES as f64).then_some(())
