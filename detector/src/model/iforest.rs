@@ -333,27 +333,23 @@ impl CompleteTrees {
         row: &[f64; ROW],
         first: usize,
     ) -> [usize; N] {
-        fn block_of<T, const BLOCK: usize>(all: &[T], tree: usize) -> &[T; BLOCK] {
-            // Blocks are BLOCK long by construction: an invariant, not input.
-            all[tree * BLOCK..(tree + 1) * BLOCK]
-                .try_into()
-                .expect("a tree's block is 2^depth long")
-        }
-        let features: [&[u8; BLOCK]; N] =
-            std::array::from_fn(|k| block_of(&self.split_features, first + k));
-        let thresholds: [&[f64; BLOCK]; N] =
-            std::array::from_fn(|k| block_of(&self.thresholds, first + k));
+        // The N trees' blocks lie side by side: one span from one base, so tree `k`'s
+        // entries sit at a constant offset `k * BLOCK` instead of behind a pointer of its
+        // own (2N pointers and N positions do not fit in the registers).
+        let span = first * BLOCK..(first + N) * BLOCK;
+        let features = &self.split_features[span.clone()];
+        let thresholds = &self.thresholds[span];
         let mut positions = [0usize; N];
         for _ in 0..self.depth {
-            for k in 0..N {
+            for (k, position) in positions.iter_mut().enumerate() {
                 // Positions stay below BLOCK - 1 on the way down; the mask tells the
-                // compiler so.
-                let position = positions[k] & (BLOCK - 1);
+                // compiler so, and so `k * BLOCK + at` is inside the span.
+                let at = *position & (BLOCK - 1);
                 // Features are below ROW (see `total_path`): the mask changes nothing.
-                let x = row[usize::from(features[k][position]) & (ROW - 1)];
+                let x = row[usize::from(features[k * BLOCK + at]) & (ROW - 1)];
                 // Left on `x < threshold`, else (NaN too) right, as the links go.
-                let goes_left = x < thresholds[k][position];
-                positions[k] = 2 * position + 2 - usize::from(goes_left);
+                let goes_left = x < thresholds[k * BLOCK + at];
+                *position = 2 * at + 2 - usize::from(goes_left);
             }
         }
         positions
