@@ -14,14 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => DetectorConfig::default(),
     };
     let mut detector = SeriesDetector::new(config)?;
-    println!("i,timestamp,value,expected,z,forest,raw,likelihood,score");
+    println!("i,timestamp,value,expected,z,forest,shape,raw,likelihood,score");
     for series in read_file(Path::new(path), "trace")? {
         let points = series.timestamps_ms.iter().zip(&series.values);
         for (i, ((&t, &v), text)) in points.zip(series.timestamp_texts()).enumerate() {
             let s = detector.update(t, v);
             println!(
-                "{i},{text},{v},{:.3},{:.3},{:.3},{:.3},{:.4},{:.4}",
-                s.expected, s.z, s.forest, s.raw, s.likelihood, s.score
+                "{i},{text},{v},{:.3},{:.3},{:.3},{:.3},{:.3},{:.4},{:.4}",
+                s.expected, s.z, s.forest, s.shape, s.raw, s.likelihood, s.score
             );
         }
     }
