@@ -499,19 +499,21 @@ impl SeriesDetector {
         (distance / span / self.config.shape.saturation.max(f64::MIN_POSITIVE)).clamp(0.0, 1.0)
     }
 
-    /// Whether `value` lies beyond the range seen so far by more than the tolerance; then
-    /// widens the range.
+    /// Whether `value` lies beyond the range seen so far by more than the tolerance (never,
+    /// with the spatial rule off); then widens the range. The range is kept either way:
+    /// shape novelty measures distances against it.
     fn beyond_range(&mut self, value: f64) -> bool {
-        let tolerance = self.config.spatial_tolerance;
-        if tolerance <= 0.0 || !value.is_finite() {
+        if !value.is_finite() {
             return false;
         }
         let Some((low, high)) = self.range else {
             self.range = Some((value, value));
             return false;
         };
+        let tolerance = self.config.spatial_tolerance;
         let margin = (high - low) * tolerance;
-        let beyond = high > low && (value > high + margin || value < low - margin);
+        let beyond =
+            tolerance > 0.0 && high > low && (value > high + margin || value < low - margin);
         let forget = match self.config.spatial_horizon {
             0 => 0.0,
             horizon => 1.0 / horizon as f64,
@@ -676,6 +678,28 @@ mod tests {
             ..DetectorConfig::default()
         };
         assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
+    }
+
+    #[test]
+    fn the_spatial_rule_off_leaves_shape_novelty_on() {
+        // The rhythm that stops (as in the shape test above), with the spatial rule off:
+        // shape novelty still sees the stuck stretch, against the range of values seen.
+        let config = DetectorConfig {
+            models: Models::ShapeOnly,
+            spatial_tolerance: 0.0,
+            ..DetectorConfig::default()
+        };
+        let mut detector = SeriesDetector::new(config).unwrap();
+        let mut peak = 0.0f64;
+        for i in 0..3040 {
+            let phase = if i >= 3000 { 0 } else { i % 7 };
+            let value = 10.0 + 3.0 * (phase as f64 / 7.0 * std::f64::consts::TAU).sin();
+            let s = detector.update(i * 60_000, value + 0.05 * ((i * 37 % 11) as f64));
+            if i >= 3000 {
+                peak = peak.max(s.shape);
+            }
+        }
+        assert!(peak > 0.5, "{peak}");
     }
 
     #[test]
