@@ -138,3 +138,22 @@ fn nab_development_split() {
     assert!(standard > 50.0, "standard profile fell to {standard}");
     println!("{}", report.summary());
 }
+
+#[test]
+fn a_bad_setting_is_named_once_however_the_error_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = options(dir.path().join("none"), None, dir.path(), false);
+    settings.config.likelihood.min_deviation = 0.0;
+    let error = run(&settings).unwrap_err();
+    // Alone, and as a chain of sources (what `{:#}` in anyhow prints).
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        chain.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    assert_eq!(
+        chain,
+        "detector configuration: likelihood.min_deviation must be a positive number, got 0"
+    );
+}

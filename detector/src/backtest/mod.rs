@@ -32,8 +32,10 @@ pub enum BacktestError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Labels(#[from] LabelsError),
+    /// The detector's message, which names the setting; not its source too, or a chain
+    /// would say it twice.
     #[error("detector configuration: {0}")]
-    Detector(#[from] DetectorError),
+    Detector(DetectorError),
     #[error("name {0:?} must match [A-Za-z0-9-]+")]
     BadName(String),
     #[error("cannot write {path}: {source}")]
@@ -41,6 +43,12 @@ pub enum BacktestError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<DetectorError> for BacktestError {
+    fn from(error: DetectorError) -> Self {
+        Self::Detector(error)
+    }
 }
 
 /// What to replay and where to write.

@@ -16,13 +16,13 @@ use thiserror::Error;
 /// Errors from checking a baseline configuration.
 #[derive(Debug, Error, PartialEq)]
 pub enum BaselineError {
-    #[error("{field} must be in {range}, got {value}")]
+    #[error("baseline.{field} must be in {range}, got {value}")]
     OutOfRange {
         field: &'static str,
         range: &'static str,
         value: f64,
     },
-    #[error("planned event {index} ends before it starts")]
+    #[error("baseline.events[{index}] ends before it starts")]
     EmptyEvent { index: usize },
 }
 

@@ -12,21 +12,35 @@ use thiserror::Error;
 use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
 use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
 use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
-use super::likelihood::{likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig};
+use super::likelihood::{
+    likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig, LikelihoodError,
+};
 use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
 use linfa::prelude::ParamGuard;
 
-/// Errors from building a detector.
+/// Errors from building a detector. Each says what is wrong once, naming the setting
+/// (`baseline.clip`, `forest: trees …`), and has no source: shown alone or with its
+/// chain, the message is the same.
 #[derive(Debug, Error)]
 pub enum DetectorError {
-    #[error("baseline: {0}")]
+    #[error(transparent)]
     Baseline(#[from] BaselineError),
+    /// The forest's own errors are the algorithm's (`trees must be at least 1`); this says
+    /// which settings they are.
     #[error("forest: {0}")]
-    Forest(#[from] IsolationForestError),
-    #[error("{0}")]
+    Forest(IsolationForestError),
+    #[error(transparent)]
     Shape(#[from] ShapeError),
+    #[error(transparent)]
+    Likelihood(#[from] LikelihoodError),
     #[error("{field} must be at least {min}")]
     TooSmall { field: &'static str, min: usize },
+}
+
+impl From<IsolationForestError> for DetectorError {
+    fn from(error: IsolationForestError) -> Self {
+        Self::Forest(error)
+    }
 }
 
 /// Which models feed the anomaly score (all of them by default; the others are for
@@ -270,6 +284,7 @@ impl SeriesDetector {
     /// Builds a detector, validating the configuration.
     pub fn new(config: DetectorConfig) -> Result<Self, DetectorError> {
         let baseline = SeasonalBaseline::new(config.baseline.clone())?;
+        config.likelihood.check()?;
         IsolationForestParams::new()
             .trees(config.forest.trees)
             .subsample(config.forest.subsample)

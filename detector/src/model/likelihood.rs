@@ -14,6 +14,19 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors from checking a likelihood configuration.
+#[derive(Debug, Error, PartialEq)]
+pub enum LikelihoodError {
+    #[error("likelihood.min_deviation must be a positive number, got {0}")]
+    MinDeviation(f64),
+    #[error("likelihood.min_history ({min_history}) must not exceed likelihood.long_window ({long_window}): the likelihood would never score")]
+    HistoryBeyondWindow {
+        min_history: usize,
+        long_window: usize,
+    },
+}
 
 /// Likelihood hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +63,23 @@ pub struct LikelihoodConfig {
 /// Deviations allowed at or below the record: a likelihood of 0.45 (the default alarm
 /// level, 0.5, is 4.26 deviations).
 pub const RECORD_CAP: f64 = 4.0;
+
+impl LikelihoodConfig {
+    /// Validates without I/O. A deviation floor of 0 would divide a flat series' mean by
+    /// a deviation of 0; a history longer than the window it is kept in never fills.
+    pub fn check(&self) -> Result<(), LikelihoodError> {
+        if !(self.min_deviation > 0.0 && self.min_deviation.is_finite()) {
+            return Err(LikelihoodError::MinDeviation(self.min_deviation));
+        }
+        if self.min_history > self.long_window.max(2) {
+            return Err(LikelihoodError::HistoryBeyondWindow {
+                min_history: self.min_history,
+                long_window: self.long_window,
+            });
+        }
+        Ok(())
+    }
+}
 
 impl Default for LikelihoodConfig {
     fn default() -> Self {
@@ -355,6 +385,31 @@ mod tests {
         let with = peak_of_last_spike(8640);
         assert!(without > 0.9, "{without}");
         assert!(with < without - 0.3, "{with} vs {without}");
+    }
+
+    #[test]
+    fn settings_that_cannot_score_are_refused() {
+        assert_eq!(LikelihoodConfig::default().check(), Ok(()));
+        for min_deviation in [0.0, -0.1, f64::NAN, f64::INFINITY] {
+            let config = LikelihoodConfig {
+                min_deviation,
+                ..LikelihoodConfig::default()
+            };
+            assert!(
+                matches!(config.check(), Err(LikelihoodError::MinDeviation(_))),
+                "{min_deviation}"
+            );
+        }
+        let config = LikelihoodConfig {
+            min_history: 600,
+            long_window: 500,
+            ..LikelihoodConfig::default()
+        };
+        let error = config.check().unwrap_err();
+        assert!(
+            error.to_string().contains("likelihood.min_history (600)"),
+            "{error}"
+        );
     }
 
     proptest! {
