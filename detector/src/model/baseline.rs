@@ -121,6 +121,21 @@ impl BaselineConfig {
     }
 }
 
+/// The scale never falls below this fraction of the spread, the unclipped typical
+/// residual. Updates clip residuals at `clip` scales so that a spike bends nothing much,
+/// but a scale that has shrunk to its floor (a series that starts with hundreds of zeros)
+/// then clips every later residual to a few times that floor and cannot grow back: each
+/// nonzero value of a series of mostly zeros read as a million scales. The spread is not
+/// clipped, so it grows with the residuals; for residuals of one size, with the odd spike,
+/// it stays well below the scale and changes nothing. On NAB neutral (75.8 / 71.9 / 79.2
+/// over the seeds against 75.8 / 71.8 / 79.1; 0.25 and 0.5 scored 75.6 and 75.7) while the
+/// 99th percentile of |z| after the first 1,000 points fell from 1,000,000 to 238 on
+/// ec2_disk_write_bytes_1ef3de and from 22,244 to 17 on Twitter_volume_CVS.
+pub const SPREAD_FLOOR: f64 = 0.1;
+/// The spread learns at this fraction of the scale's rate: slowly, so one spike lifts the
+/// floor little (at the scale's own rate NAB scored 75.4).
+const SPREAD_RATE: f64 = 0.25;
+
 /// A season in use: slot `s` covers `[s * slot_ms, (s + 1) * slot_ms)` of each period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Season {
@@ -182,6 +197,10 @@ pub struct SeasonalBaseline {
     interval_ms: f64,
     seen: u64,
     next_season_check: u64,
+    /// The typical absolute residual, unclipped and slow: a floor under the scale (see
+    /// [`SPREAD_FLOOR`]). Old snapshots restore it at 0, and it grows from there.
+    #[serde(default)]
+    spread: f64,
 }
 
 impl SeasonalBaseline {
@@ -202,6 +221,7 @@ impl SeasonalBaseline {
             interval_ms: 0.0,
             seen: 0,
             next_season_check: 64,
+            spread: 0.0,
         })
     }
 
@@ -253,7 +273,7 @@ impl SeasonalBaseline {
     /// Scale floor: a flat series must not make every wiggle infinitely surprising.
     fn scale_floor(&self) -> f64 {
         let level = self.level.unwrap_or(0.0).abs();
-        (level * 1e-3).max(1e-6)
+        (level * 1e-3).max(1e-6).max(SPREAD_FLOOR * self.spread)
     }
 
     /// Typical absolute residual now: the series-wide one, blended with the slot's own
@@ -341,6 +361,7 @@ impl SeasonalBaseline {
         }
         let rate = self.config.scale_rate.max(1.0 / self.seen as f64);
         self.scale += rate * (residual.abs() - self.scale);
+        self.spread += SPREAD_RATE * rate * ((z * scale).abs() - self.spread);
         self.push_history(timestamp_ms, value);
     }
 
@@ -499,6 +520,32 @@ mod tests {
 
     fn at(day: i64, hour: i64) -> i64 {
         day * PER_DAY + hour * 12
+    }
+
+    #[test]
+    fn a_series_that_starts_flat_learns_the_size_of_its_later_values() {
+        // 500 zeros, then a value of 50 to 150 at every tenth point (a disk that writes
+        // now and then): the nonzero values are this series' ordinary business.
+        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let value = |i: i64| {
+            if i >= 500 && i % 10 == 0 {
+                50.0 + (i * 7919 % 100) as f64
+            } else {
+                0.0
+            }
+        };
+        let mut largest_late_z = 0.0f64;
+        for i in 0..4000 {
+            let point = baseline.update(i * STEP_MS, value(i));
+            if i >= 2000 {
+                largest_late_z = largest_late_z.max(point.z.abs());
+            }
+        }
+        // Without the spread under the scale, each of them read as a million scales: the
+        // scale stayed at its floor of 1e-6. Now it is about a tenth of the spread (the
+        // mean absolute residual, about 10 here).
+        assert!(largest_late_z < 1000.0, "{largest_late_z}");
+        assert!(baseline.scale() > 0.5, "{}", baseline.scale());
     }
 
     #[test]
