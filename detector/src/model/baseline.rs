@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::detector::Transform;
+
 /// Errors from checking a baseline configuration.
 #[derive(Debug, Error, PartialEq)]
 pub enum BaselineError {
@@ -26,7 +28,8 @@ pub enum BaselineError {
     EmptyEvent { index: usize },
 }
 
-/// What a planned event does to the expected value while it lasts.
+/// What a planned event does to the expected value while it lasts, in the series' own
+/// units (whatever transform the baseline learns in).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventEffect {
@@ -34,6 +37,26 @@ pub enum EventEffect {
     Scale { factor: f64 },
     /// Expected value plus `offset`.
     Offset { offset: f64 },
+}
+
+impl EventEffect {
+    /// The value with the event's effect: what is expected of `value`'s usual level.
+    pub fn apply(self, value: f64) -> f64 {
+        match self {
+            Self::Scale { factor } => value * factor,
+            Self::Offset { offset } => value + offset,
+        }
+    }
+
+    /// The value without the event's effect: what it would have been unplanned (a value
+    /// under a factor of 0 says nothing of that, and is kept).
+    pub fn remove(self, value: f64) -> f64 {
+        match self {
+            Self::Scale { factor } if factor != 0.0 => value / factor,
+            Self::Scale { .. } => value,
+            Self::Offset { offset } => value - offset,
+        }
+    }
 }
 
 /// A planned event: from `start_ms` (inclusive) to `end_ms` (exclusive).
@@ -177,8 +200,8 @@ pub struct BaselinePoint {
     pub z: f64,
     pub lower: f64,
     pub upper: f64,
-    /// Whether a planned event shaped the expectation.
-    pub planned: bool,
+    /// The planned event that shaped the expectation, if any.
+    pub event: Option<EventEffect>,
 }
 
 /// The running baseline of one series.
@@ -197,6 +220,10 @@ pub struct SeasonalBaseline {
     interval_ms: f64,
     seen: u64,
     next_season_check: u64,
+    /// The transform of the values it learns, so that a planned event's effect applies in
+    /// the series' own units ([`set_transform`](Self::set_transform)).
+    #[serde(default)]
+    transform: Transform,
     /// The typical absolute residual, unclipped and slow: a floor under the scale (see
     /// [`SPREAD_FLOOR`]). Old snapshots restore it at 0, and it grows from there.
     #[serde(default)]
@@ -221,6 +248,7 @@ impl SeasonalBaseline {
             interval_ms: 0.0,
             seen: 0,
             next_season_check: 64,
+            transform: Transform::None,
             spread: 0.0,
         })
     }
@@ -253,8 +281,15 @@ impl SeasonalBaseline {
             .map(|e| e.effect)
     }
 
+    /// Says that the values it is given are `transform`ed (the detector's choice for the
+    /// series), so that planned events apply to the series' own units: a sale that doubles
+    /// a counter's rate doubles the rate, not its square root.
+    pub fn set_transform(&mut self, transform: Transform) {
+        self.transform = transform;
+    }
+
     /// Expected value at a time, `steps` points after the last update (trend included),
-    /// before any planned event; `None` before the first point.
+    /// with the planned event then in force; `None` before the first point.
     pub fn expected_at(&self, timestamp_ms: i64, steps: f64) -> Option<f64> {
         let level = self.level? + self.trend * steps;
         let seasonal = self
@@ -264,8 +299,10 @@ impl SeasonalBaseline {
             .unwrap_or(0.0);
         let expected = level + seasonal;
         Some(match self.event_at(timestamp_ms) {
-            Some(EventEffect::Scale { factor }) => expected * factor,
-            Some(EventEffect::Offset { offset }) => expected + offset,
+            Some(effect) => {
+                let transform = self.transform;
+                transform.apply(effect.apply(transform.invert(expected)))
+            }
             None => expected,
         })
     }
@@ -298,7 +335,7 @@ impl SeasonalBaseline {
     /// Scores `value` at `timestamp_ms` against what was learnt so far, then learns it.
     /// Non-finite values are scored as unsurprising and not learnt.
     pub fn update(&mut self, timestamp_ms: i64, value: f64) -> BaselinePoint {
-        let planned_effect = self.event_at(timestamp_ms);
+        let event = self.event_at(timestamp_ms);
         let expected = self.expected_at(timestamp_ms, 1.0).unwrap_or(value);
         let scale = self.scale_at(timestamp_ms);
         let band = self.config.band * scale;
@@ -314,9 +351,9 @@ impl SeasonalBaseline {
             z,
             lower: expected - band,
             upper: expected + band,
-            planned: planned_effect.is_some(),
+            event,
         };
-        if value.is_finite() && planned_effect.is_none() {
+        if value.is_finite() && event.is_none() {
             self.learn(timestamp_ms, value, z, scale);
         }
         point

@@ -406,7 +406,15 @@ impl SeriesDetector {
 
     fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
         let transform = self.transform.unwrap_or_default();
+        // The detector's choice is the one source of truth (a snapshot from before the
+        // baseline kept it restores the baseline's as `None`).
+        self.baseline.set_transform(transform);
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
+        // The baseline judges a planned event's values against the plan. The other models
+        // judge what the value would have been without it: a planned peak is then an
+        // ordinary value, and a planned peak that did not come a drop. They learn from it
+        // too, so an event does not widen the range or teach a shape.
+        let value = point.event.map_or(value, |event| event.remove(value));
         let features = self.feature_vector(point.z, transform.apply(value));
 
         // In the ablations without it the forest is never fitted, so its cost is not
@@ -575,7 +583,10 @@ impl SeriesDetector {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
+
     use super::*;
+    use crate::model::baseline::{EventEffect, PlannedEvent};
     use proptest::prelude::*;
 
     fn wave(i: i64) -> f64 {
@@ -693,6 +704,70 @@ mod tests {
             ..DetectorConfig::default()
         };
         assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
+    }
+
+    /// A detector with planned events (`factor` times the usual level) over `ranges` of
+    /// points, one a minute.
+    fn with_plans(transform: Transform, factor: f64, ranges: &[Range<i64>]) -> SeriesDetector {
+        let events = ranges
+            .iter()
+            .map(|r| PlannedEvent {
+                start_ms: r.start * 60_000,
+                end_ms: r.end * 60_000,
+                effect: EventEffect::Scale { factor },
+            })
+            .collect();
+        let mut config = DetectorConfig {
+            transform,
+            ..DetectorConfig::default()
+        };
+        config.baseline.events = events;
+        SeriesDetector::new(config).unwrap()
+    }
+
+    #[test]
+    fn a_planned_peak_raises_no_alarm_and_a_planned_peak_that_does_not_come_does() {
+        let (came, missing) = (1500..1520, 1800..1820);
+        let mut detector = with_plans(Transform::None, 3.0, &[came.clone(), missing.clone()]);
+        let (mut peak_came, mut peak_missing) = (0.0f64, 0.0f64);
+        for i in 0..1900 {
+            // Three times the wave (about 30, far beyond anything seen) while planned.
+            let value = if came.contains(&i) {
+                3.0 * wave(i)
+            } else {
+                wave(i)
+            };
+            let s = detector.update(i * 60_000, value);
+            if (1500..1800).contains(&i) {
+                peak_came = peak_came.max(s.score);
+            }
+            if missing.contains(&i) {
+                peak_missing = peak_missing.max(s.score);
+                assert!(s.upper > 25.0 && value < s.lower, "{i}: {s:?}");
+            }
+        }
+        assert!(peak_came < 0.5, "{peak_came}");
+        assert!(peak_missing >= 0.5, "{peak_missing}");
+    }
+
+    #[test]
+    fn a_planned_doubling_of_a_count_doubles_the_count_not_its_square_root() {
+        // Counts around 100, modelled in square-root space; a sale doubles them.
+        let count = |i: i64| 100.0 + ((i * 7919) % 21 - 10) as f64;
+        let sale = 1500..1530;
+        let mut detector = with_plans(Transform::Sqrt, 2.0, std::slice::from_ref(&sale));
+        for i in 0..1530 {
+            let value = if sale.contains(&i) {
+                2.0 * count(i)
+            } else {
+                count(i)
+            };
+            let s = detector.update(i * 60_000, value);
+            if sale.contains(&i) {
+                assert!((s.expected - 200.0).abs() < 15.0, "{i}: {s:?}");
+                assert!(s.z.abs() < 4.0 && s.score < 0.5, "{i}: {s:?}");
+            }
+        }
     }
 
     #[test]
