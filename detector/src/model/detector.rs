@@ -206,7 +206,8 @@ pub struct Score {
     pub score: f64,
     /// The likelihood before alarm suppression, in [0, 1].
     pub likelihood: f64,
-    /// Raw surprise fed to the likelihood, in [0, 1].
+    /// Raw surprise of the baseline and the forest (what their likelihood is fed), in
+    /// [0, 1].
     pub raw: f64,
     pub expected: f64,
     pub lower: f64,
@@ -240,6 +241,9 @@ impl Score {
 }
 
 const FEATURES: usize = 4;
+/// The forest is first fitted once this many feature rows are kept (or the whole window,
+/// if smaller).
+const MIN_FIT_ROWS: usize = 32;
 /// Points seen before the transform is chosen (and scored as quiet).
 const TRANSFORM_DECISION_POINTS: usize = 64;
 /// Suppressed scores stay below this fraction of the alarm level.
@@ -394,12 +398,15 @@ impl SeriesDetector {
             }
             let values: Vec<f64> = self.pending.iter().map(|&(_, v)| v).collect();
             self.transform = Some(self.config.transform.choose(&values));
-            // Replay the buffered points; their scores were already given (as quiet).
-            let mut score = Score::quiet(value);
-            for (t, v) in std::mem::take(&mut self.pending) {
-                score = self.learn_and_score(t, v);
+            // Replay the buffered points; their scores were already given (as quiet), so
+            // an alarm among them was never raised and must not suppress the next ones.
+            let mut pending = std::mem::take(&mut self.pending);
+            let (t, v) = pending.pop().unwrap_or((timestamp_ms, value));
+            for (t, v) in pending {
+                self.learn_and_score(t, v);
             }
-            return score;
+            self.since_alarm = usize::MAX;
+            return self.learn_and_score(t, v);
         }
         self.learn_and_score(timestamp_ms, value)
     }
@@ -420,7 +427,9 @@ impl SeriesDetector {
         // In the ablations without it the forest is never fitted, so its cost is not
         // counted either.
         if matches!(self.config.models, Models::Combined | Models::ForestOnly) {
-            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= 32 {
+            // Not on fewer than 32 rows, unless the window itself is smaller.
+            let rows = MIN_FIT_ROWS.min(self.config.forest.window);
+            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= rows {
                 self.since_fit = 0;
                 self.fit_forest();
             } else if self.forest.is_none() && self.fitted_once {
@@ -768,6 +777,51 @@ mod tests {
                 assert!(s.z.abs() < 4.0 && s.score < 0.5, "{i}: {s:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_alarm_among_the_replayed_first_points_suppresses_nothing() {
+        // The transform is chosen on the first 64 points, which are then replayed. With a
+        // short warm-up a replayed point can alarm (100, beyond the wave's range); that
+        // alarm was never reported, so it must not hold down the next one (1000, far
+        // beyond even that) as a suppression would.
+        let config = DetectorConfig {
+            warmup_points: 10,
+            ..DetectorConfig::default()
+        };
+        let mut detector = SeriesDetector::new(config).unwrap();
+        let mut later = 0.0f64;
+        for i in 0..100 {
+            let value = match i {
+                50 => 100.0,
+                80 => 1000.0,
+                _ => wave(i),
+            };
+            let s = detector.update(i * 60_000, value);
+            if i < 63 {
+                assert_eq!(s.score, 0.0, "{i}");
+            } else if i == 80 {
+                later = s.score;
+            }
+        }
+        assert!(later >= 0.5, "{later}");
+    }
+
+    #[test]
+    fn a_forest_window_under_32_rows_is_fitted() {
+        let config = DetectorConfig {
+            forest: OnlineForestConfig {
+                window: 8,
+                refit_every: 8,
+                ..OnlineForestConfig::default()
+            },
+            ..DetectorConfig::default()
+        };
+        let mut detector = SeriesDetector::new(config).unwrap();
+        let forest: Vec<f64> = (0..200)
+            .map(|i| detector.update(i * 60_000, wave(i)).forest)
+            .collect();
+        assert!(forest[100..].iter().any(|&f| f != 0.5), "never fitted");
     }
 
     #[test]
