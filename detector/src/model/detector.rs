@@ -422,6 +422,12 @@ impl SeriesDetector {
         // ordinary value, and a planned peak that did not come a drop. They learn from it
         // too, so an event does not widen the range or teach a shape.
         let value = point.event.map_or(value, |event| event.remove(value));
+        if self.range.is_none() && self.baseline.seen() > 0 {
+            // Restored from a snapshot taken before the range was kept: started at one
+            // value, the next wiggle would read as beyond everything seen. The band is what
+            // the baseline has learnt to call ordinary.
+            self.range = Some((transform.invert(point.lower), transform.invert(point.upper)));
+        }
         let features = self.feature_vector(point.z, transform.apply(value));
 
         // In the ablations without it the forest is never fitted, so its cost is not
@@ -636,6 +642,21 @@ mod tests {
             let s = restored.update(i * 60_000, wave(i));
             assert!((0.0..=1.0).contains(&s.score), "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_range_was_kept_restores_without_false_alarms() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let mut snapshot = serde_json::to_value(&detector).unwrap();
+        assert!(snapshot.as_object_mut().unwrap().remove("range").is_some());
+        let mut restored: SeriesDetector = serde_json::from_value(snapshot).unwrap();
+        let peak = (1300..1600)
+            .map(|i| restored.update(i * 60_000, wave(i)).score)
+            .fold(0.0, f64::max);
+        assert!(peak < 0.5, "{peak}");
     }
 
     #[test]
