@@ -157,3 +157,33 @@ fn a_bad_setting_is_named_once_however_the_error_is_shown() {
         "detector configuration: likelihood.min_deviation must be a positive number, got 0"
     );
 }
+
+#[test]
+fn a_window_inside_the_probationary_period_is_not_counted() {
+    // A flat series never alarms; its one window lies in the first 15% of rows, which
+    // NAB does not score. Neither found nor missed: the null detector's score, 0.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("cat")).unwrap();
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..1000 {
+        let t = omen_detector::series::format_timestamp(1_400_000_000_000 + i * 300_000);
+        csv.push_str(&format!("{t},1\n"));
+    }
+    std::fs::write(data.join("cat/flat.csv"), csv).unwrap();
+    let first = omen_detector::series::format_timestamp(1_400_000_000_000);
+    let sixth = omen_detector::series::format_timestamp(1_400_000_000_000 + 5 * 300_000);
+    let labels = dir.path().join("labels.json");
+    std::fs::write(
+        &labels,
+        format!(r#"{{"cat/flat.csv": [["{first}", "{sixth}"]]}}"#),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = run(&options(data, Some(labels), &out, false)).unwrap();
+    assert_eq!(report.per_series[0].name, "cat/flat");
+    assert_eq!(report.windows, 0);
+    for profile in &report.profiles {
+        assert_eq!(profile.normalised, 0.0, "{profile:?}");
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::series::parse_timestamp;
+use crate::series::{format_timestamp, parse_timestamp};
 
 /// Errors from reading NAB label files.
 #[derive(Debug, Error)]
@@ -77,6 +77,18 @@ impl Windows {
                 parsed.push((start, end));
             }
             parsed.sort_unstable();
+            // NAB's scorer refuses them too: a window opening inside another is never
+            // entered, and every later window of the file with it.
+            if let Some(pair) = parsed.windows(2).find(|pair| pair[1].0 <= pair[0].1) {
+                let show = |(start, end): (i64, i64)| {
+                    format!("[{}, {}]", format_timestamp(start), format_timestamp(end))
+                };
+                return Err(format(format!(
+                    "{file}: windows {} and {} overlap",
+                    show(pair[0]),
+                    show(pair[1])
+                )));
+            }
             windows.insert(file, parsed);
         }
         Ok(Self(windows))
@@ -380,6 +392,17 @@ mod tests {
     use proptest::prelude::*;
 
     const STANDARD: CostProfile = PROFILES[0];
+
+    #[test]
+    fn overlapping_windows_are_refused() {
+        let text = r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 02:00:00"],
+                                   ["2014-01-01 01:00:00", "2014-01-01 03:00:00"]]}"#;
+        let error = Windows::parse(text, "labels.json").unwrap_err().to_string();
+        assert!(error.contains("a/b.csv: windows [2014-01-01 00:00:00, 2014-01-01 02:00:00] and [2014-01-01 01:00:00, 2014-01-01 03:00:00] overlap"), "{error}");
+        let apart = r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 01:00:00"],
+                                    ["2014-01-01 02:00:00", "2014-01-01 03:00:00"]]}"#;
+        assert!(Windows::parse(apart, "labels.json").is_ok());
+    }
 
     #[test]
     fn probation_is_fifteen_percent_capped_at_750() {

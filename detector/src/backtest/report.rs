@@ -219,7 +219,10 @@ impl Report {
     pub fn build(name: &str, runs: &[SeriesRun], labelled: bool) -> Self {
         let points: usize = runs.iter().map(|r| r.scores.len()).sum();
         let detect_seconds: f64 = runs.iter().map(|r| r.detect_time.as_secs_f64()).sum();
-        let windows: usize = runs.iter().map(|r| r.windows.len()).sum();
+        // Normalised by the windows the scorer sees: one wholly inside a probationary
+        // period is neither found nor missed (else a detector that never alarms would
+        // score above 0).
+        let windows: usize = runs.iter().map(scored_windows).sum();
         let mut report = Self {
             name: name.to_owned(),
             series: runs.len(),
@@ -282,7 +285,7 @@ impl Report {
             .map(|(run, outcome)| SeriesSummary {
                 name: run.series.name.clone(),
                 rows: run.scores.len(),
-                windows: run.windows.len(),
+                windows: scored_windows(run),
                 detected: outcome.detected,
                 false_alarms: outcome.false_alarms,
                 state_bytes: run.state_bytes,
