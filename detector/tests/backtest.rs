@@ -187,3 +187,26 @@ fn a_window_inside_the_probationary_period_is_not_counted() {
         assert_eq!(profile.normalised, 0.0, "{profile:?}");
     }
 }
+
+#[test]
+fn results_stay_inside_the_output_folder_whatever_the_series_name() {
+    use std::path::Component;
+    let out = Path::new("/out");
+    for name in [
+        r#"m/up{p="/../../../../esc"}"#,
+        "../../etc/passwd",
+        "./a/./b",
+        "realTweets/Twitter_volume_AAPL",
+    ] {
+        let path = omen_detector::backtest::results_path(out, "omen", name);
+        assert!(path.starts_with("/out/omen"), "{name}: {}", path.display());
+        let climbs = path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir));
+        assert!(!climbs, "{name}: {}", path.display());
+    }
+    assert_eq!(
+        omen_detector::backtest::results_path(out, "omen", "realTweets/Twitter_volume_AAPL"),
+        Path::new("/out/omen/realTweets/omen_Twitter_volume_AAPL.csv")
+    );
+}

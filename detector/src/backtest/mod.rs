@@ -137,8 +137,13 @@ impl std::io::Write for ByteCounter {
 }
 
 /// `<out>/<name>/<category>/<name>_<file>.csv` for a series named `<category>/<file>`.
+/// Always inside `<out>/<name>`: a series name comes from the data (a Prometheus label
+/// value may hold `/../`), so a folder of dots alone is written as underscores.
 pub fn results_path(out: &Path, name: &str, series_name: &str) -> PathBuf {
     let clean = |s: &str| -> String {
+        if s.bytes().all(|b| b == b'.') {
+            return "_".repeat(s.len());
+        }
         s.chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "._-".contains(c) {
