@@ -1,5 +1,7 @@
-//! `timestamp,value` CSV, NAB's data format. A header row is optional; blank lines are
-//! skipped; extra columns are ignored.
+//! `timestamp,value` CSV, NAB's data format. A header row is optional (a first row whose
+//! value is not a number); blank lines are skipped; extra columns are ignored; fields may
+//! be quoted. Rows stay in file order, even where the time goes back (NAB's
+//! machine_temperature repeats an hour after a clock change).
 
 use std::path::Path;
 
@@ -8,6 +10,7 @@ use crate::series::{parse_timestamp, Series};
 
 /// Parses `timestamp,value` rows into one series named `name`.
 pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text); // a byte-order mark
     let mut series = Series::new(name);
     // One row a line: sized once, the vectors are not grown (and copied) as rows come.
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
@@ -22,19 +25,15 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
             line: index + 1,
             reason,
         };
-        // Fields by a byte scan: lines are short, and `split` costs more than the scan.
-        let comma = |text: &str| text.bytes().position(|b| b == b',');
-        let Some(first_comma) = comma(line) else {
+        let Some((timestamp_text, value_text)) = two_fields(line) else {
             return Err(error("expected `timestamp,value`".to_owned()));
         };
-        let rest = &line[first_comma + 1..];
-        let timestamp_text = unquote(&line[..first_comma]);
-        let value_text = unquote(comma(rest).map_or(rest, |end| &rest[..end]));
+        let (timestamp_text, value_text) = (unquote(timestamp_text), unquote(value_text));
         let timestamp = match parse_timestamp(timestamp_text) {
             Ok(timestamp) => timestamp,
-            Err(_) if index == 0 || series.is_empty() && value_text.parse::<f64>().is_err() => {
-                continue; // a header
-            }
+            // A header names its columns; a first row with a number in it is data, and its
+            // timestamp is wrong.
+            Err(_) if series.is_empty() && value_text.parse::<f64>().is_err() => continue,
             Err(e) => return Err(error(e.to_string())),
         };
         let value = value_text
@@ -42,7 +41,32 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
             .map_err(|e| error(format!("value {value_text:?}: {e}")))?;
         series.push(timestamp, timestamp_text, value);
     }
+    if series.is_empty() {
+        return Err(IngestError::Parse {
+            path: path.to_owned(),
+            line: 1,
+            reason: "no `timestamp,value` rows".to_owned(),
+        });
+    }
     Ok(series)
+}
+
+/// The first two fields of a line: up to the first comma outside double quotes, and
+/// from there to the next (a quoted `"1,234"` is one field); `None` without a comma.
+fn two_fields(line: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    let mut first = None;
+    for (i, byte) in line.bytes().enumerate() {
+        match byte {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => match first {
+                None => first = Some(i),
+                Some(first) => return Some((&line[..first], &line[first + 1..i])),
+            },
+            _ => {}
+        }
+    }
+    first.map(|first| (&line[..first], &line[first + 1..]))
 }
 
 /// A field without surrounding blanks and double quotes.
@@ -63,6 +87,37 @@ fn unquote(field: &str) -> &str {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn quotes_a_byte_order_mark_and_a_bad_first_row_are_read_as_they_are() {
+        let path = Path::new("x.csv");
+        // A quoted value with a comma is one field, and not a number.
+        let e = read_csv("2014-01-01 00:00:00,\"1,234\"\n", path, "x").unwrap_err();
+        assert!(e.to_string().contains("\"1,234\""), "{e}");
+        let s = read_csv("\"2014-01-01 00:00:00\",\"5\",\"a,b\"\n", path, "x").unwrap();
+        assert_eq!(s.values, [5.0]);
+        // A byte-order mark before a first data row keeps the row.
+        let s = read_csv(
+            "\u{feff}2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n",
+            path,
+            "x",
+        );
+        assert_eq!(s.unwrap().values, [1.0, 2.0]);
+        // A first row with a number and a bad timestamp is an error, not a header.
+        let e = read_csv("2014-01-01 24:00:00,1\n2014-01-02 00:05:00,2\n", path, "x").unwrap_err();
+        assert!(e.to_string().contains("x.csv:1"), "{e}");
+    }
+
+    #[test]
+    fn rows_keep_file_order_and_a_file_without_rows_is_an_error() {
+        let path = Path::new("x.csv");
+        let text = "timestamp,value\n2014-01-01 00:05:00,1\n2014-01-01 00:00:00,2\n";
+        assert_eq!(read_csv(text, path, "x").unwrap().values, [1.0, 2.0]);
+        let e = read_csv("timestamp,value\n\n", path, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `timestamp,value` rows"), "{e}");
+    }
 
     #[test]
     fn header_is_optional_and_bad_rows_are_located() {

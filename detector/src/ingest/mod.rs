@@ -78,9 +78,16 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
         .map(str::trim)
         .find(|line| !line.is_empty() && !line.starts_with('#'))
         .unwrap_or("");
+    // A sample line starts with its selector: a name, then any labels in braces (their
+    // commas are not CSV's), then the value. A CSV row has its first comma before any brace.
+    let selector_first = match (first_line.find('{'), first_line.find(',')) {
+        (_, None) => true,
+        (Some(brace), Some(comma)) => brace < comma,
+        (None, Some(_)) => false,
+    };
     if text.trim_start().starts_with('{') {
         read_query_range(&text, path, name)
-    } else if !first_line.contains(',') && first_line.split_whitespace().count() >= 2 {
+    } else if selector_first && first_line.split_whitespace().count() >= 2 {
         read_text_exposition(&text, path, name)
     } else {
         read_csv(&text, path, name).map(|series| vec![series])
@@ -146,6 +153,20 @@ mod tests {
         assert_eq!(names, ["b/up{job=\"x\"}", "cat/a"]);
         assert_eq!(series[1].values, [1.0, 2.5]);
         assert_eq!(series[0].timestamps_ms, [1000, 2000]);
+    }
+
+    #[test]
+    fn exposition_lines_with_several_labels_are_not_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.prom");
+        std::fs::write(
+            &file,
+            "up{job=\"a\",instance=\"b\"} 1 1000\nup{job=\"a\",instance=\"b\"} 0 2000\n",
+        )
+        .unwrap();
+        let series = read_file(&file, "m").unwrap();
+        assert_eq!(series[0].name, "m/up{job=\"a\",instance=\"b\"}");
+        assert_eq!(series[0].values, [1.0, 0.0]);
     }
 
     #[test]

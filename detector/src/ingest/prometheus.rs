@@ -64,7 +64,7 @@ pub fn read_query_range(text: &str, path: &Path, prefix: &str) -> Result<Vec<Ser
 }
 
 /// Reads text exposition samples with timestamps, one series per distinct
-/// `name{labels}`, in order of first appearance of each sample.
+/// `name{labels}` (ordered by it), each series' samples in file order.
 pub fn read_text_exposition(
     text: &str,
     path: &Path,
@@ -100,10 +100,10 @@ pub fn read_text_exposition(
             .ok_or_else(|| error("missing timestamp (a backtest needs one per sample)"))?
             .parse::<i64>()
             .map_err(|_| error("timestamp is not integer milliseconds"))?;
-        by_selector
+        let series = by_selector
             .entry(selector.to_owned())
-            .or_insert_with(|| Series::new(format!("{prefix}/{selector}")))
-            .push(ms, &format_timestamp(ms), value);
+            .or_insert_with(|| Series::new(format!("{prefix}/{selector}")));
+        series.push(ms, &format_timestamp(ms), value);
     }
     Ok(by_selector.into_values().collect())
 }

@@ -146,20 +146,33 @@ fn parse_calendar(text: &str) -> Option<i64> {
         Some(second) => digits(second)?,
         None => 0,
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
+    if !is_date(year, month, day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let millis = if fraction.is_empty() {
         0
     } else {
+        // Every digit must be one (`.123xyz` is not a time); milliseconds are kept.
+        digits(fraction)?;
         let padded: String = fraction.chars().chain("000".chars()).take(3).collect();
         digits(&padded)?
     };
     let days = days_from_civil(year, month, day);
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+/// Whether `year-month-day` is a date of the proleptic Gregorian calendar, in years 0
+/// to 9999 (so that no arithmetic on it overflows).
+fn is_date(year: i64, month: i64, day: i64) -> bool {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (0..=9999).contains(&year) && (1..=days).contains(&day)
 }
 
 /// NAB's exact `YYYY-MM-DD HH:MM:SS`, the common case, read by position; `None` for
@@ -181,10 +194,7 @@ fn parse_fixed_calendar(text: &[u8]) -> Option<i64> {
     };
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
+    if !is_date(year, month, day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -236,9 +246,17 @@ mod tests {
             "2014-13-01 00:00:00",
             "2014-01-01 25:00:00",
             "NaN",
+            "2015-02-29 00:00:00",
+            "2014-04-31 00:00:00",
+            "2014-01-01 00:00:00.123xyz",
+            // Beyond year 9999 the arithmetic would overflow (a panic in debug builds).
+            "99999999999-01-01 00:00:00",
+            "99999999999-01-01T00:00:00Z",
         ] {
             assert!(parse_timestamp(text).is_err(), "{text}");
         }
+        assert!(parse_timestamp("2016-02-29 00:00:00").is_ok());
+        assert!(parse_timestamp("2000-02-29T23:59:59.5Z").is_ok());
     }
 
     proptest! {
