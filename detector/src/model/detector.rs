@@ -420,13 +420,15 @@ impl SeriesDetector {
         // The detector's choice is the one source of truth (a snapshot from before the
         // baseline kept it restores the baseline's as `None`).
         self.baseline.set_transform(transform);
+        // Asked before the baseline learns this point: a fresh detector has seen nothing.
+        let restored_without_range = self.range.is_none() && self.baseline.seen() > 0;
         let point = self.baseline.update(timestamp_ms, transform.apply(value));
         // The baseline judges a planned event's values against the plan. The other models
         // judge what the value would have been without it: a planned peak is then an
         // ordinary value, and a planned peak that did not come a drop. They learn from it
         // too, so an event does not widen the range or teach a shape.
         let value = point.event.map_or(value, |event| event.remove(value));
-        if self.range.is_none() && self.baseline.seen() > 0 {
+        if restored_without_range {
             // Restored from a snapshot taken before the range was kept: started at one
             // value, the next wiggle would read as beyond everything seen. The band is what
             // the baseline has learnt to call ordinary.
