@@ -402,15 +402,15 @@ impl SeriesDetector {
             }
             let values: Vec<f64> = self.pending.iter().map(|&(_, v)| v).collect();
             self.transform = Some(self.config.transform.choose(&values));
-            // Replay the buffered points; their scores were already given (as quiet), so
-            // an alarm among them was never raised and must not suppress the next ones.
+            // Replay the buffered points before this one; their scores were already given
+            // (as quiet), so an alarm among them was never raised and must not suppress
+            // the next ones. This point is scored below, like any other.
             let mut pending = std::mem::take(&mut self.pending);
-            let (t, v) = pending.pop().unwrap_or((timestamp_ms, value));
+            pending.pop();
             for (t, v) in pending {
                 self.learn_and_score(t, v);
             }
             self.since_alarm = usize::MAX;
-            return self.learn_and_score(t, v);
         }
         self.learn_and_score(timestamp_ms, value)
     }
