@@ -100,10 +100,10 @@ pub fn read_text_exposition(
             .ok_or_else(|| error("missing timestamp (a backtest needs one per sample)"))?
             .parse::<i64>()
             .map_err(|_| error("timestamp is not integer milliseconds"))?;
-        let series = by_selector
+        by_selector
             .entry(selector.to_owned())
-            .or_insert_with(|| Series::new(format!("{prefix}/{selector}")));
-        series.push(ms, &format_timestamp(ms), value);
+            .or_insert_with(|| Series::new(format!("{prefix}/{selector}")))
+            .push(ms, &format_timestamp(ms), value);
     }
     Ok(by_selector.into_values().collect())
 }
