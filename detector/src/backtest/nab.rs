@@ -140,13 +140,17 @@ fn scaled_sigmoid(relative_position: f64) -> f64 {
     }
 }
 
-/// A scored row (after the probationary period): its anomaly score, what an alarm on it
-/// is worth, and the window it lies in (a global id when files are pooled).
+/// A scored row (after the probationary period): its anomaly score, where it lies, and
+/// the window it lies in (a global id when files are pooled). Rows are weighed once for
+/// every profile: a profile's weights only scale [`position`](Self::position).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoredRow {
     pub anomaly_score: f64,
-    pub alarm_value: f64,
-    pub window: Option<usize>,
+    /// The scaled sigmoid of the row's position: in a window, relative to its end (the
+    /// earliest row is worth the most); outside, relative to the end of the previous
+    /// window (negative, `-1` far from any).
+    pub position: f64,
+    pub window: Option<u32>,
 }
 
 /// Weighs every scored row of one file. `windows` are row ranges in time order; the
@@ -154,11 +158,10 @@ pub struct ScoredRow {
 pub fn weigh_rows(
     anomaly_scores: &[f64],
     windows: &[(usize, usize)],
-    profile: &CostProfile,
-    first_window_id: usize,
+    first_window_id: u32,
 ) -> Vec<ScoredRow> {
     let mut rows = Vec::new();
-    weigh_rows_into(&mut rows, anomaly_scores, windows, profile, first_window_id);
+    weigh_rows_into(&mut rows, anomaly_scores, windows, first_window_id);
     rows
 }
 
@@ -167,34 +170,27 @@ pub fn weigh_rows_into(
     rows: &mut Vec<ScoredRow>,
     anomaly_scores: &[f64],
     windows: &[(usize, usize)],
-    profile: &CostProfile,
-    first_window_id: usize,
+    first_window_id: u32,
 ) {
-    let max_tp = scaled_sigmoid(-1.0);
     let probation = probationary_length(anomaly_scores.len());
     rows.reserve(anomaly_scores.len().saturating_sub(probation));
     let mut next_window = 0;
-    let mut current: Option<(usize, usize, usize)> = None; // (id, first, last)
+    let mut current: Option<(u32, usize, usize)> = None; // (id, first, last)
     let mut previous: Option<(usize, usize)> = None; // (last row, width)
     for (i, &anomaly_score) in anomaly_scores.iter().enumerate() {
         if current.is_none() {
             if let Some(&(first, last)) = windows.get(next_window) {
                 if first == i {
-                    current = Some((first_window_id + next_window, first, last));
+                    current = Some((first_window_id + next_window as u32, first, last));
                     next_window += 1;
                 }
             }
         }
-        // Probationary rows are not scored: no need to weigh them.
         if i >= probation {
-            let (alarm_value, window) = match current {
+            let (position, window) = match current {
                 Some((id, first, last)) => {
                     let width = (last - first + 1) as f64;
-                    let position = -((last as f64) - (i as f64) + 1.0) / width;
-                    (
-                        scaled_sigmoid(position) * profile.tp_weight / max_tp,
-                        Some(id),
-                    )
+                    (-((last as f64) - (i as f64) + 1.0) / width, Some(id))
                 }
                 None => {
                     let position = match previous {
@@ -202,12 +198,12 @@ pub fn weigh_rows_into(
                         Some((_, width)) if width <= 1 => 3.0,
                         Some((last, width)) => (i - last) as f64 / (width - 1) as f64,
                     };
-                    (scaled_sigmoid(position) * profile.fp_weight, None)
+                    (position, None)
                 }
             };
             rows.push(ScoredRow {
                 anomaly_score,
-                alarm_value,
+                position: scaled_sigmoid(position),
                 window,
             });
         }
@@ -233,9 +229,12 @@ pub struct ThresholdScore {
     pub fn_: usize,
 }
 
-/// Sums the outcome of every window (its earliest alarm, else `-fn_weight`) and of every
-/// alarm outside windows.
+/// Sums, for one profile, the outcome of every window (its earliest alarm, else
+/// `-fn_weight`) and of every alarm outside windows.
 struct Tally {
+    profile: CostProfile,
+    /// The earliest row of a window's position, which is worth `tp_weight`.
+    max_tp: f64,
     /// By window id: the best alarm value so far (`-fn_weight` while missed).
     window_best: Vec<f64>,
     window_sum: f64,
@@ -243,20 +242,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(rows: &[ScoredRow], fn_weight: f64) -> Self {
-        let ids = rows
-            .iter()
-            .filter_map(|r| r.window)
-            .max()
-            .map_or(0, |id| id + 1);
-        let mut present = vec![false; ids];
-        for id in rows.iter().filter_map(|r| r.window) {
-            present[id] = true;
-        }
-        let windows = present.iter().filter(|&&p| p).count();
+    /// Before any alarm: every window of `windows` (present, by id) missed.
+    fn new(windows: &[bool], profile: &CostProfile) -> Self {
+        let count = windows.iter().filter(|&&present| present).count();
         Self {
-            window_sum: -fn_weight * windows as f64,
-            window_best: vec![-fn_weight; ids],
+            profile: *profile,
+            max_tp: scaled_sigmoid(-1.0),
+            window_sum: -profile.fn_weight * count as f64,
+            window_best: vec![-profile.fn_weight; windows.len()],
             false_alarm_sum: 0.0,
         }
     }
@@ -264,13 +257,14 @@ impl Tally {
     fn alarm(&mut self, row: &ScoredRow) {
         match row.window {
             Some(id) => {
-                let best = &mut self.window_best[id];
-                if row.alarm_value > *best {
-                    self.window_sum += row.alarm_value - *best;
-                    *best = row.alarm_value;
+                let value = row.position * self.profile.tp_weight / self.max_tp;
+                let best = &mut self.window_best[id as usize];
+                if value > *best {
+                    self.window_sum += value - *best;
+                    *best = value;
                 }
             }
-            None => self.false_alarm_sum += row.alarm_value,
+            None => self.false_alarm_sum += row.position * self.profile.fp_weight,
         }
     }
 
@@ -279,9 +273,27 @@ impl Tally {
     }
 }
 
+/// Which window ids have a scored row (windows in a probationary period have none).
+fn windows_present(rows: &[ScoredRow]) -> Vec<bool> {
+    let ids = rows
+        .iter()
+        .filter_map(|r| r.window)
+        .max()
+        .map_or(0, |id| id as usize + 1);
+    let mut present = vec![false; ids];
+    for id in rows.iter().filter_map(|r| r.window) {
+        present[id as usize] = true;
+    }
+    present
+}
+
 /// Scores rows at a fixed threshold (alarm when `anomaly_score >= threshold`).
-pub fn score_at_threshold(rows: &[ScoredRow], threshold: f64, fn_weight: f64) -> ThresholdScore {
-    let mut tally = Tally::new(rows, fn_weight);
+pub fn score_at_threshold(
+    rows: &[ScoredRow],
+    threshold: f64,
+    profile: &CostProfile,
+) -> ThresholdScore {
+    let mut tally = Tally::new(&windows_present(rows), profile);
     let (mut tp, mut tn, mut fp, mut fn_) = (0, 0, 0, 0);
     for row in rows {
         let alarm = row.anomaly_score >= threshold;
@@ -307,70 +319,52 @@ pub fn score_at_threshold(rows: &[ScoredRow], threshold: f64, fn_weight: f64) ->
 
 /// Tries every distinct anomaly score as the threshold (and 1.1, no alarm at all) and
 /// returns the best outcome; ties go to the highest threshold.
-pub fn optimise_threshold(rows: &[ScoredRow], fn_weight: f64) -> ThresholdScore {
-    optimise_threshold_in_order(rows, &descending_order(rows), fn_weight)
+pub fn optimise_threshold(rows: &[ScoredRow], profile: &CostProfile) -> ThresholdScore {
+    optimise_thresholds(&mut rows.to_vec(), std::slice::from_ref(profile))[0]
 }
 
-/// Row indices by decreasing anomaly score: what [`optimise_threshold_in_order`] needs, to
-/// be computed once for several profiles (their rows differ only in alarm values).
-pub fn descending_order(rows: &[ScoredRow]) -> Vec<u32> {
-    // Sorting (key, index) pairs in place is cache friendly where comparing through the
-    // indices is not. The key is the score's total order, negated for decreasing scores;
-    // rows of equal score are taken together, so their order does not matter.
-    let mut keyed: Vec<(u64, u32)> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| (!total_order_key(row.anomaly_score), i as u32))
-        .collect();
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
-}
-
-/// An unsigned key whose order is [`f64::total_cmp`]'s.
-fn total_order_key(x: f64) -> u64 {
-    let bits = x.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
-}
-
-/// [`optimise_threshold`] with the order of [`descending_order`] given.
-pub fn optimise_threshold_in_order(
-    rows: &[ScoredRow],
-    order: &[u32],
-    fn_weight: f64,
-) -> ThresholdScore {
-    let order: Vec<&ScoredRow> = order.iter().map(|&i| &rows[i as usize]).collect();
+/// [`optimise_threshold`] for several profiles in one sweep: `rows` are sorted by
+/// decreasing anomaly score in place (no copy of a pooled run's rows is made), then each
+/// threshold's alarms are added to every profile's tally at once.
+pub fn optimise_thresholds(
+    rows: &mut [ScoredRow],
+    profiles: &[CostProfile],
+) -> Vec<ThresholdScore> {
+    let present = windows_present(rows);
     let positives = rows.iter().filter(|r| r.window.is_some()).count();
-    let mut tally = Tally::new(rows, fn_weight);
-    let (mut tp, mut fp) = (0, 0);
+    let total = rows.len();
     let outcome = |threshold: f64, score: f64, tp: usize, fp: usize| ThresholdScore {
         threshold,
         score,
         tp,
-        tn: rows.len() - positives - fp,
+        tn: total - positives - fp,
         fp,
         fn_: positives - tp,
     };
-    let mut best = outcome(1.1, tally.score(), 0, 0);
-    let mut index = 0;
-    while index < order.len() {
-        let threshold = order[index].anomaly_score;
-        while index < order.len() && order[index].anomaly_score == threshold {
-            let row = order[index];
+    rows.sort_unstable_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
+    let mut tallies: Vec<Tally> = profiles.iter().map(|p| Tally::new(&present, p)).collect();
+    let mut best: Vec<ThresholdScore> = tallies
+        .iter()
+        .map(|tally| outcome(1.1, tally.score(), 0, 0))
+        .collect();
+    let (mut tp, mut fp) = (0, 0);
+    for group in rows.chunk_by(|a, b| a.anomaly_score == b.anomaly_score) {
+        for row in group {
             if row.window.is_some() {
                 tp += 1;
             } else {
                 fp += 1;
             }
-            tally.alarm(row);
-            index += 1;
+            for tally in &mut tallies {
+                tally.alarm(row);
+            }
         }
-        let score = tally.score();
-        if score > best.score {
-            best = outcome(threshold, score, tp, fp);
+        let threshold = group[0].anomaly_score;
+        for (tally, best) in tallies.iter().zip(&mut best) {
+            let score = tally.score();
+            if score > best.score {
+                *best = outcome(threshold, score, tp, fp);
+            }
         }
     }
     best
@@ -415,8 +409,8 @@ mod tests {
     fn earliest_alarm_in_a_window_is_worth_the_tp_weight() {
         let mut scores = vec![0.0; 200];
         scores[100] = 1.0;
-        let rows = weigh_rows(&scores, &[(100, 119)], &STANDARD, 0);
-        let outcome = score_at_threshold(&rows, 0.5, 1.0);
+        let rows = weigh_rows(&scores, &[(100, 119)], 0);
+        let outcome = score_at_threshold(&rows, 0.5, &STANDARD);
         // Left edge: position -1 scaled to exactly tp_weight... within rounding.
         let expected = scaled_sigmoid(-1.0) / scaled_sigmoid(-1.0);
         assert!((outcome.score - expected).abs() < 1e-12);
@@ -427,16 +421,16 @@ mod tests {
     fn missed_window_and_early_false_alarm_cost() {
         let mut scores = vec![0.0; 200];
         scores[50] = 1.0;
-        let rows = weigh_rows(&scores, &[(100, 119)], &STANDARD, 0);
-        let outcome = score_at_threshold(&rows, 0.5, 1.0);
+        let rows = weigh_rows(&scores, &[(100, 119)], 0);
+        let outcome = score_at_threshold(&rows, 0.5, &STANDARD);
         assert!((outcome.score - (-1.0 - 0.11)).abs() < 1e-12);
     }
 
     #[test]
     fn window_in_probation_is_not_counted() {
         let scores = vec![0.0; 200];
-        let rows = weigh_rows(&scores, &[(2, 5)], &STANDARD, 0);
-        assert_eq!(score_at_threshold(&rows, 0.5, 1.0).score, 0.0);
+        let rows = weigh_rows(&scores, &[(2, 5)], 0);
+        assert_eq!(score_at_threshold(&rows, 0.5, &STANDARD).score, 0.0);
     }
 
     proptest! {
@@ -447,15 +441,15 @@ mod tests {
             width in 1usize..10,
         ) {
             let scores: Vec<f64> = scores.into_iter().map(|s| f64::from(s) / 5.0).collect();
-            let rows = weigh_rows(&scores, &[(start, start + width)], &STANDARD, 0);
-            let best = optimise_threshold(&rows, 1.0);
+            let rows = weigh_rows(&scores, &[(start, start + width)], 0);
+            let best = optimise_threshold(&rows, &STANDARD);
             let mut candidates: Vec<f64> = scores.clone();
             candidates.push(1.1);
             for threshold in candidates {
-                let fixed = score_at_threshold(&rows, threshold, 1.0);
+                let fixed = score_at_threshold(&rows, threshold, &STANDARD);
                 prop_assert!(fixed.score <= best.score + 1e-12);
             }
-            let again = score_at_threshold(&rows, best.threshold, 1.0);
+            let again = score_at_threshold(&rows, best.threshold, &STANDARD);
             prop_assert!((again.score - best.score).abs() < 1e-9);
             prop_assert_eq!((again.tp, again.fp, again.tn, again.fn_), (best.tp, best.fp, best.tn, best.fn_));
         }

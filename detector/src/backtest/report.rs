@@ -245,19 +245,17 @@ impl Report {
         if !labelled {
             return report;
         }
-        // Profiles weigh the same rows differently; their order by score is shared, and
-        // so is the vector holding them.
-        let mut order = None;
+        // Rows are weighed once for every profile, and one sweep down their scores finds
+        // each profile's best threshold.
         let mut rows: Vec<ScoredRow> = Vec::with_capacity(points);
-        for profile in &PROFILES {
-            rows.clear();
-            let mut first_window = 0;
-            for run in runs {
-                nab::weigh_rows_into(&mut rows, &run.scores, &run.windows, profile, first_window);
-                first_window += run.windows.len();
-            }
-            let order = order.get_or_insert_with(|| nab::descending_order(&rows));
-            let best = nab::optimise_threshold_in_order(&rows, order, profile.fn_weight);
+        let mut first_window = 0;
+        for run in runs {
+            nab::weigh_rows_into(&mut rows, &run.scores, &run.windows, first_window);
+            first_window += run.windows.len() as u32;
+        }
+        let best = nab::optimise_thresholds(&mut rows, &PROFILES);
+        drop(rows);
+        for (profile, best) in PROFILES.iter().zip(best) {
             report.profiles.push(ProfileScore {
                 profile: profile.name,
                 threshold: best.threshold,
