@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::ingest::{read_path, IngestError};
+use crate::ingest::{HistoryFiles, IngestError};
 use crate::model::detector::DetectorError;
 use crate::model::{DetectorConfig, SeriesDetector};
 use crate::series::Series;
@@ -197,17 +197,15 @@ fn write_results(path: &Path, run: &SeriesRun, text: &mut Vec<u8>) -> Result<(),
     std::fs::write(path, &text).map_err(write_error)
 }
 
-fn progress(done: usize, total: usize, points: usize) {
+/// Redraws the progress bar (by files read) on stderr.
+fn progress(files_read: usize, files: usize, series: usize, points: usize) {
     let width = 30;
-    let filled = done * width / total.max(1);
+    let filled = files_read * width / files.max(1);
     eprint!(
-        "\r[{}{}] {done}/{total} series, {points} points",
+        "\r[{}{}] {files_read}/{files} files, {series} series, {points} points",
         "#".repeat(filled),
         " ".repeat(width - filled)
     );
-    if done == total {
-        eprintln!();
-    }
     let _ = std::io::stderr().flush();
 }
 
@@ -223,32 +221,38 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     }
     // Validate the configuration once before reading anything.
     SeriesDetector::new(options.config.clone())?;
-    let all_series = read_path(&options.data)?;
+    let files = HistoryFiles::find(&options.data)?;
     let windows = match &options.labels {
         Some(path) => Some(Windows::read(path)?),
         None => None,
     };
     let show_progress = options.progress && std::io::stderr().is_terminal();
-    let total = all_series.len();
-    let mut runs = Vec::with_capacity(total);
+    let mut runs = Vec::new();
     let mut points = 0;
     let mut text = Vec::new();
-    for (index, series) in all_series.into_iter().enumerate() {
+    // One file at a time: its text, and each series' timestamp texts once its results
+    // are written, are freed before the next is read, so their memory is reused.
+    files.read_each(|series, files_read| -> Result<(), BacktestError> {
         let series_windows = windows
             .as_ref()
             .map(|w| nab::window_rows(&series.timestamps_ms, w.for_series(&series.name)))
             .unwrap_or_default();
         points += series.len();
-        let run = detect_series(series, series_windows, &options.config, options.plots)?;
+        let mut run = detect_series(series, series_windows, &options.config, options.plots)?;
         write_results(
             &results_path(&options.out, &options.name, &run.series.name),
             &run,
             &mut text,
         )?;
+        run.series.forget_timestamp_texts();
         runs.push(run);
         if show_progress {
-            progress(index + 1, total, points);
+            progress(files_read, files.len(), runs.len(), points);
         }
+        Ok(())
+    })?;
+    if show_progress {
+        eprintln!();
     }
     let report = Report::build(&options.name, &runs, windows.is_some());
     let report_dir = options.out.join(&options.name);

@@ -8,6 +8,7 @@
 mod csv;
 mod prometheus;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -35,6 +36,14 @@ pub enum IngestError {
     QueryRange { path: PathBuf, reason: String },
     #[error("no series found under {path}")]
     Empty { path: PathBuf },
+    /// Two files give a series the same name (`a.csv` beside a CSV `a.txt`): their
+    /// results would overwrite each other and labels could not tell them apart.
+    #[error("series {name} is read from both {first} and {second}; rename one of them")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 fn read_to_string(path: &Path) -> Result<String, IngestError> {
@@ -94,39 +103,99 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
     }
 }
 
-/// Reads a file or every supported file under a directory, in a stable (sorted) order.
-/// Series are named by their path relative to the directory (for a single file: relative
-/// to its folder's parent), without extension.
-pub fn read_path(path: &Path) -> Result<Vec<Series>, IngestError> {
-    let mut files = Vec::new();
-    let root = if path.is_dir() {
-        collect_files(path, &mut files)?;
-        path.to_owned()
-    } else {
-        // A single file keeps its folder in its name, as in NAB's `<category>/<file>`, so
-        // label files keyed that way still apply.
-        files.push(path.to_owned());
-        path.parent()
-            .and_then(Path::parent)
-            .map(Path::to_owned)
-            .unwrap_or_default()
-    };
-    files.sort();
-    let mut series = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(&root).unwrap_or(file).with_extension("");
-        let name = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        series.extend(read_file(file, &name)?);
-    }
-    if series.is_empty() {
-        return Err(IngestError::Empty {
+/// The history files under a path, in a stable (sorted) order, each with the name its
+/// series take: the path relative to the directory (for a single file: relative to its
+/// folder's parent), without extension.
+#[derive(Debug, Clone)]
+pub struct HistoryFiles {
+    path: PathBuf,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl HistoryFiles {
+    /// Lists a file, or every supported file under a directory.
+    pub fn find(path: &Path) -> Result<Self, IngestError> {
+        let mut files = Vec::new();
+        let root = if path.is_dir() {
+            collect_files(path, &mut files)?;
+            path.to_owned()
+        } else {
+            // A single file keeps its folder in its name, as in NAB's `<category>/<file>`,
+            // so label files keyed that way still apply.
+            files.push(path.to_owned());
+            path.parent()
+                .and_then(Path::parent)
+                .map(Path::to_owned)
+                .unwrap_or_default()
+        };
+        files.sort();
+        let files = files
+            .into_iter()
+            .map(|file| {
+                let relative = file.strip_prefix(&root).unwrap_or(&file).with_extension("");
+                let name = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (file, name)
+            })
+            .collect();
+        Ok(Self {
             path: path.to_owned(),
-        });
+            files,
+        })
     }
+
+    /// How many files there are.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Reads the files one after the other, handing each series to `each` with the number
+    /// of files read so far, so only one file's text is held at a time. Stops at the first
+    /// error, `each`'s own included; finding no series at all, or two series of one name,
+    /// is an error.
+    pub fn read_each<E: From<IngestError>>(
+        &self,
+        mut each: impl FnMut(Series, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut sources: HashMap<String, usize> = HashMap::new();
+        for (index, (file, name)) in self.files.iter().enumerate() {
+            for series in read_file(file, name)? {
+                if let Some(&first) = sources.get(&series.name) {
+                    return Err(IngestError::Duplicate {
+                        name: series.name,
+                        first: self.files[first].0.clone(),
+                        second: file.clone(),
+                    }
+                    .into());
+                }
+                sources.insert(series.name.clone(), index);
+                each(series, index + 1)?;
+            }
+        }
+        if sources.is_empty() {
+            return Err(IngestError::Empty {
+                path: self.path.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file or every supported file under a directory (see [`HistoryFiles`]).
+pub fn read_path(path: &Path) -> Result<Vec<Series>, IngestError> {
+    let mut series = Vec::new();
+    HistoryFiles::find(path)?.read_each(|one, _| {
+        series.push(one);
+        Ok::<(), IngestError>(())
+    })?;
     Ok(series)
 }
 
@@ -176,6 +245,20 @@ mod tests {
         let file = dir.path().join("cat/a.csv");
         std::fs::write(&file, "2014-01-01 00:00:00,1\n").unwrap();
         assert_eq!(read_path(&file).unwrap()[0].name, "cat/a");
+    }
+
+    #[test]
+    fn two_files_that_give_one_series_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["a.csv", "a.txt"] {
+            std::fs::write(dir.path().join(file), "2014-01-01 00:00:00,1\n").unwrap();
+        }
+        let error = read_path(dir.path()).unwrap_err().to_string();
+        assert!(error.starts_with("series a is read from both"), "{error}");
+        assert!(
+            error.contains("a.csv") && error.contains("a.txt"),
+            "{error}"
+        );
     }
 
     #[test]

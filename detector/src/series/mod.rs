@@ -60,6 +60,15 @@ impl Series {
             .map(|(start, &end)| &self.timestamp_texts[start..end])
     }
 
+    /// Frees the timestamp texts once they are written out (a backtest keeps every
+    /// series' values for its report, not their texts); [`timestamp_texts`] is then empty.
+    ///
+    /// [`timestamp_texts`]: Self::timestamp_texts
+    pub fn forget_timestamp_texts(&mut self) {
+        self.timestamp_texts = String::new();
+        self.timestamp_text_ends = Vec::new();
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }
