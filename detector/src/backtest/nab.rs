@@ -118,17 +118,31 @@ pub fn probationary_length(rows: usize) -> usize {
     (rows * 15 / 100).min(750)
 }
 
-/// Maps time windows onto row ranges `[first, last]`: the first row at or after the
-/// start, the last at or before the end. Windows holding no row are dropped.
+/// Maps time windows (sorted, apart) onto row ranges `[first, last]`: the first and the
+/// last row, in file order, whose timestamp lies in the window. Rows are looked at one by
+/// one, not searched for, because real files are not always in time order (NAB's
+/// machine_temperature repeats an hour). Windows holding no row are dropped; should rows
+/// out of order make two ranges overlap, the later one starts after the earlier one ends.
 pub fn window_rows(timestamps_ms: &[i64], windows: &[(i64, i64)]) -> Vec<(usize, usize)> {
-    windows
-        .iter()
-        .filter_map(|&(start, end)| {
-            let first = timestamps_ms.partition_point(|&t| t < start);
-            let after = timestamps_ms.partition_point(|&t| t <= end);
-            (first < after).then(|| (first, after - 1))
-        })
-        .collect()
+    let mut ranges: Vec<Option<(usize, usize)>> = vec![None; windows.len()];
+    for (row, &t) in timestamps_ms.iter().enumerate() {
+        // The last window starting at or before `t`, if `t` is inside it.
+        let k = windows.partition_point(|&(start, _)| start <= t);
+        if k > 0 && t <= windows[k - 1].1 {
+            let range = &mut ranges[k - 1];
+            *range = Some(range.map_or((row, row), |(first, _)| (first, row)));
+        }
+    }
+    let mut rows: Vec<(usize, usize)> = ranges.into_iter().flatten().collect();
+    rows.sort_unstable();
+    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+    for (first, last) in rows {
+        let first = kept.last().map_or(first, |&(_, end)| first.max(end + 1));
+        if first <= last {
+            kept.push((first, last));
+        }
+    }
+    kept
 }
 
 /// `2 sigmoid(-5 x) - 1`, and `-1` from `x >= 3` on (far past a window).
@@ -396,6 +410,28 @@ mod tests {
         let apart = r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 01:00:00"],
                                     ["2014-01-01 02:00:00", "2014-01-01 03:00:00"]]}"#;
         assert!(Windows::parse(apart, "labels.json").is_ok());
+    }
+
+    #[test]
+    fn windows_map_to_the_rows_inside_them_in_file_order() {
+        let windows = [(10, 20), (40, 50), (70, 80)];
+        // Sorted: the usual binary-search answer.
+        assert_eq!(
+            window_rows(&[0, 10, 15, 20, 30, 40, 45, 60], &windows),
+            [(1, 3), (5, 6)]
+        );
+        // A repeated stretch (timestamps go back) inside a window stays in it, and the
+        // first window's range ends at its last row in file order.
+        assert_eq!(
+            window_rows(&[0, 10, 15, 12, 18, 30, 45, 50], &windows),
+            [(1, 4), (6, 7)]
+        );
+        // Rows out of order that would make ranges overlap: the later one is clipped.
+        assert_eq!(window_rows(&[10, 40, 45, 15, 60], &windows), [(0, 3)]);
+        assert_eq!(
+            window_rows(&[10, 40, 15, 45, 60], &windows),
+            [(0, 2), (3, 3)]
+        );
     }
 
     #[test]
