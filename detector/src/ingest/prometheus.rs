@@ -124,6 +124,12 @@ mod tests {
             [1_435_781_430_781, 1_435_781_445_781]
         );
         assert_eq!(series[0].values, [1.0, 0.0]);
+        // Results files repeat the timestamp texts: milliseconds are kept.
+        let texts: Vec<&str> = series[0].timestamp_texts().collect();
+        assert_eq!(
+            texts,
+            ["2015-07-01 20:10:30.781", "2015-07-01 20:10:45.781"]
+        );
         assert!(read_query_range("{}", Path::new("q.json"), "q").is_err());
     }
 

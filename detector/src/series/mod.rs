@@ -108,23 +108,29 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Formats Unix milliseconds as NAB writes timestamps: `YYYY-MM-DD HH:MM:SS`.
+/// Formats Unix milliseconds as NAB writes timestamps, `YYYY-MM-DD HH:MM:SS`, with
+/// `.mmm` after the seconds when they are not whole (Prometheus samples may fall on any
+/// millisecond), so that the text parses back to the same instant.
 pub fn format_timestamp(timestamp_ms: i64) -> String {
     let seconds = timestamp_ms.div_euclid(1000);
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let second_of_day = seconds.rem_euclid(86_400);
-    format!(
+    let text = format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
         second_of_day / 3600,
         second_of_day % 3600 / 60,
         second_of_day % 60
-    )
+    );
+    match timestamp_ms.rem_euclid(1000) {
+        0 => text,
+        ms => format!("{text}.{ms:03}"),
+    }
 }
 
 /// Formats Unix milliseconds as RFC 3339 in UTC with milliseconds, as Alertmanager and
 /// Prometheus write times: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339(timestamp_ms: i64) -> String {
-    let mut text = format_timestamp(timestamp_ms);
+    let mut text = format_timestamp(timestamp_ms - timestamp_ms.rem_euclid(1000));
     text.replace_range(10..11, "T");
     format!("{text}.{:03}Z", timestamp_ms.rem_euclid(1000))
 }
@@ -275,9 +281,9 @@ mod tests {
         }
 
         #[test]
-        fn format_then_parse_round_trips(seconds in -2_000_000_000i64..4_000_000_000) {
-            let ms = seconds * 1000;
+        fn format_then_parse_round_trips(ms in -2_000_000_000_000i64..4_000_000_000_000) {
             prop_assert_eq!(parse_timestamp(&format_timestamp(ms)).unwrap(), ms);
+            prop_assert_eq!(parse_timestamp(&format_rfc3339(ms)).unwrap(), ms);
         }
     }
 }
