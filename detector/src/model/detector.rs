@@ -283,9 +283,11 @@ pub struct SeriesDetector {
     #[serde(default)]
     shape: ShapeNovelty,
     /// The likelihood of the shape novelty, kept apart from the other models' so each is
-    /// judged against its own history.
+    /// judged against its own history. `None` only when restored from a snapshot from
+    /// before shape novelty: it is then made from the detector's own likelihood settings
+    /// on the next update (a default would ignore them).
     #[serde(default)]
-    shape_likelihood: AnomalyLikelihood,
+    shape_likelihood: Option<AnomalyLikelihood>,
 }
 
 impl SeriesDetector {
@@ -307,7 +309,7 @@ impl SeriesDetector {
         Ok(Self {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             shape: ShapeNovelty::new(&config.shape)?,
-            shape_likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
+            shape_likelihood: Some(AnomalyLikelihood::new(config.likelihood.clone())),
             baseline,
             recent_z: VecDeque::with_capacity(RECENT + 1),
             previous_value: 0.0,
@@ -485,7 +487,7 @@ impl SeriesDetector {
             match self.config.models {
                 Models::Combined => {
                     let deviation = self.likelihood.update_deviation(raw);
-                    let shape_deviation = self.shape_likelihood.update_deviation(shape);
+                    let shape_deviation = self.shape_likelihood().update_deviation(shape);
                     match (deviation, shape_deviation) {
                         (Some(a), Some(b)) => likelihood_of_deviation(a.max(b)),
                         (Some(d), None) | (None, Some(d)) => likelihood_of_deviation(d),
@@ -493,7 +495,7 @@ impl SeriesDetector {
                     }
                 }
                 Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
-                Models::ShapeOnly => self.shape_likelihood.update(shape),
+                Models::ShapeOnly => self.shape_likelihood().update(shape),
             }
         };
         // A value well beyond everything seen so far is anomalous whatever the models say:
@@ -527,6 +529,13 @@ impl SeriesDetector {
             shape,
             warning,
         }
+    }
+
+    /// The shape novelty's likelihood (see the field).
+    fn shape_likelihood(&mut self) -> &mut AnomalyLikelihood {
+        let config = &self.config.likelihood;
+        self.shape_likelihood
+            .get_or_insert_with(|| AnomalyLikelihood::new(config.clone()))
     }
 
     /// The shape novelty of the stretch `value` ends, in [0, 1]: its distance to the nearest
@@ -593,7 +602,10 @@ impl SeriesDetector {
     pub fn heap_bytes(&self) -> usize {
         self.baseline.heap_bytes()
             + self.likelihood.heap_bytes()
-            + self.shape_likelihood.heap_bytes()
+            + self
+                .shape_likelihood
+                .as_ref()
+                .map_or(0, AnomalyLikelihood::heap_bytes)
             + self.shape.heap_bytes()
             + self.recent_z.capacity() * 4
             + self.pending.capacity() * 16
@@ -634,7 +646,16 @@ mod tests {
 
     #[test]
     fn a_snapshot_from_before_shape_novelty_still_restores() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        // With likelihood settings of its own, which the restored shape likelihood takes.
+        let likelihood = LikelihoodConfig {
+            short_window: 7,
+            ..LikelihoodConfig::default()
+        };
+        let config = DetectorConfig {
+            likelihood: likelihood.clone(),
+            ..DetectorConfig::default()
+        };
+        let mut detector = SeriesDetector::new(config).unwrap();
         for i in 0..1300 {
             detector.update(i * 60_000, wave(i));
         }
@@ -648,6 +669,11 @@ mod tests {
             let s = restored.update(i * 60_000, wave(i));
             assert!((0.0..=1.0).contains(&s.score), "{s:?}");
         }
+        let shape_likelihood = serde_json::to_value(&restored).unwrap()["shape_likelihood"].clone();
+        assert_eq!(
+            shape_likelihood["config"],
+            serde_json::to_value(&likelihood).unwrap()
+        );
     }
 
     #[test]
