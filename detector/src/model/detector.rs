@@ -503,7 +503,11 @@ impl SeriesDetector {
         let likelihood = if beyond && warmed_up { 1.0 } else { likelihood };
         let score = self.suppress(likelihood);
 
-        self.drift.update(point.z * point.scale);
+        // A missing value is no residual (the baseline scores it as 0): it must not pull
+        // the drift towards the expectation.
+        if value.is_finite() {
+            self.drift.update(point.z * point.scale);
+        }
         // A band still being learnt says nothing about where the series is heading.
         let warning = if warmed_up {
             early_warning(
@@ -689,6 +693,20 @@ mod tests {
             .map(|i| restored.update(i * 60_000, wave(i)).score)
             .fold(0.0, f64::max);
         assert!(peak < 0.5, "{peak}");
+    }
+
+    #[test]
+    fn missing_values_leave_the_forecast_drift_where_it_was() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1500 {
+            detector.update(i * 60_000, wave(i) + if i >= 1400 { 2.0 } else { 0.0 });
+        }
+        let drift = |d: &SeriesDetector| serde_json::to_value(d).unwrap()["drift"].clone();
+        let before = drift(&detector);
+        for i in 1500..1550 {
+            detector.update(i * 60_000, f64::NAN);
+        }
+        assert_eq!(drift(&detector), before);
     }
 
     #[test]
