@@ -153,7 +153,17 @@ fn metrics(rule: String, runs: &[SeriesRun], outcomes: &[Outcome]) -> EventMetri
         f1,
         mean_lead_minutes: (!leads.is_empty())
             .then(|| leads.iter().sum::<f64>() / leads.len() as f64),
-        median_lead_minutes: leads.get(leads.len() / 2).copied(),
+        median_lead_minutes: median(&leads),
+    }
+}
+
+/// The median of sorted values: the middle one, or the mean of the two middle ones.
+fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some(0.5 * (sorted[n / 2 - 1] + sorted[n / 2])),
     }
 }
 
@@ -371,5 +381,18 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[5.0]), Some(5.0));
+        assert_eq!(median(&[1.0, 2.0, 10.0]), Some(2.0));
+        assert_eq!(median(&[1.0, 2.0, 4.0, 10.0]), Some(3.0));
     }
 }
