@@ -118,31 +118,37 @@ pub fn probationary_length(rows: usize) -> usize {
     (rows * 15 / 100).min(750)
 }
 
-/// Maps time windows (sorted, apart) onto row ranges `[first, last]`: the first and the
-/// last row, in file order, whose timestamp lies in the window. Rows are looked at one by
-/// one, not searched for, because real files are not always in time order (NAB's
-/// machine_temperature repeats an hour). Windows holding no row are dropped; should rows
-/// out of order make two ranges overlap, the later one starts after the earlier one ends.
+/// Maps time windows (sorted, apart) onto row ranges `[first, last]`, walking the rows in
+/// file order as NAB's scorer does: a window opens at the first row whose timestamp lies
+/// in it and closes at the first row after that past its end; windows are met in time
+/// order, and one that has closed, or that a later row has passed, does not open again.
+/// Real files are not always in time order (NAB's machine_temperature repeats an hour):
+/// a row that goes back in time stays in the window that is open, and opens none that is
+/// behind. Windows holding no row are dropped.
 pub fn window_rows(timestamps_ms: &[i64], windows: &[(i64, i64)]) -> Vec<(usize, usize)> {
-    let mut ranges: Vec<Option<(usize, usize)>> = vec![None; windows.len()];
+    let mut rows = Vec::with_capacity(windows.len());
+    let mut next = 0; // the next window that may open
+    let mut open: Option<usize> = None; // the first row of the window `next - 1`
     for (row, &t) in timestamps_ms.iter().enumerate() {
-        // The last window starting at or before `t`, if `t` is inside it.
-        let k = windows.partition_point(|&(start, _)| start <= t);
-        if k > 0 && t <= windows[k - 1].1 {
-            let range = &mut ranges[k - 1];
-            *range = Some(range.map_or((row, row), |(first, _)| (first, row)));
+        if let Some(first) = open {
+            if t <= windows[next - 1].1 {
+                continue;
+            }
+            rows.push((first, row - 1));
+            open = None;
+        }
+        while next < windows.len() && windows[next].1 < t {
+            next += 1; // passed before any of its rows came
+        }
+        if next < windows.len() && windows[next].0 <= t {
+            open = Some(row);
+            next += 1;
         }
     }
-    let mut rows: Vec<(usize, usize)> = ranges.into_iter().flatten().collect();
-    rows.sort_unstable();
-    let mut kept: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
-    for (first, last) in rows {
-        let first = kept.last().map_or(first, |&(_, end)| first.max(end + 1));
-        if first <= last {
-            kept.push((first, last));
-        }
+    if let Some(first) = open {
+        rows.push((first, timestamps_ms.len() - 1));
     }
-    kept
+    rows
 }
 
 /// `2 sigmoid(-5 x) - 1`, and `-1` from `x >= 3` on (far past a window).
@@ -164,6 +170,7 @@ pub struct ScoredRow {
     /// earliest row is worth the most); outside, relative to the end of the previous
     /// window (negative, `-1` far from any).
     pub position: f64,
+    /// 32 bits: more windows than that would take a labels file of hundreds of gigabytes.
     pub window: Option<u32>,
 }
 
@@ -355,7 +362,9 @@ pub fn optimise_thresholds(
         fp,
         fn_: positives - tp,
     };
-    rows.sort_unstable_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
+    // Stable, as NAB's sort is: equal scores are summed in pooled file order, so sums
+    // (and ties between thresholds) round as the official scorer's do.
+    rows.sort_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
     let mut tallies: Vec<Tally> = profiles.iter().map(|p| Tally::new(&present, p)).collect();
     let mut best: Vec<ThresholdScore> = tallies
         .iter()
@@ -415,22 +424,24 @@ mod tests {
     #[test]
     fn windows_map_to_the_rows_inside_them_in_file_order() {
         let windows = [(10, 20), (40, 50), (70, 80)];
-        // Sorted: the usual binary-search answer.
+        // Sorted: the first row at or after each start, the last at or before each end.
         assert_eq!(
             window_rows(&[0, 10, 15, 20, 30, 40, 45, 60], &windows),
             [(1, 3), (5, 6)]
         );
-        // A repeated stretch (timestamps go back) inside a window stays in it, and the
-        // first window's range ends at its last row in file order.
+        // Time goes back inside a window: those rows stay in it.
         assert_eq!(
-            window_rows(&[0, 10, 15, 12, 18, 30, 45, 50], &windows),
-            [(1, 4), (6, 7)]
+            window_rows(&[5, 6, 7, 10, 12, 6, 7, 15, 21, 45], &windows),
+            [(3, 7), (9, 9)]
         );
-        // Rows out of order that would make ranges overlap: the later one is clipped.
-        assert_eq!(window_rows(&[10, 40, 45, 15, 60], &windows), [(0, 3)]);
+        // A late row with an old timestamp reopens nothing.
+        let mut late: Vec<i64> = (0..100).collect();
+        late.push(15);
+        assert_eq!(window_rows(&late, &windows), [(10, 20), (40, 50), (70, 80)]);
+        // A window passed before any of its rows came is dropped.
         assert_eq!(
-            window_rows(&[10, 40, 15, 45, 60], &windows),
-            [(0, 2), (3, 3)]
+            window_rows(&[0, 15, 60, 45, 75], &windows),
+            [(1, 1), (4, 4)]
         );
     }
 
