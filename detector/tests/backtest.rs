@@ -210,3 +210,25 @@ fn results_stay_inside_the_output_folder_whatever_the_series_name() {
         Path::new("/out/omen/realTweets/omen_Twitter_volume_AAPL.csv")
     );
 }
+
+#[test]
+fn two_series_that_would_write_one_results_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("x")).unwrap();
+    // Read in this order: `a b` (one row), then `a_b` (two rows).
+    std::fs::write(data.join("x/a b.csv"), "2014-01-01 00:00:00,1\n").unwrap();
+    let two_rows = "2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n";
+    std::fs::write(data.join("x/a_b.csv"), two_rows).unwrap();
+    let out = dir.path().join("out");
+    let error = run(&options(data, None, &out, false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("series x/a b and x/a_b would both write"),
+        "{error}"
+    );
+    // The first was written (header and one row), and not overwritten by the second.
+    let written = std::fs::read_to_string(out.join("omen/x/omen_a_b.csv")).unwrap();
+    assert_eq!(written.lines().count(), 2);
+}

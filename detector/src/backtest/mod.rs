@@ -11,6 +11,7 @@ pub mod nab;
 pub mod plot;
 pub mod report;
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,6 +43,14 @@ pub enum BacktestError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// Two series names that differ only in characters a file name cannot hold (`a b`
+    /// and `a_b`) would write one results file.
+    #[error("series {first} and {second} would both write {path}; rename one of them")]
+    SameResults {
+        first: String,
+        second: String,
+        path: PathBuf,
     },
 }
 
@@ -75,7 +84,7 @@ pub struct SeriesRun {
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
     /// First early warning at or after each row, as rows ahead, if any was raised.
-    pub warnings: Vec<Option<usize>>,
+    pub warnings: Vec<Option<u32>>,
     pub detect_time: Duration,
     pub state_bytes: usize,
     pub snapshot_bytes: usize,
@@ -112,7 +121,11 @@ pub fn detect_series(
             run.lower.push(score.lower);
             run.upper.push(score.upper);
         }
-        run.warnings.push(score.warning.map(|w| w.steps_ahead));
+        run.warnings.push(
+            score
+                .warning
+                .map(|w| u32::try_from(w.steps_ahead).unwrap_or(u32::MAX)),
+        );
     }
     run.detect_time = started.elapsed();
     run.state_bytes = detector.state_bytes();
@@ -230,30 +243,37 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     let mut runs = Vec::new();
     let mut points = 0;
     let mut text = Vec::new();
+    let mut written: HashMap<PathBuf, String> = HashMap::new();
     // One file at a time: its text, and each series' timestamp texts once its results
     // are written, are freed before the next is read, so their memory is reused.
-    files.read_each(|series, files_read| -> Result<(), BacktestError> {
+    let read = files.read_each(|series, files_read| -> Result<(), BacktestError> {
+        let path = results_path(&options.out, &options.name, &series.name);
+        if let Some(first) = written.get(&path) {
+            return Err(BacktestError::SameResults {
+                first: first.clone(),
+                second: series.name,
+                path,
+            });
+        }
         let series_windows = windows
             .as_ref()
             .map(|w| nab::window_rows(&series.timestamps_ms, w.for_series(&series.name)))
             .unwrap_or_default();
         points += series.len();
         let mut run = detect_series(series, series_windows, &options.config, options.plots)?;
-        write_results(
-            &results_path(&options.out, &options.name, &run.series.name),
-            &run,
-            &mut text,
-        )?;
+        write_results(&path, &run, &mut text)?;
+        written.insert(path, run.series.name.clone());
         run.series.forget_timestamp_texts();
         runs.push(run);
         if show_progress {
             progress(files_read, files.len(), runs.len(), points);
         }
         Ok(())
-    })?;
+    });
     if show_progress {
-        eprintln!();
+        eprintln!(); // off the progress bar's line, whether or not all went well
     }
+    read?;
     let report = Report::build(&options.name, &runs, windows.is_some());
     let report_dir = options.out.join(&options.name);
     report.write(&report_dir.join("report.json"))?;

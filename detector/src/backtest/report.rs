@@ -207,7 +207,8 @@ fn early_warning_metrics(runs: &[SeriesRun], threshold: f64) -> EarlyWarningMetr
             detected += 1;
             // A warning counts if the alarm came about when it said (within twice its
             // announced lead), not merely somewhere later in a long window.
-            let foretold = |i: usize| run.warnings[i].is_some_and(|steps| hit <= i + 2 * steps);
+            let foretold =
+                |i: usize| run.warnings[i].is_some_and(|steps| hit <= i + 2 * steps as usize);
             if let Some(warned) = (start..hit).find(|&i| foretold(i)) {
                 warned_before_alarm += 1;
                 let ms = run.series.timestamps_ms[hit] - run.series.timestamps_ms[warned];

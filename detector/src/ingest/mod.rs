@@ -36,14 +36,19 @@ pub enum IngestError {
     QueryRange { path: PathBuf, reason: String },
     #[error("no series found under {path}")]
     Empty { path: PathBuf },
-    /// Two files give a series the same name (`a.csv` beside a CSV `a.txt`): their
-    /// results would overwrite each other and labels could not tell them apart.
-    #[error("series {name} is read from both {first} and {second}; rename one of them")]
-    Duplicate {
+    /// Two files differ only in their extension (`a.csv` beside `a.txt`): both would name
+    /// their series `a`, so results would overwrite each other and labels could not tell
+    /// them apart.
+    #[error("{first} and {second} would both name their series {name}; rename one of them")]
+    SameName {
         name: String,
         first: PathBuf,
         second: PathBuf,
     },
+    /// One file holds the same series twice (a selector repeated in a `query_range`
+    /// response).
+    #[error("{path}: series {name} appears twice")]
+    Repeated { path: PathBuf, name: String },
 }
 
 fn read_to_string(path: &Path) -> Result<String, IngestError> {
@@ -129,7 +134,7 @@ impl HistoryFiles {
                 .unwrap_or_default()
         };
         files.sort();
-        let files = files
+        let files: Vec<(PathBuf, String)> = files
             .into_iter()
             .map(|file| {
                 let relative = file.strip_prefix(&root).unwrap_or(&file).with_extension("");
@@ -141,6 +146,17 @@ impl HistoryFiles {
                 (file, name)
             })
             .collect();
+        // Refused before anything is read, so a backtest does not stop half-way.
+        let mut first_with: HashMap<&str, &Path> = HashMap::new();
+        for (file, name) in &files {
+            if let Some(first) = first_with.insert(name, file) {
+                return Err(IngestError::SameName {
+                    name: name.clone(),
+                    first: first.to_owned(),
+                    second: file.clone(),
+                });
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             files,
@@ -158,20 +174,30 @@ impl HistoryFiles {
 
     /// Reads the files one after the other, handing each series to `each` with the number
     /// of files read so far, so only one file's text is held at a time. Stops at the first
-    /// error, `each`'s own included; finding no series at all, or two series of one name,
-    /// is an error.
+    /// error, `each`'s own included; finding no series at all, or one series twice in a
+    /// file, is an error.
     pub fn read_each<E: From<IngestError>>(
         &self,
         mut each: impl FnMut(Series, usize) -> Result<(), E>,
     ) -> Result<(), E> {
+        // By series name, the file it came from. Names can still meet across files (a
+        // `query_range` response `a.json` holds series `a/<selector>`, as does a CSV file
+        // `a/<selector>.csv`).
         let mut sources: HashMap<String, usize> = HashMap::new();
         for (index, (file, name)) in self.files.iter().enumerate() {
             for series in read_file(file, name)? {
                 if let Some(&first) = sources.get(&series.name) {
-                    return Err(IngestError::Duplicate {
-                        name: series.name,
-                        first: self.files[first].0.clone(),
-                        second: file.clone(),
+                    return Err(if first == index {
+                        IngestError::Repeated {
+                            path: file.clone(),
+                            name: series.name,
+                        }
+                    } else {
+                        IngestError::SameName {
+                            name: series.name,
+                            first: self.files[first].0.clone(),
+                            second: file.clone(),
+                        }
                     }
                     .into());
                 }
@@ -253,10 +279,42 @@ mod tests {
         for file in ["a.csv", "a.txt"] {
             std::fs::write(dir.path().join(file), "2014-01-01 00:00:00,1\n").unwrap();
         }
-        let error = read_path(dir.path()).unwrap_err().to_string();
-        assert!(error.starts_with("series a is read from both"), "{error}");
+        // Refused when listed, before any file is read.
+        let error = HistoryFiles::find(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.ends_with("would both name their series a; rename one of them"),
+            "{error}"
+        );
         assert!(
             error.contains("a.csv") && error.contains("a.txt"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn one_series_twice_is_refused_within_a_file_and_across_files() {
+        let matrix = |metrics: &[&str]| {
+            let results: Vec<String> = metrics
+                .iter()
+                .map(|m| format!(r#"{{"metric":{{"__name__":"{m}"}},"values":[[1,"1"]]}}"#))
+                .collect();
+            format!(r#"{{"data":{{"result":[{}]}}}}"#, results.join(","))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("q.json"), matrix(&["x", "x"])).unwrap();
+        let error = read_path(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.ends_with("q.json: series q/x appears twice"),
+            "{error}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("q.json"), matrix(&["x"])).unwrap();
+        std::fs::create_dir(dir.path().join("q")).unwrap();
+        std::fs::write(dir.path().join("q/x.csv"), "2014-01-01 00:00:00,1\n").unwrap();
+        let error = read_path(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("would both name their series q/x"),
             "{error}"
         );
     }
