@@ -108,19 +108,23 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Formats Unix milliseconds as NAB writes timestamps, `YYYY-MM-DD HH:MM:SS`, with
-/// `.mmm` after the seconds when they are not whole (Prometheus samples may fall on any
-/// millisecond), so that the text parses back to the same instant.
-pub fn format_timestamp(timestamp_ms: i64) -> String {
-    let seconds = timestamp_ms.div_euclid(1000);
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix seconds.
+fn format_seconds(seconds: i64) -> String {
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let second_of_day = seconds.rem_euclid(86_400);
-    let text = format!(
+    format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
         second_of_day / 3600,
         second_of_day % 3600 / 60,
         second_of_day % 60
-    );
+    )
+}
+
+/// Formats Unix milliseconds as NAB writes timestamps, `YYYY-MM-DD HH:MM:SS`, with
+/// `.mmm` after the seconds when they are not whole (Prometheus samples may fall on any
+/// millisecond), so that the text parses back to the same instant.
+pub fn format_timestamp(timestamp_ms: i64) -> String {
+    let text = format_seconds(timestamp_ms.div_euclid(1000));
     match timestamp_ms.rem_euclid(1000) {
         0 => text,
         ms => format!("{text}.{ms:03}"),
@@ -130,7 +134,7 @@ pub fn format_timestamp(timestamp_ms: i64) -> String {
 /// Formats Unix milliseconds as RFC 3339 in UTC with milliseconds, as Alertmanager and
 /// Prometheus write times: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_rfc3339(timestamp_ms: i64) -> String {
-    let mut text = format_timestamp(timestamp_ms - timestamp_ms.rem_euclid(1000));
+    let mut text = format_seconds(timestamp_ms.div_euclid(1000));
     text.replace_range(10..11, "T");
     format!("{text}.{:03}Z", timestamp_ms.rem_euclid(1000))
 }
@@ -254,6 +258,15 @@ mod tests {
     }
 
     #[test]
+    fn the_extreme_milliseconds_format() {
+        for ms in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+            assert!(format_rfc3339(ms).ends_with('Z'), "{ms}");
+            assert!(format_timestamp(ms).len() >= 19, "{ms}");
+        }
+        assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999");
+    }
+
+    #[test]
     fn rejects_garbage() {
         for text in [
             "",
@@ -284,6 +297,12 @@ mod tests {
         fn format_then_parse_round_trips(ms in -2_000_000_000_000i64..4_000_000_000_000) {
             prop_assert_eq!(parse_timestamp(&format_timestamp(ms)).unwrap(), ms);
             prop_assert_eq!(parse_timestamp(&format_rfc3339(ms)).unwrap(), ms);
+        }
+
+        #[test]
+        fn any_millisecond_formats_without_overflow(ms in any::<i64>()) {
+            prop_assert!(format_timestamp(ms).len() >= 19);
+            prop_assert!(format_rfc3339(ms).ends_with('Z'));
         }
     }
 }
