@@ -285,8 +285,9 @@ pub struct SeriesDetector {
     /// The likelihood of the shape novelty, kept apart from the other models' so each is
     /// judged against its own history. `None` only when restored from a snapshot from
     /// before shape novelty: it is then made from the detector's own likelihood settings
-    /// on the next update (a default would ignore them).
-    #[serde(default)]
+    /// on the next update (a default would ignore them). Left out of a snapshot while
+    /// `None`, so builds from before it was optional still read that snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     shape_likelihood: Option<AnomalyLikelihood>,
 }
 
@@ -669,6 +670,14 @@ mod tests {
         assert!(fields.remove("shape_likelihood").is_some());
         fields["config"].as_object_mut().unwrap().remove("shape");
         let mut restored: SeriesDetector = serde_json::from_value(snapshot).unwrap();
+        // Snapshotted again before an update, it still has no `shape_likelihood` (not a
+        // `null` that builds from before could not read).
+        let again = serde_json::to_value(&restored).unwrap();
+        assert!(
+            again.get("shape_likelihood").is_none(),
+            "{}",
+            again["shape_likelihood"]
+        );
         for i in 1300..2000 {
             let s = restored.update(i * 60_000, wave(i));
             assert!((0.0..=1.0).contains(&s.score), "{s:?}");
