@@ -36,10 +36,11 @@ pub enum IngestError {
     QueryRange { path: PathBuf, reason: String },
     #[error("no series found under {path}")]
     Empty { path: PathBuf },
-    /// Two files differ only in their extension (`a.csv` beside `a.txt`): both would name
-    /// their series `a`, so results would overwrite each other and labels could not tell
-    /// them apart.
-    #[error("{first} and {second} would both name their series {name}; rename one of them")]
+    /// Two files' series would take one name: files that differ only in their extension
+    /// (`a.csv` beside `a.txt`, both named from `a`), or a `query_range` response `q.json`
+    /// (series `q/<selector>`) beside a CSV file `q/<selector>.csv`. Results would
+    /// overwrite each other and labels could not tell them apart.
+    #[error("{first} and {second} would both name series {name}; rename one of them")]
     SameName {
         name: String,
         first: PathBuf,
@@ -282,7 +283,7 @@ mod tests {
         // Refused when listed, before any file is read.
         let error = HistoryFiles::find(dir.path()).unwrap_err().to_string();
         assert!(
-            error.ends_with("would both name their series a; rename one of them"),
+            error.ends_with("would both name series a; rename one of them"),
             "{error}"
         );
         assert!(
@@ -313,10 +314,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("q")).unwrap();
         std::fs::write(dir.path().join("q/x.csv"), "2014-01-01 00:00:00,1\n").unwrap();
         let error = read_path(dir.path()).unwrap_err().to_string();
-        assert!(
-            error.contains("would both name their series q/x"),
-            "{error}"
-        );
+        assert!(error.contains("would both name series q/x"), "{error}");
     }
 
     #[test]
