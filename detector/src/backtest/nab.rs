@@ -170,9 +170,26 @@ pub struct ScoredRow {
     /// earliest row is worth the most); outside, relative to the end of the previous
     /// window (negative, `-1` far from any).
     pub position: f64,
-    /// 32 bits: more windows than that would take a labels file of hundreds of gigabytes.
-    pub window: Option<u32>,
+    /// The window's id, [`NO_WINDOW`] outside any (see [`window`](Self::window)). 32 bits,
+    /// with `order` beside it, keep a row at 24 bytes; more windows than that would take a
+    /// labels file of hundreds of gigabytes.
+    window: u32,
+    /// Where the row stood before [`optimise_thresholds`] sorted it, so that equal scores
+    /// keep their order.
+    order: u32,
 }
+
+/// [`ScoredRow`]'s window id for a row outside every window.
+const NO_WINDOW: u32 = u32::MAX;
+
+impl ScoredRow {
+    /// The window the row lies in, if any.
+    pub fn window(&self) -> Option<u32> {
+        (self.window != NO_WINDOW).then_some(self.window)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<ScoredRow>() == 24);
 
 /// Weighs every scored row of one file. `windows` are row ranges in time order; the
 /// window ids given to rows are `first_window_id + k`.
@@ -225,7 +242,8 @@ pub fn weigh_rows_into(
             rows.push(ScoredRow {
                 anomaly_score,
                 position: scaled_sigmoid(position),
-                window,
+                window: window.unwrap_or(NO_WINDOW),
+                order: 0,
             });
         }
         if let Some((_, first, last)) = current {
@@ -276,7 +294,7 @@ impl Tally {
     }
 
     fn alarm(&mut self, row: &ScoredRow) {
-        match row.window {
+        match row.window() {
             Some(id) => {
                 let value = row.position * self.profile.tp_weight / self.max_tp;
                 let best = &mut self.window_best[id as usize];
@@ -298,11 +316,11 @@ impl Tally {
 fn windows_present(rows: &[ScoredRow]) -> Vec<bool> {
     let ids = rows
         .iter()
-        .filter_map(|r| r.window)
+        .filter_map(ScoredRow::window)
         .max()
         .map_or(0, |id| id as usize + 1);
     let mut present = vec![false; ids];
-    for id in rows.iter().filter_map(|r| r.window) {
+    for id in rows.iter().filter_map(ScoredRow::window) {
         present[id as usize] = true;
     }
     present
@@ -318,7 +336,7 @@ pub fn score_at_threshold(
     let (mut tp, mut tn, mut fp, mut fn_) = (0, 0, 0, 0);
     for row in rows {
         let alarm = row.anomaly_score >= threshold;
-        match (alarm, row.window.is_some()) {
+        match (alarm, row.window().is_some()) {
             (true, true) => tp += 1,
             (true, false) => fp += 1,
             (false, true) => fn_ += 1,
@@ -352,7 +370,7 @@ pub fn optimise_thresholds(
     profiles: &[CostProfile],
 ) -> Vec<ThresholdScore> {
     let present = windows_present(rows);
-    let positives = rows.iter().filter(|r| r.window.is_some()).count();
+    let positives = rows.iter().filter(|r| r.window().is_some()).count();
     let total = rows.len();
     let outcome = |threshold: f64, score: f64, tp: usize, fp: usize| ThresholdScore {
         threshold,
@@ -362,9 +380,18 @@ pub fn optimise_thresholds(
         fp,
         fn_: positives - tp,
     };
-    // Stable, as NAB's sort is: equal scores are summed in pooled file order, so sums
-    // (and ties between thresholds) round as the official scorer's do.
-    rows.sort_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
+    // Equal scores keep the order they were given in, as in NAB's stable sort: they are
+    // summed in pooled file order, so sums (and ties between thresholds) round as the
+    // official scorer's do. An unstable sort on (score, order) is that order, without a
+    // stable sort's buffer.
+    for (order, row) in rows.iter_mut().enumerate() {
+        row.order = u32::try_from(order).unwrap_or(u32::MAX);
+    }
+    rows.sort_unstable_by(|a, b| {
+        b.anomaly_score
+            .total_cmp(&a.anomaly_score)
+            .then(a.order.cmp(&b.order))
+    });
     let mut tallies: Vec<Tally> = profiles.iter().map(|p| Tally::new(&present, p)).collect();
     let mut best: Vec<ThresholdScore> = tallies
         .iter()
@@ -373,7 +400,7 @@ pub fn optimise_thresholds(
     let (mut tp, mut fp) = (0, 0);
     for group in rows.chunk_by(|a, b| a.anomaly_score == b.anomaly_score) {
         for row in group {
-            if row.window.is_some() {
+            if row.window().is_some() {
                 tp += 1;
             } else {
                 fp += 1;
