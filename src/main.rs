@@ -202,7 +202,8 @@ fn main() -> ExitCode {
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {error:#}");
+                // Not the chain (`{:#}`): each error's message already says its cause.
+                eprintln!("error: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -277,8 +278,11 @@ fn demo(args: &DemoArgs) -> ExitCode {
 fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     use omen_detector::model::{DetectorConfig, Models};
     let mut config: DetectorConfig = match &args.config {
-        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
         None => DetectorConfig::default(),
     };
     config.models = match args.models {
