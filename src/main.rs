@@ -202,8 +202,7 @@ fn main() -> ExitCode {
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                // Not the chain (`{:#}`): each error's message already says its cause.
-                eprintln!("error: {error}");
+                eprintln!("error: {}", error_line(&error));
                 ExitCode::FAILURE
             }
         },
@@ -252,7 +251,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_FAILED),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", error_line(&error));
                 ExitCode::FAILURE
             }
         };
@@ -269,10 +268,26 @@ fn demo(args: &DemoArgs) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_FAILED),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once: our own errors already end
+/// their message with their cause (`cannot read x.csv: permission denied`), and a context
+/// added by anyhow (`connect to redis`) does not, so the chain alone would say some twice
+/// and the message alone would leave some out.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
@@ -442,4 +457,39 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
         );
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    /// Says its cause in its message, as the crates' errors do.
+    #[derive(Debug)]
+    struct CannotRead(std::io::Error);
+
+    impl std::fmt::Display for CannotRead {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read x.csv: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for CannotRead {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let denied = || std::io::Error::other("permission denied");
+        let own = anyhow::Error::new(CannotRead(denied()));
+        assert_eq!(error_line(&own), "cannot read x.csv: permission denied");
+        let context = anyhow::Error::new(denied()).context("connect to redis");
+        assert_eq!(error_line(&context), "connect to redis: permission denied");
+        let both = anyhow::Error::new(CannotRead(denied())).context("demo");
+        assert_eq!(
+            error_line(&both),
+            "demo: cannot read x.csv: permission denied"
+        );
+    }
 }
