@@ -477,7 +477,12 @@ impl SeriesDetector {
         };
         let beyond = self.beyond_range(value);
         let shape = match self.config.models {
-            Models::Combined | Models::ShapeOnly => self.shape_surprise(value),
+            Models::Combined | Models::ShapeOnly => {
+                // Compared with the expectation as the value is: without the event's effect.
+                let expected = transform.invert(point.expected);
+                let expected = point.event.map_or(expected, |event| event.remove(expected));
+                self.shape_surprise(value, expected)
+            }
             Models::BaselineOnly | Models::ForestOnly => 0.0,
         };
         // The baseline's first points are too rough to teach the likelihood what is normal.
@@ -545,12 +550,14 @@ impl SeriesDetector {
 
     /// The shape novelty of the stretch `value` ends, in [0, 1]: its distance to the nearest
     /// earlier stretch relative to the range of values seen (the same range the spatial
-    /// rule keeps, so a series' own swings set the yardstick).
-    fn shape_surprise(&mut self, value: f64) -> f64 {
+    /// rule keeps, so a series' own swings set the yardstick). Values enter pulled towards
+    /// `expected` by the dead zone.
+    fn shape_surprise(&mut self, value: f64, expected: f64) -> f64 {
+        let span = self.range.map_or(0.0, |(low, high)| high - low);
+        let value = shrink_towards(value, expected, self.config.shape.dead_zone * span);
         let Some(distance) = self.shape.update(value) else {
             return 0.0;
         };
-        let span = self.range.map_or(0.0, |(low, high)| high - low);
         if !(span > 0.0 && span.is_finite()) {
             return 0.0;
         }
@@ -617,6 +624,16 @@ impl SeriesDetector {
             + self.features.capacity() * FEATURES * 4
             + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
     }
+}
+
+/// `value` moved `width` towards `expected`, and no further (a soft threshold of its
+/// departure). A value, expectation or width that is not finite leaves the value as it is.
+fn shrink_towards(value: f64, expected: f64, width: f64) -> f64 {
+    if !(expected.is_finite() && width.is_finite() && width > 0.0) {
+        return value;
+    }
+    let departure = value - expected;
+    expected + departure.signum() * (departure.abs() - width).max(0.0)
 }
 
 #[cfg(test)]
@@ -924,6 +941,59 @@ mod tests {
             }
         }
         assert!(peak > 0.5, "{peak}");
+    }
+
+    #[test]
+    fn shrinking_pulls_a_value_towards_the_expectation_and_no_further() {
+        assert_eq!(shrink_towards(12.0, 10.0, 0.5), 11.5);
+        assert_eq!(shrink_towards(8.0, 10.0, 0.5), 8.5);
+        assert_eq!(shrink_towards(10.3, 10.0, 0.5), 10.0);
+        assert_eq!(shrink_towards(9.8, 10.0, 0.5), 10.0);
+        // Nothing to pull towards, or no width: the value as it is.
+        assert_eq!(shrink_towards(12.0, f64::NAN, 0.5), 12.0);
+        assert_eq!(shrink_towards(12.0, 10.0, 0.0), 12.0);
+        assert_eq!(shrink_towards(12.0, 10.0, f64::INFINITY), 12.0);
+        assert!(shrink_towards(f64::NAN, 10.0, 0.5).is_nan());
+    }
+
+    #[test]
+    fn noise_inside_the_dead_zone_is_no_shape_and_an_excursion_is() {
+        use rand::{Rng, SeedableRng};
+        use rand_xoshiro::Xoshiro256PlusPlus;
+
+        // A level of 10 with noise of +-0.3, after a swing to 15 that sets the range to
+        // about 5: the noise is inside the dead zone (about 0.5), the final excursion to 12
+        // is not.
+        let run = |dead_zone: f64| {
+            let mut config = DetectorConfig {
+                models: Models::ShapeOnly,
+                ..DetectorConfig::default()
+            };
+            config.shape.dead_zone = dead_zone;
+            let mut detector = SeriesDetector::new(config).unwrap();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+            let (mut noise, mut excursion) = (0.0f64, 0.0f64);
+            for i in 0..2_000i64 {
+                let swing = if (100..110).contains(&i) { 5.0 } else { 0.0 };
+                let burst = if i >= 1_990 { 2.0 } else { 0.0 };
+                let wiggle = rng.gen_range(-0.3..0.3);
+                let s = detector.update(i * 60_000, 10.0 + wiggle + swing + burst);
+                if (1_000..1_990).contains(&i) {
+                    noise = noise.max(s.shape);
+                } else if i >= 1_990 {
+                    excursion = excursion.max(s.shape);
+                }
+            }
+            (noise, excursion)
+        };
+        let (noise, excursion) = run(ShapeConfig::default().dead_zone);
+        // What is left is the expectation's own slow drift.
+        // What is left is the expectation's own wander (0.02 here).
+        assert!(noise < 0.05, "{noise}");
+        assert!(excursion > 0.5, "{excursion}");
+        // Without the dead zone, stretches of noise are further apart (0.28 here).
+        let (plain_noise, _) = run(0.0);
+        assert!(plain_noise > 5.0 * noise, "{plain_noise} against {noise}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Errors from checking a shape configuration.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, PartialEq)]
 pub enum ShapeError {
     #[error("shape.{field} must be at least {min}, got {value}")]
     TooSmall {
@@ -24,6 +24,8 @@ pub enum ShapeError {
         min: usize,
         value: usize,
     },
+    #[error("shape.dead_zone must be in [0, 1), got {0}")]
+    DeadZone(f64),
 }
 
 /// Shape novelty settings.
@@ -38,6 +40,12 @@ pub struct ShapeConfig {
     /// Distance (Euclidean over the window, as a fraction of the range of values seen) at
     /// which the novelty reaches 1.
     pub saturation: f64,
+    /// Departures from the baseline's expectation up to this fraction of the range of
+    /// values seen are not shape: each value is pulled this far towards the expectation
+    /// (and no further) before stretches are compared, so that two stretches of noise
+    /// around the same level match and an excursion stands out. 0: the values as they
+    /// are.
+    pub dead_zone: f64,
 }
 
 impl Default for ShapeConfig {
@@ -46,6 +54,7 @@ impl Default for ShapeConfig {
             window: 16,
             history: 320,
             saturation: 0.5,
+            dead_zone: 0.1,
         }
     }
 }
@@ -57,6 +66,9 @@ impl ShapeConfig {
             if value < min {
                 return Err(ShapeError::TooSmall { field, min, value });
             }
+        }
+        if !(0.0..1.0).contains(&self.dead_zone) {
+            return Err(ShapeError::DeadZone(self.dead_zone));
         }
         Ok(())
     }
@@ -278,6 +290,17 @@ mod tests {
                 value: 1
             }
         );
+        for dead_zone in [-0.1, 1.0, f64::NAN] {
+            let config = ShapeConfig {
+                dead_zone,
+                ..ShapeConfig::default()
+            };
+            let error = ShapeNovelty::new(&config).unwrap_err().to_string();
+            assert!(
+                error.starts_with("shape.dead_zone must be in [0, 1)"),
+                "{error}"
+            );
+        }
     }
 
     proptest! {
