@@ -18,7 +18,7 @@
 
 use std::fmt::Write as _;
 
-use super::{FamilyType, Sample, ValueKind};
+use super::{label_name_len, metric_name_len, FamilyType, Sample, ValueKind};
 
 /// What a scrape held.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -230,30 +230,6 @@ fn split_token(text: &str) -> (&str, &str) {
         Some(end) => text.split_at(end),
         None => (text, ""),
     }
-}
-
-/// Length of the metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) at the start of `bytes`.
-fn metric_name_len(bytes: &[u8]) -> usize {
-    match bytes.first() {
-        Some(b) if b.is_ascii_alphabetic() || *b == b'_' || *b == b':' => {}
-        _ => return 0,
-    }
-    1 + bytes[1..]
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b':')
-        .count()
-}
-
-/// Length of the label name (`[a-zA-Z_][a-zA-Z0-9_]*`) at the start of `bytes`.
-fn label_name_len(bytes: &[u8]) -> usize {
-    match bytes.first() {
-        Some(b) if b.is_ascii_alphabetic() || *b == b'_' => {}
-        _ => return 0,
-    }
-    1 + bytes[1..]
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-        .count()
 }
 
 /// A label as written: `value` still escaped. Kept in a buffer reused across lines, so a

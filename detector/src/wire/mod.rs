@@ -31,6 +31,40 @@ pub struct Sample {
     pub kind: ValueKind,
 }
 
+/// Length of the metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) at the start of `bytes`.
+pub(crate) fn metric_name_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(b) if b.is_ascii_alphabetic() || *b == b'_' || *b == b':' => {}
+        _ => return 0,
+    }
+    1 + bytes[1..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b':')
+        .count()
+}
+
+/// Length of the label name (`[a-zA-Z_][a-zA-Z0-9_]*`) at the start of `bytes`.
+pub(crate) fn label_name_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(b) if b.is_ascii_alphabetic() || *b == b'_' => {}
+        _ => return 0,
+    }
+    1 + bytes[1..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()
+}
+
+/// Whether all of `name` is a metric name.
+pub(crate) fn is_metric_name(name: &str) -> bool {
+    !name.is_empty() && metric_name_len(name.as_bytes()) == name.len()
+}
+
+/// Whether all of `name` is a label name.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    !name.is_empty() && label_name_len(name.as_bytes()) == name.len()
+}
+
 /// A metric family's declared type, as in a `# TYPE` line or remote_write metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FamilyType {

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use prost::Message as _;
 use thiserror::Error;
 
-use super::{FamilyType, Sample, ValueKind, SAMPLE_SUFFIXES};
+use super::{is_label_name, is_metric_name, FamilyType, Sample, ValueKind, SAMPLE_SUFFIXES};
 
 /// The protobuf messages of `prometheus/prompb`, reduced to the fields read here.
 pub mod proto {
@@ -125,6 +125,14 @@ pub enum RemoteWriteError {
     InvalidUtf8,
     #[error("a series has the label {name:?} twice")]
     DuplicateLabel { name: String },
+    #[error("invalid metric name {name:?}")]
+    InvalidMetricName { name: String },
+    #[error("invalid label name {name:?}")]
+    InvalidLabelName { name: String },
+    /// Each sample carries its series' name and labels: a long label on many samples
+    /// would take far more memory and work than the body it came in.
+    #[error("samples would copy {bytes} bytes of names and labels, over the limit of {max_bytes}")]
+    TooManyLabelBytes { bytes: usize, max_bytes: usize },
 }
 
 impl RemoteWriteError {
@@ -136,12 +144,14 @@ impl RemoteWriteError {
             | Self::UnsupportedProto { .. }
             | Self::MissingContentEncoding
             | Self::UnsupportedContentEncoding { .. } => 415,
-            Self::TooLarge { .. } => 413,
+            Self::TooLarge { .. } | Self::TooManyLabelBytes { .. } => 413,
             Self::Snappy(_)
             | Self::Protobuf(_)
             | Self::MissingMetricName
             | Self::InvalidUtf8
-            | Self::DuplicateLabel { .. } => 400,
+            | Self::DuplicateLabel { .. }
+            | Self::InvalidMetricName { .. }
+            | Self::InvalidLabelName { .. } => 400,
         }
     }
 }
@@ -150,7 +160,8 @@ const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 const WRITE_REQUEST_V1: &str = "prometheus.WriteRequest";
 
 /// Decodes one request body, given its `Content-Type` and `Content-Encoding` headers;
-/// `max_decoded_bytes` bounds the uncompressed size.
+/// `max_decoded_bytes` bounds the uncompressed size, and
+/// [`EXPANSION`]` * max_decoded_bytes` the samples it is decoded into.
 pub fn decode(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
@@ -171,7 +182,23 @@ pub fn decode(
         .map_err(RemoteWriteError::Snappy)?;
     let request =
         proto::WriteRequest::decode(decoded.as_slice()).map_err(RemoteWriteError::Protobuf)?;
-    into_samples(request)
+    into_samples(request, max_decoded_bytes.saturating_mul(EXPANSION))
+}
+
+/// How many times its decoded size a request's samples may copy in names and labels (each
+/// sample carries its series'): a sample takes at least 11 bytes of the body, so a series
+/// with up to 176 bytes of them fits with any number of samples, and a long label repeated
+/// over millions of samples does not.
+pub const EXPANSION: usize = 16;
+
+/// Names and errors quote at most this many characters of a name.
+const QUOTED: usize = 64;
+
+fn quoted(name: &str) -> String {
+    match name.char_indices().nth(QUOTED) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
 }
 
 fn check_content_type(content_type: Option<&str>) -> Result<(), RemoteWriteError> {
@@ -240,11 +267,24 @@ fn kind_of(family_types: &HashMap<&str, FamilyType>, name: &str) -> Option<Value
     Some(ValueKind::Unknown)
 }
 
-fn into_samples(request: proto::WriteRequest) -> Result<WriteRequest, RemoteWriteError> {
+fn into_samples(
+    request: proto::WriteRequest,
+    max_bytes: usize,
+) -> Result<WriteRequest, RemoteWriteError> {
     let proto::WriteRequest {
         timeseries,
         metadata,
     } = request;
+    // Counted before anything is copied.
+    let bytes = timeseries.iter().fold(0usize, |total, series| {
+        let labels = series.labels.iter().fold(0usize, |sum, label| {
+            sum.saturating_add(label.name.len() + label.value.len())
+        });
+        total.saturating_add(labels.saturating_mul(series.samples.len()))
+    });
+    if bytes > max_bytes {
+        return Err(RemoteWriteError::TooManyLabelBytes { bytes, max_bytes });
+    }
     let family_types: HashMap<&str, FamilyType> = metadata
         .iter()
         .map(|m| (m.metric_family_name.as_str(), family_type(m.r#type)))
@@ -286,6 +326,11 @@ fn series_labels(
         let label_name =
             String::from_utf8(label.name).map_err(|_| RemoteWriteError::InvalidUtf8)?;
         let value = String::from_utf8(label.value).map_err(|_| RemoteWriteError::InvalidUtf8)?;
+        if label_name != "__name__" && !is_label_name(&label_name) {
+            return Err(RemoteWriteError::InvalidLabelName {
+                name: quoted(&label_name),
+            });
+        }
         if label_name == "__name__" {
             if name.is_some() {
                 return Err(RemoteWriteError::DuplicateLabel { name: label_name });
@@ -298,6 +343,11 @@ fn series_labels(
     let name = name
         .filter(|name| !name.is_empty())
         .ok_or(RemoteWriteError::MissingMetricName)?;
+    if !is_metric_name(&name) {
+        return Err(RemoteWriteError::InvalidMetricName {
+            name: quoted(&name),
+        });
+    }
     others.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = others.windows(2).find(|pair| pair[0].0 == pair[1].0) {
         return Err(RemoteWriteError::DuplicateLabel {
@@ -690,11 +740,76 @@ mod tests {
                 request(vec![label("__name__", "m"), label("__name__", "n")]),
                 "a series has the label \"__name__\" twice",
             ),
+            // Names that would break the exposition the detector writes them back into.
+            (
+                request(vec![label("__name__", "m"), label("l\n\"", "1")]),
+                "invalid label name \"l\\n\\\"\"",
+            ),
+            (
+                request(vec![label("__name__", "m"), label("1a", "1")]),
+                "invalid label name \"1a\"",
+            ),
+            (
+                request(vec![label("__name__", "m-x")]),
+                "invalid metric name \"m-x\"",
+            ),
         ];
         for (request, message) in cases {
             let error = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap_err();
             assert_eq!((error.status(), error.to_string().as_str()), (400, message));
         }
+    }
+
+    #[test]
+    fn a_long_name_is_quoted_in_part() {
+        // Valid characters, but a colon-free metric name cannot start with a digit.
+        let name = format!("0{}", "n".repeat(1_000));
+        let request = proto::WriteRequest {
+            timeseries: vec![series(&[("__name__", &name)], &[(1.0, 1)])],
+            metadata: Vec::new(),
+        };
+        let message = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            format!("invalid metric name \"0{}…\"", "n".repeat(63))
+        );
+    }
+
+    #[test]
+    fn a_label_repeated_over_many_samples_is_413_before_it_is_copied() {
+        // Half a megabyte of label on 2,000 samples: a small body, a gigabyte of samples.
+        let long = "v".repeat(500_000);
+        let samples: Vec<(f64, i64)> = (0..2_000).map(|i| (1.0, i)).collect();
+        let request = proto::WriteRequest {
+            timeseries: vec![series(&[("__name__", "m"), ("big", &long)], &samples)],
+            metadata: Vec::new(),
+        };
+        let body = body(&request);
+        let decoded = snap::raw::decompress_len(&body).unwrap();
+        let error = decode(PROTOBUF, SNAPPY, &body, decoded).unwrap_err();
+        assert_eq!(error.status(), 413);
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("over the limit of {}", decoded * EXPANSION)),
+            "{error}"
+        );
+        // The same label on a few samples is an ordinary request.
+        let request = proto::WriteRequest {
+            timeseries: vec![series(&[("__name__", "m"), ("big", &long)], &samples[..4])],
+            metadata: Vec::new(),
+        };
+        let body = super::tests::body(&request);
+        let decoded = snap::raw::decompress_len(&body).unwrap();
+        assert_eq!(
+            decode(PROTOBUF, SNAPPY, &body, decoded)
+                .unwrap()
+                .samples
+                .len(),
+            4
+        );
     }
 
     proptest! {
