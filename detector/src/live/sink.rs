@@ -242,9 +242,11 @@ impl Sink {
             }
             return Ok(());
         }
-        let reply = response.bytes().await.unwrap_or_default();
-        let reply =
-            String::from_utf8_lossy(&reply[..reply.len().min(MAX_REPLY_BYTES)]).into_owned();
+        // The start of the reply says why; the rest is not read.
+        let reply = match super::source::read_capped(response, MAX_REPLY_BYTES).await {
+            Ok(reply) | Err((_, reply)) => reply,
+        };
+        let reply = String::from_utf8_lossy(&reply).into_owned();
         Err(format!("{url}: {status}: {reply}"))
     }
 }
