@@ -63,6 +63,10 @@ const OWN_SERIES_VALUE: &str = "omen_series_value";
 /// Consecutive points a forecast must say "trouble ahead" before a warning is raised.
 const WARNING_PERSISTENCE: u32 = 3;
 
+/// How far ahead of the detector's clock a sample may be stamped: senders' clocks drift,
+/// but not by minutes.
+pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+
 /// Per-point scoring latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
@@ -134,6 +138,8 @@ struct Stats {
     evidence_published: u64,
     evidence_correlated: u64,
     out_of_order: u64,
+    /// Samples stamped beyond [`MAX_AHEAD_MS`] of the clock.
+    from_future: u64,
     last_snapshot_s: f64,
 }
 
@@ -282,6 +288,11 @@ impl Engine {
             return;
         }
         let timestamp_ms = sample.timestamp_ms.unwrap_or(now_ms);
+        if timestamp_ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+            // Taken, it would make every later sample of its series out of order.
+            self.stats.from_future += 1;
+            return;
+        }
         let labels: BTreeMap<String, String> = sample.labels.iter().cloned().collect();
         let key = selector(name, &labels);
         if !self.series.contains_key(&key) {
@@ -686,7 +697,7 @@ impl Engine {
             &[],
             self.series.len() as f64,
         );
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 10] = [
             (
                 "omen_detector_points_total",
                 "Points scored.",
@@ -731,6 +742,11 @@ impl Engine {
                 "omen_detector_out_of_order_total",
                 "Samples not newer than their series' last, skipped.",
                 self.stats.out_of_order,
+            ),
+            (
+                "omen_detector_future_samples_total",
+                "Samples stamped more than 10 minutes ahead of the detector's clock, skipped.",
+                self.stats.from_future,
             ),
         ];
         for (name, help, value) in counters {

@@ -255,6 +255,42 @@ fn counters_become_rates_across_resets() {
 }
 
 #[test]
+fn a_sample_stamped_far_ahead_is_skipped_and_its_series_carries_on() {
+    let mut engine = Engine::new(quick_config(""));
+    let now = 1_700_000_000_000;
+    engine.ingest(
+        Source::RemoteWrite,
+        vec![gauge("queue", "a", 1.0, now + 1_000_000_000_000)],
+        now,
+        Mode::Live,
+    );
+    let metrics = engine.render(&[]);
+    assert!(
+        metrics.contains("omen_detector_future_samples_total 1\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("omen_series_value{"), "{metrics}");
+    // Within the allowance a sample counts, and the next one is in order.
+    for (value, clock) in [(2.0, now), (3.0, now + 1_000)] {
+        let sample = gauge("queue", "a", value, clock + MAX_AHEAD_MS);
+        engine.ingest(Source::RemoteWrite, vec![sample], clock, Mode::Live);
+    }
+    let metrics = engine.render(&[]);
+    assert!(
+        metrics.contains("omen_detector_future_samples_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("omen_detector_out_of_order_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("omen_series_value{metric=\"queue\",service=\"a\"} 3\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn own_series_buckets_and_stale_markers_are_not_modelled() {
     let mut engine = Engine::new(quick_config(""));
     let samples = [
