@@ -189,6 +189,28 @@ fn a_window_inside_the_probationary_period_is_not_counted() {
 }
 
 #[test]
+fn labels_that_name_none_of_the_series_are_refused_before_anything_is_written() {
+    // The data directory given one level too deep: series `flat`, keys `cat/flat.csv`.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data/cat");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("flat.csv"), "2014-01-01 00:00:00,1\n").unwrap();
+    let labels = dir.path().join("labels.json");
+    std::fs::write(&labels, r#"{"cat/flat.csv": [], "cat/other.csv": []}"#).unwrap();
+    let out = dir.path().join("out");
+    let error = run(&options(data.clone(), Some(labels.clone()), &out, false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with("(keys look like cat/flat.csv, series like flat)"),
+        "{error}"
+    );
+    assert!(!out.exists());
+    // From the right folder, the same labels apply.
+    run(&options(dir.path().join("data"), Some(labels), &out, false)).unwrap();
+}
+
+#[test]
 fn results_stay_inside_the_output_folder_whatever_the_series_name() {
     use std::path::Component;
     let out = Path::new("/out");

@@ -39,6 +39,17 @@ pub enum BacktestError {
     Detector(DetectorError),
     #[error("name {0:?} must match [A-Za-z0-9-]+")]
     BadName(String),
+    /// A labels file none of whose keys names a series here: scored, the run would look
+    /// like one on data without anomalies.
+    #[error(
+        "labels {labels}: no key names a series under {data} (keys look like {key}, series like {series})"
+    )]
+    LabelsMatchNothing {
+        labels: PathBuf,
+        data: PathBuf,
+        key: String,
+        series: String,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -236,7 +247,20 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     SeriesDetector::new(options.config.clone())?;
     let files = HistoryFiles::find(&options.data)?;
     let windows = match &options.labels {
-        Some(path) => Some(Windows::read(path)?),
+        Some(path) => {
+            let windows = Windows::read(path)?;
+            if let (Some(key), Some(series)) = (windows.0.keys().next(), files.names().next()) {
+                if !files.names().any(|name| windows.names_file(name)) {
+                    return Err(BacktestError::LabelsMatchNothing {
+                        labels: path.clone(),
+                        data: options.data.clone(),
+                        key: key.clone(),
+                        series: series.to_owned(),
+                    });
+                }
+            }
+            Some(windows)
+        }
         None => None,
     };
     let show_progress = options.progress && std::io::stderr().is_terminal();

@@ -74,6 +74,13 @@ impl Windows {
             for (start, end) in pairs {
                 let start = parse_timestamp(&start).map_err(|e| format(format!("{file}: {e}")))?;
                 let end = parse_timestamp(&end).map_err(|e| format(format!("{file}: {e}")))?;
+                if end < start {
+                    return Err(format(format!(
+                        "{file}: window [{}, {}] ends before it starts",
+                        format_timestamp(start),
+                        format_timestamp(end)
+                    )));
+                }
                 parsed.push((start, end));
             }
             parsed.sort_unstable();
@@ -101,6 +108,22 @@ impl Windows {
             source,
         })?;
         Self::parse(&text, &display)
+    }
+
+    /// Whether a key names the series of a file named `name` (as [`HistoryFiles`] names
+    /// them): the file's own series (with or without `.csv`), or one of those a
+    /// `query_range` or exposition file holds (`<name>/<selector>`).
+    ///
+    /// [`HistoryFiles`]: crate::ingest::HistoryFiles
+    pub fn names_file(&self, name: &str) -> bool {
+        let within = format!("{name}/");
+        self.0.contains_key(name)
+            || self.0.contains_key(&format!("{name}.csv"))
+            || self
+                .0
+                .range(within.clone()..)
+                .next()
+                .is_some_and(|(key, _)| key.starts_with(&within))
     }
 
     /// The windows of a series named `<category>/<file>` (with or without `.csv`).
@@ -446,6 +469,33 @@ mod tests {
         let apart = r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 01:00:00"],
                                     ["2014-01-01 02:00:00", "2014-01-01 03:00:00"]]}"#;
         assert!(Windows::parse(apart, "labels.json").is_ok());
+    }
+
+    #[test]
+    fn a_window_that_ends_before_it_starts_is_refused() {
+        let text = r#"{"a/b.csv": [["2014-01-01 02:00:00", "2014-01-01 01:00:00"]]}"#;
+        let error = Windows::parse(text, "labels.json").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "labels labels.json: a/b.csv: window [2014-01-01 02:00:00, 2014-01-01 01:00:00] ends before it starts"
+        );
+        // One instant is a window.
+        let instant = r#"{"a/b.csv": [["2014-01-01 01:00:00", "2014-01-01 01:00:00"]]}"#;
+        assert!(Windows::parse(instant, "labels.json").is_ok());
+    }
+
+    #[test]
+    fn a_key_names_a_file_by_its_series_or_their_prefix() {
+        let text = r#"{"cat/a.csv": [], "cat/b": [], "q/up{job=\"x\"}": []}"#;
+        let windows = Windows::parse(text, "labels.json").unwrap();
+        assert!(windows.names_file("cat/a"));
+        assert!(windows.names_file("cat/b"));
+        assert!(windows.names_file("q"));
+        // Only whole path components.
+        assert!(!windows.names_file("ca"));
+        assert!(!windows.names_file("cat/a.c"));
+        assert!(!windows.names_file("cat/a.csv/x"));
+        assert!(!windows.names_file("other/a"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 mod csv;
 mod prometheus;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -59,20 +59,25 @@ fn read_to_string(path: &Path) -> Result<String, IngestError> {
     })
 }
 
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), IngestError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::Io {
+/// Adds the history files under `dir`, whose canonical path is not in `visited` yet; a
+/// directory reached again (through a symbolic link back up the tree) is skipped.
+fn collect_files(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<(), IngestError> {
+    let io_error = |source| IngestError::Io {
         path: dir.to_owned(),
         source,
-    })?;
+    };
+    if !visited.insert(std::fs::canonicalize(dir).map_err(io_error)?) {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(io_error)?;
     for entry in entries {
-        let path = entry
-            .map_err(|source| IngestError::Io {
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
+        let path = entry.map_err(io_error)?.path();
         if path.is_dir() {
-            collect_files(&path, files)?;
+            collect_files(&path, files, visited)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("csv" | "json" | "prom" | "txt")
@@ -123,7 +128,7 @@ impl HistoryFiles {
     pub fn find(path: &Path) -> Result<Self, IngestError> {
         let mut files = Vec::new();
         let root = if path.is_dir() {
-            collect_files(path, &mut files)?;
+            collect_files(path, &mut files, &mut HashSet::new())?;
             path.to_owned()
         } else {
             // A single file keeps its folder in its name, as in NAB's `<category>/<file>`,
@@ -162,6 +167,11 @@ impl HistoryFiles {
             path: path.to_owned(),
             files,
         })
+    }
+
+    /// The name of each file's series (or, for a file of several, their prefix).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|(_, name)| name.as_str())
     }
 
     /// How many files there are.
@@ -249,6 +259,27 @@ mod tests {
         assert_eq!(names, ["b/up{job=\"x\"}", "cat/a"]);
         assert_eq!(series[1].values, [1.0, 2.5]);
         assert_eq!(series[0].timestamps_ms, [1000, 2000]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_back_up_the_tree_is_followed_once() {
+        // cat/up -> .. and cat/self -> ../cat: without care, every path through the two
+        // links names the same file again (and there are exponentially many).
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cat")).unwrap();
+        std::fs::write(dir.path().join("cat/a.csv"), "2014-01-01 00:00:00,1\n").unwrap();
+        symlink("..", dir.path().join("cat/up")).unwrap();
+        symlink("../cat", dir.path().join("cat/self")).unwrap();
+        let files = HistoryFiles::find(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        let names: Vec<_> = read_path(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["cat/a"]);
     }
 
     #[test]
