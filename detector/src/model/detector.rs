@@ -35,6 +35,12 @@ pub enum DetectorError {
     Likelihood(#[from] LikelihoodError),
     #[error("{field} must be at least {min}")]
     TooSmall { field: &'static str, min: usize },
+    #[error("{field} must be in {range}, got {value}")]
+    OutOfRange {
+        field: &'static str,
+        range: &'static str,
+        value: f64,
+    },
 }
 
 impl From<IsolationForestError> for DetectorError {
@@ -182,6 +188,43 @@ pub struct DetectorConfig {
     pub spatial_horizon: usize,
 }
 
+impl DetectorConfig {
+    /// The levels and weights, each in the range where it means something: an alarm
+    /// level of 2 or NaN would never alarm, one of -1 would alarm on every point.
+    fn check_levels(&self) -> Result<(), DetectorError> {
+        let check = |field, range, value: f64, valid: bool| match valid {
+            true => Ok(()),
+            false => Err(DetectorError::OutOfRange {
+                field,
+                range,
+                value,
+            }),
+        };
+        let (alarm, z, weight) = (self.alarm_level, self.z_saturation, self.forest_weight);
+        let (tolerance, floor) = (self.spatial_tolerance, self.forest.score_floor);
+        check("alarm_level", "(0, 1]", alarm, alarm > 0.0 && alarm <= 1.0)?;
+        check("z_saturation", "(0, inf)", z, z > 0.0 && z.is_finite())?;
+        check(
+            "forest_weight",
+            "[0, 1]",
+            weight,
+            (0.0..=1.0).contains(&weight),
+        )?;
+        check(
+            "spatial_tolerance",
+            "[0, inf)",
+            tolerance,
+            tolerance >= 0.0 && tolerance.is_finite(),
+        )?;
+        check(
+            "forest.score_floor",
+            "[0, 1)",
+            floor,
+            (0.0..1.0).contains(&floor),
+        )
+    }
+}
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -307,6 +350,7 @@ impl SeriesDetector {
                 min: 2,
             });
         }
+        config.check_levels()?;
         Ok(Self {
             likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
             shape: ShapeNovelty::new(&config.shape)?,
@@ -554,7 +598,14 @@ impl SeriesDetector {
     /// `expected` by the dead zone.
     fn shape_surprise(&mut self, value: f64, expected: f64) -> f64 {
         let span = self.range.map_or(0.0, |(low, high)| high - low);
-        let value = shrink_towards(value, expected, self.config.shape.dead_zone * span);
+        let value = if value.is_finite() {
+            shrink_towards(value, expected, self.config.shape.dead_zone * span)
+        } else {
+            // A missing value carries the pattern on, so that the stretches after it stay
+            // in step with those before: skipped, it would shift a rhythm by one point,
+            // and at the expectation, break it; either would look new.
+            self.shape.continuation().unwrap_or(expected)
+        };
         let Some(distance) = self.shape.update(value) else {
             return 0.0;
         };
@@ -941,6 +992,90 @@ mod tests {
             }
         }
         assert!(peak > 0.5, "{peak}");
+    }
+
+    #[test]
+    fn levels_and_weights_outside_their_range_are_refused() {
+        let refused = |config: DetectorConfig| SeriesDetector::new(config).unwrap_err().to_string();
+        let with = |change: fn(&mut DetectorConfig)| {
+            let mut config = DetectorConfig::default();
+            change(&mut config);
+            config
+        };
+        assert_eq!(
+            refused(with(|c| c.alarm_level = f64::NAN)),
+            "alarm_level must be in (0, 1], got NaN"
+        );
+        assert_eq!(
+            refused(with(|c| c.alarm_level = 2.0)),
+            "alarm_level must be in (0, 1], got 2"
+        );
+        assert_eq!(
+            refused(with(|c| c.alarm_level = -1.0)),
+            "alarm_level must be in (0, 1], got -1"
+        );
+        assert_eq!(
+            refused(with(|c| c.z_saturation = 0.0)),
+            "z_saturation must be in (0, inf), got 0"
+        );
+        assert_eq!(
+            refused(with(|c| c.forest_weight = 1.5)),
+            "forest_weight must be in [0, 1], got 1.5"
+        );
+        assert_eq!(
+            refused(with(|c| c.spatial_tolerance = f64::INFINITY)),
+            "spatial_tolerance must be in [0, inf), got inf"
+        );
+        assert_eq!(
+            refused(with(|c| c.forest.score_floor = 1.0)),
+            "forest.score_floor must be in [0, 1), got 1"
+        );
+        // The edges that mean something are taken.
+        assert!(SeriesDetector::new(with(|c| {
+            c.alarm_level = 1.0;
+            c.forest_weight = 0.0;
+            c.spatial_tolerance = 0.0;
+        }))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_missing_value_in_a_rhythm_is_no_anomaly() {
+        // A ramp 10..=16 repeating every 7 points; one value, NaN or infinite, is missing.
+        for missing in [f64::NAN, f64::INFINITY] {
+            let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+            let (mut score, mut shape) = (0.0f64, 0.0f64);
+            for i in 0..600i64 {
+                let value = if i == 300 {
+                    missing
+                } else {
+                    10.0 + (i % 7) as f64
+                };
+                let s = detector.update(i * 300_000, value);
+                if i >= 300 {
+                    score = score.max(s.score);
+                    shape = shape.max(s.shape);
+                }
+            }
+            assert!(score < 0.1, "{missing}: {score}");
+            assert!(shape < 0.05, "{missing}: {shape}");
+        }
+    }
+
+    #[test]
+    fn the_continuation_is_what_followed_the_nearest_earlier_stretch() {
+        let mut shape = ShapeNovelty::new(&ShapeConfig {
+            window: 3,
+            history: 10,
+            ..ShapeConfig::default()
+        })
+        .unwrap();
+        assert_eq!(shape.continuation(), None);
+        for value in [1.0, 2.0, 3.0, 9.0, 1.0, 2.0, 3.0, 7.0, 1.0, 2.0] {
+            shape.update(value);
+        }
+        // The latest stretch 7, 1, 2 is nearest 9, 1, 2 (lag 4), followed by 3.
+        assert_eq!(shape.continuation(), Some(3.0));
     }
 
     #[test]

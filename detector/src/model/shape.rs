@@ -176,6 +176,26 @@ impl ShapeNovelty {
         Some(f64::from(nearest.max(0.0)).sqrt())
     }
 
+    /// The value that would carry the pattern on: the one that followed the earlier
+    /// stretch nearest the latest (`None` before any can be compared). A missing value
+    /// taken as this keeps the stretches after it in step with those before, and is as
+    /// familiar as a value can be.
+    pub fn continuation(&self) -> Option<f64> {
+        let lags = self.distances.len();
+        let (m, _) = self
+            .distances
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))?;
+        // `distances[m]` is the stretch ending `window + lags - 1 - m` points before the
+        // latest value; the one after its end is that many points before the next.
+        let lag = self.window + lags - 1 - m;
+        self.values
+            .len()
+            .checked_sub(lag)
+            .map(|at| f64::from(self.values[at]))
+    }
+
     /// Squared distance from the latest stretch to the one ending `lag` points before it.
     fn distance_at(&self, lag: usize) -> f32 {
         let end = self.values.len();
