@@ -34,6 +34,14 @@ pub enum IngestError {
     },
     #[error("{path}: not a Prometheus query_range response: {reason}")]
     QueryRange { path: PathBuf, reason: String },
+    #[error("{path}: {malformed} lines of text exposition do not parse, the first at {first}")]
+    Exposition {
+        path: PathBuf,
+        malformed: usize,
+        first: String,
+    },
+    #[error("{path}: a sample of {selector} has no timestamp (a backtest needs one per sample)")]
+    NoTimestamp { path: PathBuf, selector: String },
     #[error("no series found under {path}")]
     Empty { path: PathBuf },
     /// Two files' series would take one name: files that differ only in their extension
@@ -93,6 +101,7 @@ fn collect_files(
 /// `name` names the series (CSV) or prefixes the series found in the file.
 pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
     let text = read_to_string(path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // a byte-order mark
     let first_line = text
         .lines()
         .map(str::trim)
@@ -106,11 +115,11 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<Series>, IngestError> {
         (None, Some(_)) => false,
     };
     if text.trim_start().starts_with('{') {
-        read_query_range(&text, path, name)
+        read_query_range(text, path, name)
     } else if selector_first && first_line.split_whitespace().count() >= 2 {
-        read_text_exposition(&text, path, name)
+        read_text_exposition(text, path, name)
     } else {
-        read_csv(&text, path, name).map(|series| vec![series])
+        read_csv(text, path, name).map(|series| vec![series])
     }
 }
 
@@ -292,8 +301,29 @@ mod tests {
         )
         .unwrap();
         let series = read_file(&file, "m").unwrap();
-        assert_eq!(series[0].name, "m/up{job=\"a\",instance=\"b\"}");
+        assert_eq!(series[0].name, "m/up{instance=\"b\",job=\"a\"}");
         assert_eq!(series[0].values, [1.0, 0.0]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_any_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.prom");
+        std::fs::write(
+            &file,
+            "\u{feff}up{job=\"a\"} 1 1000\nup{job=\"a\"} 0 2000\n",
+        )
+        .unwrap();
+        let series = read_file(&file, "m").unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].name, "m/up{job=\"a\"}");
+        let file = dir.path().join("q.json");
+        std::fs::write(
+            &file,
+            "\u{feff}{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[]}}",
+        )
+        .unwrap();
+        assert!(read_file(&file, "q").unwrap().is_empty());
     }
 
     #[test]
