@@ -503,6 +503,32 @@ fn value_fits(value: &Value, desc: &FamilyDesc) -> bool {
     }
 }
 
+/// Every name a family takes in an exposition, in either format: its family names (an
+/// OpenMetrics counter's drops `_total`) and its sample names. Two families that share one
+/// make an exposition that does not parse.
+pub fn exposed_names(desc: &FamilyDesc) -> Vec<String> {
+    let name = desc.name.as_str();
+    match desc.kind {
+        MetricKind::Gauge => vec![name.to_owned()],
+        MetricKind::Counter => {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            let mut names = vec![
+                name.to_owned(),
+                family.to_owned(),
+                format!("{family}_total"),
+                format!("{family}_created"),
+            ];
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+        MetricKind::Histogram => ["", "_bucket", "_sum", "_count", "_created"]
+            .iter()
+            .map(|suffix| format!("{name}{suffix}"))
+            .collect(),
+    }
+}
+
 fn render_family(out: &mut String, family: &Family, format: Format) {
     let desc = &family.desc;
     let open_metrics = format == Format::OpenMetrics;

@@ -12,7 +12,7 @@ mod histogram;
 mod matcher;
 mod pair;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 pub use counter::CounterRule;
@@ -23,7 +23,7 @@ pub use pair::{PairOutcome, PairRule, PairSnapshot};
 
 use crate::config::{ConditionConfig, ConfigError, ParserFormat, RuleConfig, RulesConfig};
 use crate::parse::{FieldNames, ParsedBatch, Parser, Record, Scratch};
-use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
+use crate::registry::{exposed_names, FamilyDesc, FamilyId, MetricKind, Registry};
 use crate::source::Framing;
 
 /// What reader threads need to prepare records for a rule set off the pipeline thread:
@@ -301,6 +301,8 @@ impl RuleSet {
             ));
         }
         let mut family_names = HashSet::new();
+        // Every name taken in the exposition, by the metric that takes it.
+        let mut exposed: HashMap<String, String> = HashMap::new();
         let mut names = Vec::new();
         let mut rules = Vec::new();
         for rule_config in &config.rules {
@@ -317,6 +319,18 @@ impl RuleSet {
                         "name",
                         format!("metric `{}` is defined twice", desc.name),
                     ));
+                }
+                for taken in exposed_names(&desc) {
+                    if let Some(other) = exposed.get(&taken) {
+                        return Err(err(
+                            "name",
+                            format!(
+                                "metric `{}` and metric `{other}` would both write `{taken}` in the exposition",
+                                desc.name
+                            ),
+                        ));
+                    }
+                    exposed.insert(taken, desc.name.clone());
                 }
                 let desc_fingerprint = desc.fingerprint();
                 Ok(Bound {
@@ -725,5 +739,40 @@ rules:
         assert!(direct.contains("p_matched_total 1"), "{direct}");
         assert!(direct.contains("p_orphan_total 1"), "{direct}");
         assert_eq!(run(true), direct);
+    }
+
+    #[test]
+    fn metrics_that_would_share_a_name_in_the_exposition_are_refused() {
+        let refused = |rules: &str| {
+            let config = RulesConfig::from_yaml(rules, Path::new("r.yaml")).unwrap();
+            RuleSet::validate(&config, Path::new("r.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let message = refused(
+            "rules: [{ name: a, type: histogram, value: ms, buckets: [1] }, { name: a_count, type: counter }]",
+        );
+        assert!(
+            message.contains(
+                "metric `a_count` and metric `a` would both write `a_count` in the exposition"
+            ),
+            "{message}"
+        );
+        // In OpenMetrics a counter `b_total` is the family `b`.
+        let message = refused(
+            "rules: [{ name: b_total, type: counter }, { name: b, type: gauge, value: v }]",
+        );
+        assert!(
+            message.contains("metric `b` and metric `b_total` would both write `b`"),
+            "{message}"
+        );
+        // The OpenMetrics family of a counter `a_total` is `a`, the histogram's too.
+        let message = refused(
+            "rules: [{ name: a, type: histogram, value: ms, buckets: [1] }, { name: a_total, type: counter }]",
+        );
+        assert!(message.contains("would both write `a`"), "{message}");
+        let apart = "rules: [{ name: a, type: histogram, value: ms, buckets: [1] }, { name: a_max, type: gauge, value: ms }]";
+        let config = RulesConfig::from_yaml(apart, Path::new("r.yaml")).unwrap();
+        assert!(RuleSet::validate(&config, Path::new("r.yaml")).is_ok());
     }
 }
