@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use omen_detector::live::runtime::now_ms;
+use omen_detector::wire::{remote_write, Sample, ValueKind};
+
 use common::{
     free_port, http_get, http_post, log_tail, wait_for, Alertmanager, LiveAgent, LiveDetector,
     Prometheus, WebhookReceiver,
@@ -646,6 +649,22 @@ remote_write:
     let too_large = detector.samples()
         ["omen_detector_ingest_errors_total{reason=\"too_large\",source=\"remote_write\"}"];
     assert_eq!(too_large, 1.0);
+    // A series without a name beside a valid one: the request is taken, the bad series
+    // counted and skipped.
+    let sample = |name: &str| Sample {
+        name: name.to_owned(),
+        labels: vec![("job".to_owned(), "hostile".to_owned())],
+        value: 1.0,
+        timestamp_ms: Some(now_ms()),
+        kind: ValueKind::Gauge,
+    };
+    let mixed = remote_write::encode(&[sample(""), sample("up")]);
+    let (status, reply) = http_post(detector_addr, "/api/v1/write", &proper, &mixed)
+        .expect("an answer to a request with an invalid series");
+    assert_eq!(status, 204, "{reply}");
+    let invalid = detector.samples()
+        ["omen_detector_ingest_errors_total{reason=\"invalid_series\",source=\"remote_write\"}"];
+    assert_eq!(invalid, 1.0);
     // Prometheus's own remote_write is still taken.
     let before = remote_write_samples();
     wait_for(

@@ -256,7 +256,12 @@ impl Engine {
 
     /// Counts a source's failure (a scrape that timed out, a body that did not decode).
     pub fn count_error(&mut self, source: Source, reason: &'static str) {
-        *self.stats.errors.entry((source, reason)).or_default() += 1;
+        self.count_errors(source, reason, 1);
+    }
+
+    /// Counts `count` failures of one kind at once (series skipped from one request).
+    pub fn count_errors(&mut self, source: Source, reason: &'static str, count: u64) {
+        *self.stats.errors.entry((source, reason)).or_default() += count;
     }
 
     /// Takes the changes since the last call.

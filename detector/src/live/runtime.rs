@@ -97,6 +97,11 @@ impl Shared {
         self.engine().count_error(source, reason);
     }
 
+    /// Counts `count` failures of one kind at once.
+    pub fn count_errors(&self, source: Source, reason: &'static str, count: u64) {
+        self.engine().count_errors(source, reason, count);
+    }
+
     /// Scores samples and sends what changed.
     pub fn ingest(&self, source: Source, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
         let notifications = {

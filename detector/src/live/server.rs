@@ -12,6 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
+use tracing::warn;
+
 use super::engine::{Mode, Source};
 use super::runtime::{now_ms, Shared};
 use crate::wire::remote_write;
@@ -96,6 +98,11 @@ async fn write(
     );
     match decoded {
         Ok(request) => {
+            if let Some(first) = &request.first_invalid {
+                let count = request.invalid_series as u64;
+                state.count_errors(Source::RemoteWrite, "invalid_series", count);
+                warn!(series = count, first = %first, "remote_write series skipped");
+            }
             let samples = match name_match {
                 Some(m) => request
                     .samples

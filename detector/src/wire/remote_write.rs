@@ -8,6 +8,11 @@
 //! before anything is allocated for it. Each [`RemoteWriteError`] knows the HTTP status
 //! that the receiver answers with.
 //!
+//! A series that is not valid (no `__name__`, a name that is not a metric or label name, a
+//! label twice, text that is not UTF-8) is skipped and counted, and the rest of the
+//! request is taken, as Prometheus' own receiver does: one bad series must not cost its
+//! batch, which a sender drops on a 400.
+//!
 //! Kinds come from the request's own `metadata` as in [`super::exposition`]; without
 //! metadata every sample is [`ValueKind::Unknown`]. Prometheus itself sends metadata in
 //! requests of their own, not beside the samples. Native histograms are counted and
@@ -95,6 +100,9 @@ pub struct WriteRequest {
     pub samples: Vec<Sample>,
     /// Native histogram samples, which are not decoded.
     pub skipped_histograms: usize,
+    /// Series skipped as not valid, and why the first was.
+    pub invalid_series: usize,
+    pub first_invalid: Option<String>,
 }
 
 /// Why a request was refused; [`RemoteWriteError::status`] is the HTTP answer.
@@ -291,11 +299,20 @@ fn into_samples(
         .collect();
     let mut result = WriteRequest {
         samples: Vec::with_capacity(timeseries.iter().map(|s| s.samples.len()).sum()),
-        skipped_histograms: 0,
+        ..WriteRequest::default()
     };
     for series in timeseries {
         result.skipped_histograms += series.histograms.len();
-        let (name, labels) = series_labels(series.labels)?;
+        let (name, labels) = match series_labels(series.labels) {
+            Ok(named) => named,
+            Err(error) => {
+                result.invalid_series += 1;
+                result
+                    .first_invalid
+                    .get_or_insert_with(|| error.to_string());
+                continue;
+            }
+        };
         let Some(kind) = kind_of(&family_types, &name) else {
             continue;
         };
@@ -688,7 +705,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_bodies_are_400() {
+    fn bad_bodies_are_400_and_bad_series_are_counted() {
         let bad_snappy = b"\xff\xff\xff\xff\xff\xff";
         assert!(matches!(
             decode(PROTOBUF, SNAPPY, bad_snappy, LIMIT),
@@ -755,9 +772,31 @@ mod tests {
             ),
         ];
         for (request, message) in cases {
-            let error = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap_err();
-            assert_eq!((error.status(), error.to_string().as_str()), (400, message));
+            let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+            assert!(decoded.samples.is_empty());
+            assert_eq!(decoded.invalid_series, 1, "{message}");
+            assert_eq!(decoded.first_invalid.as_deref(), Some(message));
         }
+    }
+
+    #[test]
+    fn an_invalid_series_is_skipped_and_the_rest_of_the_request_taken() {
+        let request = proto::WriteRequest {
+            timeseries: vec![
+                series(&[("job", "x")], &[(1.0, 1)]),
+                series(&[("__name__", "up"), ("job", "x")], &[(1.0, 1), (0.0, 2)]),
+                series(&[("__name__", "up"), ("1a", "x")], &[(1.0, 1)]),
+            ],
+            metadata: Vec::new(),
+        };
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+        assert_eq!(decoded.samples.len(), 2);
+        assert!(decoded.samples.iter().all(|s| s.name == "up"));
+        assert_eq!(decoded.invalid_series, 2);
+        assert_eq!(
+            decoded.first_invalid.as_deref(),
+            Some("a series has no __name__ label")
+        );
     }
 
     #[test]
@@ -768,12 +807,10 @@ mod tests {
             timeseries: vec![series(&[("__name__", &name)], &[(1.0, 1)])],
             metadata: Vec::new(),
         };
-        let message = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT)
-            .unwrap_err()
-            .to_string();
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
         assert_eq!(
-            message,
-            format!("invalid metric name \"0{}…\"", "n".repeat(63))
+            decoded.first_invalid,
+            Some(format!("invalid metric name \"0{}…\"", "n".repeat(63)))
         );
     }
 
