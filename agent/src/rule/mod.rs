@@ -363,6 +363,13 @@ impl RuleSet {
                         &mut fields,
                     )
                     .map_err(|(f, m)| err(&f, m))?;
+                    if c.scale < 0.0 {
+                        // Every increment would be negative, and refused at run time.
+                        return Err(err(
+                            "scale",
+                            "must be positive: a counter only goes up".into(),
+                        ));
+                    }
                     let value = c
                         .value
                         .as_ref()
@@ -739,6 +746,19 @@ rules:
         assert!(direct.contains("p_matched_total 1"), "{direct}");
         assert!(direct.contains("p_orphan_total 1"), "{direct}");
         assert_eq!(run(true), direct);
+    }
+
+    #[test]
+    fn a_counter_with_a_negative_scale_is_refused() {
+        let rules = "rules: [{ name: c_total, type: counter, value: v, scale: -1 }]";
+        let config = RulesConfig::from_yaml(rules, Path::new("r.yaml")).unwrap();
+        let message = RuleSet::validate(&config, Path::new("r.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("field `scale`: must be positive: a counter only goes up"),
+            "{message}"
+        );
     }
 
     #[test]

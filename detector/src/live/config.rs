@@ -407,6 +407,40 @@ impl DetectConfig {
         if self.store.max_series == 0 {
             return Err(invalid("store.max_series", "must be at least 1"));
         }
+        for (field, bytes) in [
+            (
+                "remote_write.max_body_bytes",
+                self.remote_write.max_body_bytes,
+            ),
+            (
+                "remote_write.max_decoded_bytes",
+                self.remote_write.max_decoded_bytes,
+            ),
+        ] {
+            if bytes == 0 {
+                return Err(invalid(
+                    field,
+                    "must be at least 1 (every request would be refused)",
+                ));
+            }
+        }
+        for (i, limit) in self.limits.iter().enumerate() {
+            let finite = |bound: Option<f64>| bound.is_none_or(f64::is_finite);
+            if !finite(limit.upper) || !finite(limit.lower) {
+                return Err(invalid(
+                    format!("limits[{i}]"),
+                    "bounds must be finite numbers",
+                ));
+            }
+            if let (Some(lower), Some(upper)) = (limit.lower, limit.upper) {
+                if lower >= upper {
+                    return Err(invalid(
+                        format!("limits[{i}]"),
+                        format!("lower ({lower}) must be below upper ({upper})"),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -500,6 +534,22 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
             ("prometheus: [{ url: 'http://x', queries: [] }]", "queries"),
             ("unknown: 1", "unknown field"),
             ("detector: { baseline: { band: -1 } }", "band"),
+            (
+                "detector: { alarm_level: .nan }",
+                "alarm_level must be in (0, 1], got NaN",
+            ),
+            (
+                "remote_write: { max_body_bytes: 0 }",
+                "remote_write.max_body_bytes: must be at least 1",
+            ),
+            (
+                "limits: [{ metric: x, upper: 1, lower: 5 }]",
+                "limits[0]: lower (5) must be below upper (1)",
+            ),
+            (
+                "limits: [{ metric: x, upper: .inf }]",
+                "limits[0]: bounds must be finite numbers",
+            ),
         ] {
             let error = DetectConfig::parse(text, Path::new("d.yaml")).unwrap_err();
             assert!(error.to_string().contains(needle), "{text}: {error}");
