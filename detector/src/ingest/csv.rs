@@ -1,5 +1,5 @@
 //! `timestamp,value` CSV, NAB's data format. A header row is optional (a first row whose
-//! value is not a number); blank lines are skipped; extra columns are ignored; fields may
+//! value is not a number; one at most); blank lines are skipped; extra columns are ignored; fields may
 //! be quoted. Rows stay in file order, even where the time goes back (NAB's
 //! machine_temperature repeats an hour after a clock change).
 
@@ -15,11 +15,13 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
     // One row a line: sized once, the vectors are not grown (and copied) as rows come.
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
     series.reserve(lines, lines * 20);
+    let mut first_row = true;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
+        let header_allowed = std::mem::replace(&mut first_row, false);
         let error = |reason: String| IngestError::Parse {
             path: path.to_owned(),
             line: index + 1,
@@ -33,12 +35,13 @@ pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestErr
             Ok(timestamp) => timestamp,
             // A header names its columns; a first row with a number in it is data, and its
             // timestamp is wrong.
-            Err(_) if series.is_empty() && value_text.parse::<f64>().is_err() => continue,
+            Err(_) if header_allowed && value_text.parse::<f64>().is_err() => continue,
             Err(e) => return Err(error(e.to_string())),
         };
-        let value = value_text
-            .parse::<f64>()
-            .map_err(|e| error(format!("value {value_text:?}: {e}")))?;
+        let value = value_text.parse::<f64>().map_err(|e| {
+            let shown = crate::abbreviate(value_text, crate::QUOTED_CHARS);
+            error(format!("value {shown:?}: {e}"))
+        })?;
         series.push(timestamp, timestamp_text, value);
     }
     if series.is_empty() {
@@ -126,6 +129,30 @@ mod tests {
         assert_eq!(s.values, [3.0]);
         let e = read_csv("timestamp,value\n2014-01-01 00:00:00,oops\n", path, "x").unwrap_err();
         assert!(e.to_string().contains("x.csv:2"), "{e}");
+        // One header: a second row of words is an error, not another header.
+        let e = read_csv(
+            "timestamp,value\ntime,value\n2014-01-01 00:00:00,1\n",
+            path,
+            "x",
+        );
+        assert!(e.unwrap_err().to_string().contains("x.csv:2"));
+    }
+
+    #[test]
+    fn an_error_quotes_the_start_of_a_long_field() {
+        let path = Path::new("x.csv");
+        let long = "9".repeat(100_000);
+        for text in [
+            format!("2014-01-01 00:00:00,1\n{long}x,2\n"),
+            format!("2014-01-01 00:00:00,1\n2014-01-01 00:05:00,{long}x\n"),
+        ] {
+            let message = read_csv(&text, path, "x").unwrap_err().to_string();
+            assert!(message.len() < 200, "{} bytes", message.len());
+            assert!(
+                message.contains(&format!("\"{}…\"", "9".repeat(64))),
+                "{message}"
+            );
+        }
     }
 
     proptest! {

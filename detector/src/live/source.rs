@@ -105,7 +105,7 @@ pub async fn scrape_loop(config: ScrapeConfig, shared: Arc<Shared>, client: reqw
             Ok(parsed) => {
                 if parsed.malformed > 0 {
                     shared.count_error(Source::Scrape, "malformed_lines");
-                    warn!(url = %config.url, lines = parsed.malformed, first = ?parsed.first_error, "scrape had malformed lines");
+                    warn!(url = %config.url, lines = parsed.malformed, first = parsed.first_error.as_deref().unwrap_or(""), "scrape had malformed lines");
                 }
                 let samples: Vec<Sample> = parsed
                     .samples

@@ -9,8 +9,9 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TimestampError {
     #[error(
-        "timestamp {text:?} is not `YYYY-MM-DD HH:MM:SS[.fraction]`, RFC 3339 or Unix seconds"
+        "timestamp {text:?} is not `YYYY-MM-DD HH:MM:SS[.fraction]`, RFC 3339 in UTC (no offset) or Unix seconds"
     )]
+    /// `text` is the start of the timestamp, if it is long.
     Unrecognised { text: String },
 }
 
@@ -234,7 +235,7 @@ pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
             Ok((seconds * 1000.0).round() as i64)
         }
         _ => Err(TimestampError::Unrecognised {
-            text: text.to_owned(),
+            text: crate::abbreviate(text, crate::QUOTED_CHARS),
         }),
     }
 }

@@ -199,14 +199,9 @@ pub fn decode(
 /// over millions of samples does not.
 pub const EXPANSION: usize = 16;
 
-/// Names and errors quote at most this many characters of a name.
-const QUOTED: usize = 64;
-
+/// What an error quotes of a name.
 fn quoted(name: &str) -> String {
-    match name.char_indices().nth(QUOTED) {
-        Some((end, _)) => format!("{}…", &name[..end]),
-        None => name.to_owned(),
-    }
+    crate::abbreviate(name, crate::QUOTED_CHARS)
 }
 
 fn check_content_type(content_type: Option<&str>) -> Result<(), RemoteWriteError> {
