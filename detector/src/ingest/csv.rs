@@ -1,8 +1,10 @@
 //! `timestamp,value` CSV, NAB's data format. A header row is optional (a first row whose
-//! value is not a number; one at most); blank lines are skipped; extra columns are ignored; fields may
-//! be quoted. Rows stay in file order, even where the time goes back (NAB's
-//! machine_temperature repeats an hour after a clock change).
+//! value is not a number; one at most); blank lines are skipped; extra columns are
+//! ignored; fields may be quoted; lines may end in LF, CRLF or CR alone. Rows stay in
+//! file order, even where the time goes back (NAB's machine_temperature repeats an hour
+//! after a clock change).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::IngestError;
@@ -11,6 +13,12 @@ use crate::series::{parse_timestamp, Series};
 /// Parses `timestamp,value` rows into one series named `name`.
 pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text); // a byte-order mark
+                                                              // Lines ended by a carriage return alone (classic Mac OS), if no line feed is seen.
+    let text: Cow<'_, str> = if text.contains('\r') && !text.contains('\n') {
+        Cow::Owned(text.replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(text)
+    };
     let mut series = Series::new(name);
     // One row a line: sized once, the vectors are not grown (and copied) as rows come.
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
@@ -136,6 +144,18 @@ mod tests {
             "x",
         );
         assert!(e.unwrap_err().to_string().contains("x.csv:2"));
+    }
+
+    #[test]
+    fn lines_ended_by_carriage_returns_alone_are_rows() {
+        let path = Path::new("x.csv");
+        let series = read_csv(
+            "timestamp,value\r2014-01-01 00:00:00,1\r2014-01-01 00:05:00,2\r",
+            path,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(series.values, [1.0, 2.0]);
     }
 
     #[test]
