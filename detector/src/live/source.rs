@@ -43,7 +43,9 @@ pub async fn read_capped(
     mut response: reqwest::Response,
     max: usize,
 ) -> Result<Vec<u8>, (BodyError, Vec<u8>)> {
-    let mut body = Vec::new();
+    // Sized once for a body that says how long it is (up to the cap), not grown by doubling.
+    let declared = response.content_length().unwrap_or(0).min(max as u64);
+    let mut body = Vec::with_capacity(declared as usize);
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
