@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use crate::series::{format_timestamp, parse_timestamp};
@@ -66,10 +67,13 @@ impl Windows {
             path: path.to_owned(),
             reason,
         };
-        let raw: BTreeMap<String, Vec<(String, String)>> =
-            serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        let Entries(raw) = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
         let mut windows = BTreeMap::new();
         for (file, pairs) in raw {
+            if windows.contains_key(&file) {
+                // JSON readers keep one of the two silently; which windows were meant?
+                return Err(format(format!("{file} appears twice")));
+            }
             let mut parsed = Vec::with_capacity(pairs.len());
             for (start, end) in pairs {
                 let start = parse_timestamp(&start).map_err(|e| format(format!("{file}: {e}")))?;
@@ -133,6 +137,29 @@ impl Windows {
             .or_else(|| self.0.get(&format!("{name}.csv")))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+}
+
+/// A labels file's entries in file order, repeated keys included.
+struct Entries(Vec<(String, Vec<(String, String)>)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of file names to lists of [start, end] pairs")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 
@@ -469,6 +496,16 @@ mod tests {
         let apart = r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 01:00:00"],
                                     ["2014-01-01 02:00:00", "2014-01-01 03:00:00"]]}"#;
         assert!(Windows::parse(apart, "labels.json").is_ok());
+    }
+
+    #[test]
+    fn a_file_named_twice_is_refused() {
+        let text =
+            r#"{"a/b.csv": [["2014-01-01 00:00:00", "2014-01-01 01:00:00"]], "a/b.csv": []}"#;
+        let error = Windows::parse(text, "labels.json").unwrap_err().to_string();
+        assert_eq!(error, "labels labels.json: a/b.csv appears twice");
+        let error = Windows::parse("[]", "labels.json").unwrap_err().to_string();
+        assert!(error.contains("an object of file names"), "{error}");
     }
 
     #[test]
