@@ -12,9 +12,11 @@ use crate::series::{parse_timestamp, Series};
 
 /// Parses `timestamp,value` rows into one series named `name`.
 pub fn read_csv(text: &str, path: &Path, name: &str) -> Result<Series, IngestError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text); // a byte-order mark
-                                                              // Lines ended by a carriage return alone (classic Mac OS), if no line feed is seen.
-    let text: Cow<'_, str> = if text.contains('\r') && !text.contains('\n') {
+    // A byte-order mark is no part of the first field.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Lines ended by a carriage return alone (classic Mac OS), if no line feed is seen: a
+    // usual file has one on its first line, so only such a file is scanned whole.
+    let text: Cow<'_, str> = if !text.contains('\n') && text.contains('\r') {
         Cow::Owned(text.replace('\r', "\n"))
     } else {
         Cow::Borrowed(text)
