@@ -103,9 +103,10 @@ struct BacktestArgs {
     /// Detector configuration (JSON, fields of DetectorConfig); defaults otherwise
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Models feeding the score (for ablation)
-    #[arg(long, value_enum, default_value = "combined")]
-    models: ModelsArg,
+    /// Models feeding the score (for ablation); overrides the configuration's `models`
+    /// [default: combined]
+    #[arg(long, value_enum)]
+    models: Option<ModelsArg>,
     /// Skip the per-series plots
     #[arg(long)]
     no_plots: bool,
@@ -300,12 +301,15 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
         }
         None => DetectorConfig::default(),
     };
-    config.models = match args.models {
-        ModelsArg::Combined => Models::Combined,
-        ModelsArg::Baseline => Models::BaselineOnly,
-        ModelsArg::Forest => Models::ForestOnly,
-        ModelsArg::Shape => Models::ShapeOnly,
-    };
+    // Given on the command line, the models win over the configuration's.
+    if let Some(models) = args.models {
+        config.models = match models {
+            ModelsArg::Combined => Models::Combined,
+            ModelsArg::Baseline => Models::BaselineOnly,
+            ModelsArg::Forest => Models::ForestOnly,
+            ModelsArg::Shape => Models::ShapeOnly,
+        };
+    }
     let report = omen_detector::backtest::run(&omen_detector::backtest::BacktestOptions {
         data: args.data,
         labels: args.labels,

@@ -37,3 +37,50 @@ fn errors_name_the_file_and_say_their_cause_once() {
         "{error}"
     );
 }
+
+/// Runs `omen backtest` on `data` with `args` and returns the scores it wrote.
+fn backtest_scores(data: &std::path::Path, out: &std::path::Path, args: &[&str]) -> String {
+    let output = common::omen()
+        .arg("backtest")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(["--name", "omen", "--no-plots"])
+        .args(args)
+        .output()
+        .expect("run omen");
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    // A single file's category is the directory it is in.
+    let category = data.parent().and_then(|p| p.file_name()).unwrap();
+    std::fs::read_to_string(out.join("omen").join(category).join("omen_series.csv")).unwrap()
+}
+
+#[test]
+fn the_configuration_chooses_the_models_unless_the_command_line_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("series.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..800u32 {
+        let (day, hour, minute) = (1 + i / 288, i % 288 / 12, i % 12 * 5);
+        let spike = if i == 700 { 40.0 } else { 0.0 };
+        let value = 10.0 + (f64::from(i) / 9.0).sin() + f64::from(i * 37 % 11) / 10.0 + spike;
+        csv += &format!("2024-01-{day:02} {hour:02}:{minute:02}:00,{value}\n");
+    }
+    std::fs::write(&data, csv).unwrap();
+    let config = dir.path().join("forest.json");
+    std::fs::write(&config, r#"{"models": "forest_only"}"#).unwrap();
+    let config = config.to_str().unwrap();
+    let out = |name: &str| dir.path().join(name);
+
+    let combined = backtest_scores(&data, &out("combined"), &[]);
+    let from_config = backtest_scores(&data, &out("config"), &["--config", config]);
+    let from_flag = backtest_scores(&data, &out("flag"), &["--models", "forest"]);
+    let overridden = backtest_scores(
+        &data,
+        &out("overridden"),
+        &["--config", config, "--models", "combined"],
+    );
+    assert_ne!(from_config, combined);
+    assert_eq!(from_config, from_flag);
+    assert_eq!(overridden, combined);
+}
