@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
+use super::envelope::{forget_towards, Envelope, EnvelopeConfig, EnvelopeError};
 use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
 use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
 use super::likelihood::{
@@ -33,6 +34,8 @@ pub enum DetectorError {
     Shape(#[from] ShapeError),
     #[error(transparent)]
     Likelihood(#[from] LikelihoodError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
     #[error("{field} must be at least {min}")]
     TooSmall { field: &'static str, min: usize },
     #[error("{field} must be in {range}, got {value}")]
@@ -186,6 +189,10 @@ pub struct DetectorConfig {
     /// through quiet weeks makes ordinary swings look new (on NAB, shorter horizons
     /// raised false alarms).
     pub spatial_horizon: usize,
+    /// A level held for a while that the series has never held before (its floor above
+    /// every earlier floor, or its ceiling below every earlier ceiling) has likelihood 1,
+    /// like a value beyond the range. Its ranges forget at `spatial_horizon` too.
+    pub envelope: EnvelopeConfig,
 }
 
 impl DetectorConfig {
@@ -242,6 +249,7 @@ impl Default for DetectorConfig {
             forest_weight: 0.25,
             spatial_tolerance: 0.05,
             spatial_horizon: 200_000,
+            envelope: EnvelopeConfig::default(),
         }
     }
 }
@@ -332,6 +340,10 @@ pub struct SeriesDetector {
     /// `None`, so builds from before it was optional still read that snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shape_likelihood: Option<AnomalyLikelihood>,
+    /// Restored from a snapshot taken before it was kept, it starts empty, and waits for
+    /// its history again.
+    #[serde(default)]
+    envelope: Envelope,
 }
 
 impl SeriesDetector {
@@ -339,6 +351,7 @@ impl SeriesDetector {
     pub fn new(config: DetectorConfig) -> Result<Self, DetectorError> {
         let baseline = SeasonalBaseline::new(config.baseline.clone())?;
         config.likelihood.check()?;
+        config.envelope.check()?;
         IsolationForestParams::new()
             .trees(config.forest.trees)
             .subsample(config.forest.subsample)
@@ -368,6 +381,7 @@ impl SeriesDetector {
             pending: Vec::new(),
             drift: ResidualDrift::default(),
             range: None,
+            envelope: Envelope::default(),
             config,
         })
     }
@@ -520,6 +534,9 @@ impl SeriesDetector {
             Models::ForestOnly => forest_raw,
         };
         let beyond = self.beyond_range(value);
+        let new_level = self
+            .envelope
+            .update(value, &self.config.envelope, self.forget());
         let shape = match self.config.models {
             Models::Combined | Models::ShapeOnly => {
                 // Compared with the expectation as the value is: without the event's effect.
@@ -550,7 +567,12 @@ impl SeriesDetector {
         };
         // A value well beyond everything seen so far is anomalous whatever the models say:
         // they adapt to a slow climb towards it, and their surprise may be spent by then.
-        let likelihood = if beyond && warmed_up { 1.0 } else { likelihood };
+        // So is a level never held before: they adapt to it within its first hours.
+        let likelihood = if (beyond || new_level) && warmed_up {
+            1.0
+        } else {
+            likelihood
+        };
         let score = self.suppress(likelihood);
 
         // A missing value is no residual (the baseline scores it as 0): it must not pull
@@ -630,22 +652,16 @@ impl SeriesDetector {
         let margin = (high - low) * tolerance;
         let beyond =
             tolerance > 0.0 && high > low && (value > high + margin || value < low - margin);
-        let forget = match self.config.spatial_horizon {
+        self.range = Some(forget_towards(self.range, value, self.forget()));
+        beyond
+    }
+
+    /// How far the range's extremes move towards each value (see `spatial_horizon`).
+    fn forget(&self) -> f64 {
+        match self.config.spatial_horizon {
             0 => 0.0,
             horizon => 1.0 / horizon as f64,
-        };
-        let high = if value > high {
-            value
-        } else {
-            high - forget * (high - value)
-        };
-        let low = if value < low {
-            value
-        } else {
-            low + forget * (value - low)
-        };
-        self.range = Some((low, high));
-        beyond
+        }
     }
 
     /// An alarm is a likelihood at or above `alarm_level`; for `suppress_points` after
@@ -670,6 +686,7 @@ impl SeriesDetector {
                 .as_ref()
                 .map_or(0, AnomalyLikelihood::heap_bytes)
             + self.shape.heap_bytes()
+            + self.envelope.heap_bytes()
             + self.recent_z.capacity() * 4
             + self.pending.capacity() * 16
             + self.features.capacity() * FEATURES * 4
@@ -697,6 +714,43 @@ mod tests {
 
     fn wave(i: i64) -> f64 {
         10.0 + (i as f64 / 20.0).sin() + 0.1 * ((i * 37 % 11) as f64)
+    }
+
+    #[test]
+    fn a_level_never_held_before_alarms_though_it_comes_on_slowly() {
+        // Noise with a spike every 500 points, then from 3000 a climb over 500 points to a
+        // level far below the spikes: every model adapts to the climb, but the floor of the
+        // series has never been that high.
+        let value = |i: i64| {
+            let spike = if i % 500 == 250 && i < 3000 {
+                100.0
+            } else {
+                0.0
+            };
+            let climb = ((i - 3000).max(0) as f64 / 100.0).min(5.0);
+            10.0 + ((i * 7919) % 101) as f64 / 100.0 + spike + climb
+        };
+        let first_alarm = |envelope| {
+            let config = DetectorConfig {
+                envelope,
+                ..DetectorConfig::default()
+            };
+            let mut detector = SeriesDetector::new(config).unwrap();
+            (0..4000)
+                .map(|i| (i, detector.update(i * 300_000, value(i)).score))
+                .find(|&(i, score)| i >= 2900 && score >= 0.5)
+                .map(|(i, _)| i)
+        };
+        let off = EnvelopeConfig {
+            window: 0,
+            ..EnvelopeConfig::default()
+        };
+        assert_eq!(first_alarm(off), None);
+        let alarm = first_alarm(EnvelopeConfig::default());
+        assert!(
+            alarm.is_some_and(|i| (3000..3500).contains(&i)),
+            "{alarm:?}"
+        );
     }
 
     #[test]
@@ -814,9 +868,15 @@ mod tests {
             10.0 + 3.0 * (phase as f64 / 7.0 * std::f64::consts::TAU).sin()
                 + 0.05 * ((i * 37 % 11) as f64)
         };
+        // The envelope sees it too (a floor above every earlier floor, a ceiling below every
+        // earlier ceiling): off here, so that the shape is judged alone.
         let peak_in_stuck_stretch = |models| {
             let config = DetectorConfig {
                 models,
+                envelope: EnvelopeConfig {
+                    window: 0,
+                    ..EnvelopeConfig::default()
+                },
                 ..DetectorConfig::default()
             };
             let mut detector = SeriesDetector::new(config).unwrap();
@@ -1030,11 +1090,16 @@ mod tests {
             refused(with(|c| c.forest.score_floor = 1.0)),
             "forest.score_floor must be in [0, 1), got 1"
         );
+        assert_eq!(
+            refused(with(|c| c.envelope.margin = -0.5)),
+            "envelope.margin must be a number at least 0, got -0.5"
+        );
         // The edges that mean something are taken.
         assert!(SeriesDetector::new(with(|c| {
             c.alarm_level = 1.0;
             c.forest_weight = 0.0;
             c.spatial_tolerance = 0.0;
+            c.envelope.window = 0;
         }))
         .is_ok());
     }

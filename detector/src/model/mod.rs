@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod detector;
+pub mod envelope;
 pub mod forecast;
 pub mod iforest;
 pub mod likelihood;

@@ -1,0 +1,285 @@
+//! Envelope records: a level held for a while that the series has never held before.
+//!
+//! The spatial rule judges one value against the range of values seen. A series whose
+//! spikes set that range can still settle at a level it has never held: tweets about a
+//! company running hours above their usual floor while no single count tops an old spike,
+//! a temperature whose ceiling sinks below anything seen. The envelope keeps the floor
+//! (the lowest of the last `window` values) and the ceiling (the highest), and the range
+//! each has taken so far. A floor above every earlier floor, or a ceiling below every
+//! earlier ceiling, by more than `margin` of that range, is a new level: the detector
+//! scores it as certain, as it does a value beyond the range. The rule waits for
+//! `min_history` values, so that the series has shown its usual levels first (a week, at
+//! 5-minute resolution, covers a weekend).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors from checking an envelope configuration.
+#[derive(Debug, Error, PartialEq)]
+pub enum EnvelopeError {
+    #[error("envelope.window must be at most {MAX_WINDOW}, got {0}")]
+    Window(usize),
+    #[error("envelope.margin must be a number at least 0, got {0}")]
+    Margin(f64),
+}
+
+/// The longest window: its values are kept, and scanned on every point.
+pub const MAX_WINDOW: usize = 1024;
+
+/// Envelope record settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvelopeConfig {
+    /// Values the floor and the ceiling are taken over: how long a level must hold. 0: the
+    /// rule is off.
+    pub window: usize,
+    /// How far beyond every earlier floor (or ceiling) a new one must lie, as a fraction of
+    /// the range the floors (or ceilings) have taken.
+    pub margin: f64,
+    /// Finite values seen before the rule may fire.
+    pub min_history: u64,
+}
+
+impl Default for EnvelopeConfig {
+    fn default() -> Self {
+        Self {
+            window: 10,
+            margin: 0.2,
+            min_history: 2000,
+        }
+    }
+}
+
+impl EnvelopeConfig {
+    /// Validates without I/O.
+    pub fn check(&self) -> Result<(), EnvelopeError> {
+        if self.window > MAX_WINDOW {
+            return Err(EnvelopeError::Window(self.window));
+        }
+        if !(self.margin >= 0.0 && self.margin.is_finite()) {
+            return Err(EnvelopeError::Margin(self.margin));
+        }
+        Ok(())
+    }
+}
+
+/// The running envelope of one series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The latest finite values, at most `window`.
+    recent: VecDeque<f64>,
+    /// Lowest and highest floor seen.
+    floors: Option<(f64, f64)>,
+    /// Lowest and highest ceiling seen.
+    ceilings: Option<(f64, f64)>,
+    /// Finite values seen.
+    seen: u64,
+}
+
+impl Envelope {
+    /// Adds a value; true when the floor or the ceiling it completes is a new level (see
+    /// the module). Both ranges then take the new floor and ceiling in, and forget their
+    /// extremes at the rate `forget` per point (see [`forget_towards`]). Non-finite values
+    /// are skipped.
+    pub fn update(&mut self, value: f64, config: &EnvelopeConfig, forget: f64) -> bool {
+        if config.window == 0 || !value.is_finite() {
+            return false;
+        }
+        self.seen += 1;
+        self.recent.push_back(value);
+        if self.recent.len() > config.window {
+            self.recent.pop_front();
+        }
+        if self.recent.len() < config.window {
+            return false;
+        }
+        let (floor, ceiling) = self
+            .recent
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
+                (low.min(v), high.max(v))
+            });
+        let ready = self.seen >= config.min_history;
+        let mut new_level = false;
+        if let Some((low, high)) = self.floors {
+            new_level |= ready && high > low && floor > high + config.margin * (high - low);
+        }
+        if let Some((low, high)) = self.ceilings {
+            new_level |= ready && high > low && ceiling < low - config.margin * (high - low);
+        }
+        self.floors = Some(forget_towards(self.floors, floor, forget));
+        self.ceilings = Some(forget_towards(self.ceilings, ceiling, forget));
+        new_level
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.recent.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+/// The range `range` (lowest, highest) after seeing `value`: widened to take it in, and
+/// otherwise each end moved the fraction `forget` of its distance towards it, so that
+/// extremes fade with a time constant of `1 / forget` points. `None` starts at the value.
+pub fn forget_towards(range: Option<(f64, f64)>, value: f64, forget: f64) -> (f64, f64) {
+    let Some((low, high)) = range else {
+        return (value, value);
+    };
+    let high = if value > high {
+        value
+    } else {
+        high - forget * (high - value)
+    };
+    let low = if value < low {
+        value
+    } else {
+        low + forget * (value - low)
+    };
+    (low, high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `values` and returns the indices where the envelope saw a new level.
+    fn new_levels(values: impl IntoIterator<Item = f64>, config: &EnvelopeConfig) -> Vec<usize> {
+        let mut envelope = Envelope::default();
+        values
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, v)| envelope.update(v, config, 0.0))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Noise between 0 and 1 with a spike to 100 every 500 points.
+    fn spiky(i: usize) -> f64 {
+        if i % 500 == 250 {
+            100.0
+        } else {
+            ((i * 7919) % 101) as f64 / 100.0
+        }
+    }
+
+    /// The first new level of `values`, which must come from `from` to `from + 9`: the
+    /// floor (or ceiling) of the window that ends at `from - 1` may already be new, if the
+    /// last value before the shift was high (or low) in its noise.
+    fn assert_first_new_level(
+        values: impl IntoIterator<Item = f64>,
+        config: &EnvelopeConfig,
+        from: usize,
+    ) {
+        let levels = new_levels(values, config);
+        let first = levels.first().copied();
+        assert!(
+            first.is_some_and(|i| (from - 1..from + 10).contains(&i)),
+            "{levels:?}"
+        );
+    }
+
+    #[test]
+    fn a_floor_above_every_earlier_floor_is_a_new_level_though_no_value_tops_a_spike() {
+        let config = EnvelopeConfig::default();
+        // From 3000 the series holds 5 to 6: far below the spikes, far above its floors.
+        let values = (0..4000).map(|i| spiky(i) + if i >= 3000 { 5.0 } else { 0.0 });
+        assert_first_new_level(values, &config, 3000);
+        // The same series without the shift: spikes never make a floor.
+        assert_eq!(
+            new_levels((0..4000).map(spiky), &config),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn a_ceiling_below_every_earlier_ceiling_is_a_new_level() {
+        let config = EnvelopeConfig::default();
+        // The mirror image: dips never make a ceiling.
+        let values = (0..4000).map(|i| 50.0 - spiky(i) - if i >= 3000 { 5.0 } else { 0.0 });
+        assert_first_new_level(values, &config, 3000);
+        assert_eq!(
+            new_levels((0..4000).map(|i| 50.0 - spiky(i)), &config),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn the_rule_waits_for_its_history_and_can_be_turned_off() {
+        let shift = |i: usize| spiky(i) + if i >= 1000 { 5.0 } else { 0.0 };
+        let config = EnvelopeConfig::default();
+        // The level is new from 1000, but a history takes 2000 values: by then the level
+        // is no longer new.
+        assert_eq!(
+            new_levels((0..4000).map(shift), &config),
+            Vec::<usize>::new()
+        );
+        let early = EnvelopeConfig {
+            min_history: 500,
+            ..config.clone()
+        };
+        assert_first_new_level((0..4000).map(shift), &early, 1000);
+        let off = EnvelopeConfig { window: 0, ..early };
+        assert_eq!(new_levels((0..4000).map(shift), &off), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn missing_values_are_skipped() {
+        let config = EnvelopeConfig::default();
+        let values = |i: usize| spiky(i) + if i >= 3000 { 5.0 } else { 0.0 };
+        let mut with_gaps = Envelope::default();
+        let mut without = Envelope::default();
+        for i in 0..4000 {
+            let gap = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][i % 3];
+            assert!(!with_gaps.update(gap, &config, 1e-4));
+            assert_eq!(
+                with_gaps.update(values(i), &config, 1e-4),
+                without.update(values(i), &config, 1e-4),
+                "{i}"
+            );
+        }
+        assert_eq!(with_gaps, without);
+    }
+
+    #[test]
+    fn extremes_fade_at_the_forgetting_rate() {
+        assert_eq!(forget_towards(None, 3.0, 0.5), (3.0, 3.0));
+        assert_eq!(forget_towards(Some((0.0, 10.0)), 12.0, 0.5), (6.0, 12.0));
+        assert_eq!(forget_towards(Some((0.0, 10.0)), 4.0, 0.5), (2.0, 7.0));
+        assert_eq!(forget_towards(Some((0.0, 10.0)), 4.0, 0.0), (0.0, 10.0));
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        let bad = |config: EnvelopeConfig| config.check().unwrap_err().to_string();
+        let window = EnvelopeConfig {
+            window: MAX_WINDOW + 1,
+            ..EnvelopeConfig::default()
+        };
+        assert_eq!(
+            bad(window),
+            "envelope.window must be at most 1024, got 1025"
+        );
+        for margin in [-0.1, f64::NAN, f64::INFINITY] {
+            let config = EnvelopeConfig {
+                margin,
+                ..EnvelopeConfig::default()
+            };
+            assert!(bad(config).starts_with("envelope.margin must be"));
+        }
+        assert_eq!(EnvelopeConfig::default().check(), Ok(()));
+    }
+
+    proptest! {
+        #[test]
+        fn a_constant_series_never_has_a_new_level(
+            level in -1e12f64..1e12,
+            window in 1usize..40,
+        ) {
+            let config = EnvelopeConfig { window, min_history: 0, ..EnvelopeConfig::default() };
+            prop_assert!(new_levels(std::iter::repeat_n(level, 500), &config).is_empty());
+        }
+    }
+}
