@@ -70,6 +70,9 @@ impl EnvelopeConfig {
 pub struct Envelope {
     /// The latest finite values, at most `window`.
     recent: VecDeque<f64>,
+    /// Lowest and highest of `recent` (`None` while it is empty).
+    #[serde(default)]
+    extremes: Option<(f64, f64)>,
     /// Lowest and highest floor seen.
     floors: Option<(f64, f64)>,
     /// Lowest and highest ceiling seen.
@@ -89,18 +92,27 @@ impl Envelope {
         }
         self.seen += 1;
         self.recent.push_back(value);
-        if self.recent.len() > config.window {
-            self.recent.pop_front();
-        }
+        let dropped = match self.recent.len() > config.window {
+            true => self.recent.pop_front(),
+            false => None,
+        };
+        // Only a window that lost its floor or ceiling is scanned again.
+        let (floor, ceiling) = match (self.extremes, dropped) {
+            (Some((low, high)), Some(old)) if old != low && old != high => {
+                (low.min(value), high.max(value))
+            }
+            (Some((low, high)), None) => (low.min(value), high.max(value)),
+            _ => self
+                .recent
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
+                    (low.min(v), high.max(v))
+                }),
+        };
+        self.extremes = Some((floor, ceiling));
         if self.recent.len() < config.window {
             return false;
         }
-        let (floor, ceiling) = self
-            .recent
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
-                (low.min(v), high.max(v))
-            });
         let ready = self.seen >= config.min_history;
         let mut new_level = false;
         if let Some((low, high)) = self.floors {
@@ -272,7 +284,50 @@ mod tests {
         assert_eq!(EnvelopeConfig::default().check(), Ok(()));
     }
 
+    /// The rule computed the slow way: every window scanned, every range from scratch.
+    fn new_levels_by_rescanning(values: &[f64], config: &EnvelopeConfig) -> Vec<usize> {
+        let window = config.window;
+        let envelope = |i: usize| {
+            let slice = &values[i + 1 - window..=i];
+            let floor = slice.iter().copied().fold(f64::INFINITY, f64::min);
+            (
+                floor,
+                slice.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        };
+        (window..values.len())
+            .filter(|&i| i + 1 >= config.min_history as usize)
+            .filter(|&i| {
+                let earlier: Vec<(f64, f64)> = (window - 1..i).map(envelope).collect();
+                let range = |pick: fn(&(f64, f64)) -> f64| {
+                    let all = earlier.iter().map(pick);
+                    let low = all.clone().fold(f64::INFINITY, f64::min);
+                    (low, all.fold(f64::NEG_INFINITY, f64::max))
+                };
+                let (floor, ceiling) = envelope(i);
+                let ((fl, fh), (cl, ch)) = (range(|e| e.0), range(|e| e.1));
+                (fh > fl && floor > fh + config.margin * (fh - fl))
+                    || (ch > cl && ceiling < cl - config.margin * (ch - cl))
+            })
+            .collect()
+    }
+
     proptest! {
+        #[test]
+        fn the_running_envelope_agrees_with_rescanning_every_window(
+            values in proptest::collection::vec(0u8..6, 1..120),
+            window in 1usize..8,
+            min_history in 0u64..40,
+        ) {
+            // Few distinct values: floors and ceilings tie and leave the window often.
+            let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+            let config = EnvelopeConfig { window, margin: 0.2, min_history };
+            prop_assert_eq!(
+                new_levels(values.iter().copied(), &config),
+                new_levels_by_rescanning(&values, &config)
+            );
+        }
+
         #[test]
         fn a_constant_series_never_has_a_new_level(
             level in -1e12f64..1e12,
