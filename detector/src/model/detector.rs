@@ -534,9 +534,9 @@ impl SeriesDetector {
             Models::ForestOnly => forest_raw,
         };
         let beyond = self.beyond_range(value);
-        let new_level = self
-            .envelope
-            .update(value, &self.config.envelope, self.forget());
+        let new_level =
+            self.envelope
+                .update(timestamp_ms, value, &self.config.envelope, self.forget());
         let shape = match self.config.models {
             Models::Combined | Models::ShapeOnly => {
                 // Compared with the expectation as the value is: without the event's effect.

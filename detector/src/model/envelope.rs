@@ -7,9 +7,9 @@
 //! (the lowest of the last `window` values) and the ceiling (the highest), and the range
 //! each has taken so far. A floor above every earlier floor, or a ceiling below every
 //! earlier ceiling, by more than `margin` of that range, is a new level: the detector
-//! scores it as certain, as it does a value beyond the range. The rule waits for
-//! `min_history` values, so that the series has shown its usual levels first (a week, at
-//! 5-minute resolution, covers a weekend).
+//! scores it as certain, as it does a value beyond the range. The rule waits until the
+//! series has shown its usual levels: `min_history` values over at least `min_span_s`
+//! (a week, so that a weekly rhythm's quiet days are not new the first time they come).
 
 use std::collections::VecDeque;
 
@@ -23,6 +23,8 @@ pub enum EnvelopeError {
     Window(usize),
     #[error("envelope.margin must be a number at least 0, got {0}")]
     Margin(f64),
+    #[error("envelope.min_span_s must be at least 0, got {0}")]
+    Span(i64),
 }
 
 /// The longest window: its values are kept, and scanned on every point.
@@ -38,8 +40,11 @@ pub struct EnvelopeConfig {
     /// How far beyond every earlier floor (or ceiling) a new one must lie, as a fraction of
     /// the range the floors (or ceilings) have taken.
     pub margin: f64,
-    /// Finite values seen before the rule may fire.
+    /// Finite values seen before the rule may fire: enough windows for the ranges to mean
+    /// something.
     pub min_history: u64,
+    /// Seconds from the first value before the rule may fire.
+    pub min_span_s: i64,
 }
 
 impl Default for EnvelopeConfig {
@@ -48,6 +53,7 @@ impl Default for EnvelopeConfig {
             window: 10,
             margin: 0.2,
             min_history: 2000,
+            min_span_s: 7 * 86_400,
         }
     }
 }
@@ -60,6 +66,9 @@ impl EnvelopeConfig {
         }
         if !(self.margin >= 0.0 && self.margin.is_finite()) {
             return Err(EnvelopeError::Margin(self.margin));
+        }
+        if self.min_span_s < 0 {
+            return Err(EnvelopeError::Span(self.min_span_s));
         }
         Ok(())
     }
@@ -79,18 +88,27 @@ pub struct Envelope {
     ceilings: Option<(f64, f64)>,
     /// Finite values seen.
     seen: u64,
+    /// Timestamp of the first finite value.
+    first_ms: Option<i64>,
 }
 
 impl Envelope {
-    /// Adds a value; true when the floor or the ceiling it completes is a new level (see
-    /// the module). Both ranges then take the new floor and ceiling in, and forget their
-    /// extremes at the rate `forget` per point (see [`forget_towards`]). Non-finite values
-    /// are skipped.
-    pub fn update(&mut self, value: f64, config: &EnvelopeConfig, forget: f64) -> bool {
+    /// Adds the value at `timestamp_ms`; true when the floor or the ceiling it completes is
+    /// a new level (see the module). Both ranges then take the new floor and ceiling in,
+    /// and forget their extremes at the rate `forget` per point (see [`forget_towards`]).
+    /// Non-finite values are skipped.
+    pub fn update(
+        &mut self,
+        timestamp_ms: i64,
+        value: f64,
+        config: &EnvelopeConfig,
+        forget: f64,
+    ) -> bool {
         if config.window == 0 || !value.is_finite() {
             return false;
         }
         self.seen += 1;
+        let first_ms = *self.first_ms.get_or_insert(timestamp_ms);
         self.recent.push_back(value);
         let dropped = match self.recent.len() > config.window {
             true => self.recent.pop_front(),
@@ -113,7 +131,8 @@ impl Envelope {
         if self.recent.len() < config.window {
             return false;
         }
-        let ready = self.seen >= config.min_history;
+        let span_s = timestamp_ms.saturating_sub(first_ms) / 1000;
+        let ready = self.seen >= config.min_history && span_s >= config.min_span_s;
         let mut new_level = false;
         if let Some((low, high)) = self.floors {
             new_level |= ready && high > low && floor > high + config.margin * (high - low);
@@ -157,15 +176,28 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Feeds `values` and returns the indices where the envelope saw a new level.
-    fn new_levels(values: impl IntoIterator<Item = f64>, config: &EnvelopeConfig) -> Vec<usize> {
+    /// Five minutes, in milliseconds.
+    const STEP_MS: i64 = 300_000;
+
+    /// Feeds `values`, one every `step_ms`, and returns the indices where the envelope saw
+    /// a new level.
+    fn new_levels_every(
+        step_ms: i64,
+        values: impl IntoIterator<Item = f64>,
+        config: &EnvelopeConfig,
+    ) -> Vec<usize> {
         let mut envelope = Envelope::default();
         values
             .into_iter()
             .enumerate()
-            .filter(|&(_, v)| envelope.update(v, config, 0.0))
+            .filter(|&(i, v)| envelope.update(i as i64 * step_ms, v, config, 0.0))
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// [`new_levels_every`] five minutes.
+    fn new_levels(values: impl IntoIterator<Item = f64>, config: &EnvelopeConfig) -> Vec<usize> {
+        new_levels_every(STEP_MS, values, config)
     }
 
     /// Noise between 0 and 1 with a spike to 100 every 500 points.
@@ -230,11 +262,32 @@ mod tests {
         );
         let early = EnvelopeConfig {
             min_history: 500,
+            min_span_s: 0,
             ..config.clone()
         };
         assert_first_new_level((0..4000).map(shift), &early, 1000);
         let off = EnvelopeConfig { window: 0, ..early };
         assert_eq!(new_levels((0..4000).map(shift), &off), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_week_must_pass_before_a_level_is_new() {
+        // A point an hour: 2,000 values take 83 days, and the week passes first.
+        let hourly = |i: usize| spiky(i) + if i >= 2500 { 5.0 } else { 0.0 };
+        let config = EnvelopeConfig::default();
+        let levels = new_levels_every(3_600_000, (0..3000).map(hourly), &config);
+        assert!(levels.first().is_some_and(|&i| (2499..2510).contains(&i)));
+        // A point a minute: 2,000 values take a day and a half. A shift on day 3 is not new
+        // (the week has not passed), and by day 8 it is what the series does.
+        let shift = |i: usize| spiky(i) + if i >= 4000 { 5.0 } else { 0.0 };
+        let levels = new_levels_every(60_000, (0..12_000).map(shift), &config);
+        assert_eq!(levels, Vec::<usize>::new());
+        let no_span = EnvelopeConfig {
+            min_span_s: 0,
+            ..config
+        };
+        let levels = new_levels_every(60_000, (0..12_000).map(shift), &no_span);
+        assert!(levels.first().is_some_and(|&i| (3999..4010).contains(&i)));
     }
 
     #[test]
@@ -245,10 +298,11 @@ mod tests {
         let mut without = Envelope::default();
         for i in 0..4000 {
             let gap = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][i % 3];
-            assert!(!with_gaps.update(gap, &config, 1e-4));
+            let t = i as i64 * STEP_MS;
+            assert!(!with_gaps.update(t - STEP_MS / 2, gap, &config, 1e-4));
             assert_eq!(
-                with_gaps.update(values(i), &config, 1e-4),
-                without.update(values(i), &config, 1e-4),
+                with_gaps.update(t, values(i), &config, 1e-4),
+                without.update(t, values(i), &config, 1e-4),
                 "{i}"
             );
         }
@@ -281,6 +335,11 @@ mod tests {
             };
             assert!(bad(config).starts_with("envelope.margin must be"));
         }
+        let span = EnvelopeConfig {
+            min_span_s: -1,
+            ..EnvelopeConfig::default()
+        };
+        assert_eq!(bad(span), "envelope.min_span_s must be at least 0, got -1");
         assert_eq!(EnvelopeConfig::default().check(), Ok(()));
     }
 
@@ -321,7 +380,7 @@ mod tests {
         ) {
             // Few distinct values: floors and ceilings tie and leave the window often.
             let values: Vec<f64> = values.into_iter().map(f64::from).collect();
-            let config = EnvelopeConfig { window, margin: 0.2, min_history };
+            let config = EnvelopeConfig { window, margin: 0.2, min_history, min_span_s: 0 };
             prop_assert_eq!(
                 new_levels(values.iter().copied(), &config),
                 new_levels_by_rescanning(&values, &config)
