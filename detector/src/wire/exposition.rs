@@ -16,8 +16,6 @@
 //! `_created` samples are dropped, and so are the separate `x_created` gauge families that
 //! the Python client writes after a counter, histogram or summary `x` in format 0.0.4.
 
-use std::fmt::Write as _;
-
 use super::{label_name_len, metric_name_len, FamilyType, Sample, ValueKind};
 
 /// What a scrape held.
@@ -143,15 +141,11 @@ fn is_openmetrics(text: &str) -> bool {
     })
 }
 
+/// The first error of a scrape: where, why, and the start of the line (quoted as the
+/// other inputs' errors quote a field).
 fn describe_error(line_number: usize, reason: &str, line: &str) -> String {
-    const SHOWN_CHARS: usize = 80;
-    let mut message = format!("line {line_number}: {reason}: ");
-    let shown: String = line.chars().take(SHOWN_CHARS).collect();
-    let _ = write!(message, "{shown:?}");
-    if line.chars().nth(SHOWN_CHARS).is_some() {
-        message.push('…');
-    }
-    message
+    let shown = crate::abbreviate(line, crate::QUOTED_CHARS);
+    format!("line {line_number}: {reason}: {shown:?}")
 }
 
 enum Comment<'a> {
@@ -408,6 +402,8 @@ fn parse_seconds_as_ms(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -658,7 +654,8 @@ mod tests {
     fn first_error_shows_only_the_start_of_a_long_line() {
         let line = format!("a {}", "x".repeat(500));
         let error = parse(&line).first_error.unwrap();
-        assert!(error.len() < 120 && error.ends_with('…'), "{error}");
+        let shown = format!("a {}…", "x".repeat(crate::QUOTED_CHARS - 2));
+        assert!(error.ends_with(&format!("{shown:?}")), "{error}");
     }
 
     /// Writes samples as text exposition, escaping as a client library would.
