@@ -310,6 +310,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_envelope_decides_as_the_original() {
+        let config = EnvelopeConfig::default();
+        let value = |i: usize| spiky(i) + if i >= 3000 { 5.0 } else { 0.0 };
+        let mut original = Envelope::default();
+        for i in 0..2995 {
+            original.update(i as i64 * STEP_MS, value(i), &config, 1e-4);
+        }
+        let snapshot = serde_json::to_string(&original).unwrap();
+        let mut restored: Envelope = serde_json::from_str(&snapshot).unwrap();
+        let mut levels = 0;
+        for i in 2995..4000 {
+            let t = i as i64 * STEP_MS;
+            let level = original.update(t, value(i), &config, 1e-4);
+            assert_eq!(restored.update(t, value(i), &config, 1e-4), level, "{i}");
+            levels += usize::from(level);
+        }
+        assert!(levels > 0);
+        assert_eq!(restored, original);
+    }
+
+    #[test]
     fn extremes_fade_at_the_forgetting_rate() {
         assert_eq!(forget_towards(None, 3.0, 0.5), (3.0, 3.0));
         assert_eq!(forget_towards(Some((0.0, 10.0)), 12.0, 0.5), (6.0, 12.0));
