@@ -1,7 +1,8 @@
 //! One detector per series: the baseline, the isolation forest over recent feature
-//! vectors, their combination, the shape novelty, a likelihood for each of the two raw
-//! surprises (the larger wins) and the early warning, driven point by point. The live detector and `omen backtest` both call [`SeriesDetector::update`]; that
-//! is what makes a backtest replay the live path.
+//! vectors, their combination, the shape novelty, the spike channel, a likelihood for each
+//! of the three (the largest deviation wins) and the early warning, driven point by point.
+//! The live detector and `omen backtest` both call [`SeriesDetector::update`]; that is
+//! what makes a backtest replay the live path.
 
 use std::collections::VecDeque;
 
@@ -17,6 +18,7 @@ use super::likelihood::{
     likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig, LikelihoodError,
 };
 use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
+use super::spike::{SpikeConfig, SpikeError};
 use linfa::prelude::ParamGuard;
 
 /// Errors from building a detector. Each says what is wrong once, naming the setting
@@ -36,6 +38,8 @@ pub enum DetectorError {
     Likelihood(#[from] LikelihoodError),
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Spike(#[from] SpikeError),
     #[error("{field} must be at least {min}")]
     TooSmall { field: &'static str, min: usize },
     #[error("{field} must be in {range}, got {value}")]
@@ -193,6 +197,9 @@ pub struct DetectorConfig {
     /// every earlier floor, or its ceiling below every earlier ceiling) has likelihood 1,
     /// like a value beyond the range. Its ranges forget at `spatial_horizon` too.
     pub envelope: EnvelopeConfig,
+    /// A spike of one or two points bigger than the series' recent ones, which the
+    /// likelihood's short mean would dilute (see [`super::spike`]).
+    pub spike: SpikeConfig,
 }
 
 impl DetectorConfig {
@@ -250,6 +257,7 @@ impl Default for DetectorConfig {
             spatial_tolerance: 0.05,
             spatial_horizon: 200_000,
             envelope: EnvelopeConfig::default(),
+            spike: SpikeConfig::default(),
         }
     }
 }
@@ -344,6 +352,11 @@ pub struct SeriesDetector {
     /// its history again.
     #[serde(default)]
     envelope: Envelope,
+    /// The spike channel's likelihood (see [`super::spike`]); `None` with the channel off,
+    /// or restored from a snapshot from before it, when it is made on the next update and
+    /// waits for its history. Left out of a snapshot while `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spike_likelihood: Option<AnomalyLikelihood>,
 }
 
 impl SeriesDetector {
@@ -352,6 +365,7 @@ impl SeriesDetector {
         let baseline = SeasonalBaseline::new(config.baseline.clone())?;
         config.likelihood.check()?;
         config.envelope.check()?;
+        config.spike.check()?;
         IsolationForestParams::new()
             .trees(config.forest.trees)
             .subsample(config.forest.subsample)
@@ -382,6 +396,7 @@ impl SeriesDetector {
             drift: ResidualDrift::default(),
             range: None,
             envelope: Envelope::default(),
+            spike_likelihood: None,
             config,
         })
     }
@@ -555,11 +570,12 @@ impl SeriesDetector {
                 Models::Combined => {
                     let deviation = self.likelihood.update_deviation(raw);
                     let shape_deviation = self.shape_likelihood().update_deviation(shape);
-                    match (deviation, shape_deviation) {
-                        (Some(a), Some(b)) => likelihood_of_deviation(a.max(b)),
-                        (Some(d), None) | (None, Some(d)) => likelihood_of_deviation(d),
-                        (None, None) => 0.0,
-                    }
+                    let spike_deviation = self.spike_deviation(point.z);
+                    [deviation, shape_deviation, spike_deviation]
+                        .into_iter()
+                        .flatten()
+                        .reduce(f64::max)
+                        .map_or(0.0, likelihood_of_deviation)
                 }
                 Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
                 Models::ShapeOnly => self.shape_likelihood().update(shape),
@@ -605,6 +621,19 @@ impl SeriesDetector {
             shape,
             warning,
         }
+    }
+
+    /// The spike channel's deviation at the residual `z` (see [`super::spike`]); `None`
+    /// with the channel off or while its likelihood has too little history.
+    fn spike_deviation(&mut self, z: f64) -> Option<f64> {
+        let spike = &self.config.spike;
+        if spike.short_window == 0 {
+            return None;
+        }
+        let likelihood = self
+            .spike_likelihood
+            .get_or_insert_with(|| spike.likelihood(&self.config.likelihood));
+        spike.deviation(likelihood, z)
     }
 
     /// The shape novelty's likelihood (see the field).
@@ -685,6 +714,10 @@ impl SeriesDetector {
                 .shape_likelihood
                 .as_ref()
                 .map_or(0, AnomalyLikelihood::heap_bytes)
+            + self
+                .spike_likelihood
+                .as_ref()
+                .map_or(0, AnomalyLikelihood::heap_bytes)
             + self.shape.heap_bytes()
             + self.envelope.heap_bytes()
             + self.recent_z.capacity() * 4
@@ -754,6 +787,45 @@ mod tests {
     }
 
     #[test]
+    fn a_spike_far_bigger_than_the_usual_ones_alarms_through_the_spike_channel() {
+        // Noise around 100 with a one-point spike of +30 every 97 points; an early outlier
+        // of 100,000 puts everything later inside the range. At 4000, a two-point spike of
+        // +3000: beyond every earlier one, but the baseline's raw surprise saturates at
+        // both sizes, and over 10 points two count for little.
+        let value = |i: i64| {
+            let noise = ((i * 7919) % 101) as f64 / 50.0;
+            let spike = match i {
+                50 => 100_000.0,
+                4000 | 4001 => 3000.0,
+                _ if i % 97 == 0 => 30.0,
+                _ => 0.0,
+            };
+            100.0 + noise + spike
+        };
+        let peak = |spike| {
+            let config = DetectorConfig {
+                spike,
+                ..DetectorConfig::default()
+            };
+            let mut detector = SeriesDetector::new(config).unwrap();
+            let scores: Vec<f64> = (0..4100)
+                .map(|i| detector.update(i * 300_000, value(i)).score)
+                .collect();
+            let before = scores[1000..4000].iter().copied().fold(0.0, f64::max);
+            let at = scores[4000..4100].iter().copied().fold(0.0, f64::max);
+            (before, at)
+        };
+        let off = SpikeConfig {
+            short_window: 0,
+            ..SpikeConfig::default()
+        };
+        let (before_off, at_off) = peak(off);
+        let (before, at) = peak(SpikeConfig::default());
+        assert!(before_off < 0.5 && at_off < 0.5, "{before_off} {at_off}");
+        assert!(before < 0.5 && at >= 0.5, "{before} {at}");
+    }
+
+    #[test]
     fn a_restored_snapshot_scores_exactly_like_the_original() {
         let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
         for i in 0..1300 {
@@ -809,6 +881,45 @@ mod tests {
             shape_likelihood["config"],
             serde_json::to_value(&likelihood).unwrap()
         );
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_spike_channel_restores_and_starts_it_afresh() {
+        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let mut snapshot = serde_json::to_value(&detector).unwrap();
+        let fields = snapshot.as_object_mut().unwrap();
+        assert!(fields.remove("spike_likelihood").is_some());
+        fields["config"].as_object_mut().unwrap().remove("spike");
+        let mut restored: SeriesDetector = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(restored.config().spike, SpikeConfig::default());
+        let again = serde_json::to_value(&restored).unwrap();
+        assert!(again.get("spike_likelihood").is_none());
+        for i in 1300..2000 {
+            let s = restored.update(i * 60_000, wave(i));
+            assert!(s.score < 0.5, "point {i}: {s:?}");
+        }
+        let spike = serde_json::to_value(&restored).unwrap()["spike_likelihood"].clone();
+        assert_eq!(spike["config"]["short_window"], 2);
+    }
+
+    #[test]
+    fn the_spike_channel_off_keeps_no_state() {
+        let config = DetectorConfig {
+            spike: SpikeConfig {
+                short_window: 0,
+                ..SpikeConfig::default()
+            },
+            ..DetectorConfig::default()
+        };
+        let mut detector = SeriesDetector::new(config).unwrap();
+        for i in 0..1300 {
+            detector.update(i * 60_000, wave(i));
+        }
+        let snapshot = serde_json::to_value(&detector).unwrap();
+        assert!(snapshot.get("spike_likelihood").is_none());
     }
 
     #[test]
@@ -1094,12 +1205,18 @@ mod tests {
             refused(with(|c| c.envelope.margin = -0.5)),
             "envelope.margin must be a number at least 0, got -0.5"
         );
+        assert_eq!(
+            refused(with(|c| c.spike.handicap = -1.0)),
+            "spike.handicap must be a number at least 0, got -1"
+        );
         // The edges that mean something are taken.
         assert!(SeriesDetector::new(with(|c| {
             c.alarm_level = 1.0;
             c.forest_weight = 0.0;
             c.spatial_tolerance = 0.0;
             c.envelope.window = 0;
+            c.spike.short_window = 0;
+            c.spike.handicap = 0.0;
         }))
         .is_ok());
     }

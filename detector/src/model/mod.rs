@@ -8,5 +8,6 @@ pub mod forecast;
 pub mod iforest;
 pub mod likelihood;
 pub mod shape;
+pub mod spike;
 
 pub use detector::{DetectorConfig, Models, Score, SeriesDetector};
