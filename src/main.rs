@@ -211,7 +211,7 @@ fn main() -> ExitCode {
 }
 
 fn detect(args: DetectArgs) -> ExitCode {
-    use omen_detector::live::config::DetectConfig;
+    use omen_detector_live::config::DetectConfig;
     let config = match &args.config {
         Some(path) => DetectConfig::load(path),
         None => Ok(DetectConfig::default()),
@@ -226,9 +226,9 @@ fn detect(args: DetectArgs) -> ExitCode {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    match omen_detector::live::runtime::run(config) {
+    match omen_detector_live::runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ omen_detector::live::runtime::RunError::Listen { .. }) => {
+        Err(error @ omen_detector_live::runtime::RunError::Listen { .. }) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)
         }

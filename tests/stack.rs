@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use omen_detector::live::runtime::now_ms;
 use omen_detector::wire::{remote_write, Sample, ValueKind};
+use omen_detector_live::state::now_ms;
 
 use common::{
     free_port, http_get, http_post, log_tail, wait_for, Alertmanager, LiveAgent, LiveDetector,

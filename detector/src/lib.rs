@@ -2,7 +2,6 @@
 
 pub mod backtest;
 pub mod ingest;
-pub mod live;
 pub mod model;
 pub mod series;
 pub mod wire;

@@ -18,12 +18,12 @@ use anyhow::Context;
 use omen_agent::clock::ManualClock;
 use omen_agent::config::RulesConfig;
 use omen_agent::pipeline::Pipeline;
-use omen_detector::live::config::DetectConfig;
-use omen_detector::live::correlate::{Change, Incident};
-use omen_detector::live::engine::{Engine, Mode, Notification, Source};
-use omen_detector::live::runtime::Shared as DetectorShared;
 use omen_detector::series::parse_timestamp;
 use omen_detector::wire::exposition;
+use omen_detector_live::config::DetectConfig;
+use omen_detector_live::engine::correlate::{Change, Incident};
+use omen_detector_live::engine::{Engine, Mode, Notification, Origin};
+use omen_detector_live::state::LiveState;
 
 use self::sim::{Generator, Injected, Scenario, DAY_MS, MINUTE_MS};
 
@@ -152,7 +152,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
     let detector = {
         let (opened, scenario) = (opened.clone(), scenario.clone());
         Arc::new(
-            DetectorShared::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
+            LiveState::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
                 move |notification| {
                     println!("{}", describe(&scenario, notification));
                     if let Notification::Incident(event) = notification {
@@ -187,7 +187,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
     let detector_addr = serve(
         &runtime,
         options.detector_listen,
-        omen_detector::live::server::app(detector.clone()),
+        omen_detector_live::server::app(detector.clone()),
         "detector",
     );
 
@@ -229,12 +229,16 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
             .samples
             .into_iter()
             .map(|mut sample| {
-                omen_detector::live::source::target_labels(&mut sample, "inventory", "demo:9750");
+                omen_detector_live::ingest::scrape::target_labels(
+                    &mut sample,
+                    "inventory",
+                    "demo:9750",
+                );
                 sample
             })
             .collect();
         let mode = if live { Mode::Live } else { Mode::Warmup };
-        detector.ingest(Source::Scrape, samples, minute_end, mode);
+        detector.ingest(Origin::Scrape, samples, minute_end, mode);
         detector.tick(minute_end);
         minute = minute_end;
         if minute % (6 * 3_600_000) == 0 {

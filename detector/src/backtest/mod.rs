@@ -7,69 +7,24 @@
 //! rule), per-series plots and an index page.
 
 mod decimal;
+mod error;
 pub mod nab;
+#[cfg(feature = "plots")]
 pub mod plot;
+mod replay;
 pub mod report;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use thiserror::Error;
-
-use crate::ingest::{HistoryFiles, IngestError};
-use crate::model::detector::DetectorError;
+use crate::ingest::HistoryFiles;
 use crate::model::{DetectorConfig, SeriesDetector};
-use crate::series::Series;
 
-use self::nab::{LabelsError, Windows};
+pub use self::error::BacktestError;
+use self::nab::Windows;
+pub use self::replay::{detect_series, SeriesRun};
 pub use self::report::Report;
-
-/// Errors from a backtest run.
-#[derive(Debug, Error)]
-pub enum BacktestError {
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    #[error(transparent)]
-    Labels(#[from] LabelsError),
-    /// The detector's message, which names the setting; not its source too, or a chain
-    /// would say it twice.
-    #[error("detector configuration: {0}")]
-    Detector(DetectorError),
-    #[error("name {0:?} must match [A-Za-z0-9-]+")]
-    BadName(String),
-    /// A labels file none of whose keys names a series here: scored, the run would look
-    /// like one on data without anomalies.
-    #[error(
-        "labels {labels}: no key names a series under {data} (keys look like {key}, series like {series})"
-    )]
-    LabelsMatchNothing {
-        labels: PathBuf,
-        data: PathBuf,
-        key: String,
-        series: String,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Two series names that differ only in characters a file name cannot hold (`a b`
-    /// and `a_b`) would write one results file.
-    #[error("series {first} and {second} would both write {path}; rename one of them")]
-    SameResults {
-        first: String,
-        second: String,
-        path: PathBuf,
-    },
-}
-
-impl From<DetectorError> for BacktestError {
-    fn from(error: DetectorError) -> Self {
-        Self::Detector(error)
-    }
-}
 
 /// What to replay and where to write.
 #[derive(Debug, Clone)]
@@ -82,82 +37,6 @@ pub struct BacktestOptions {
     pub plots: bool,
     /// Show a progress bar on stderr (when it is a terminal).
     pub progress: bool,
-}
-
-/// The detector's output for one series, row for row.
-#[derive(Debug, Clone)]
-pub struct SeriesRun {
-    pub series: Series,
-    /// Windows as row ranges, from the labels (empty without labels).
-    pub windows: Vec<(usize, usize)>,
-    pub scores: Vec<f64>,
-    /// The band, row for row, when asked for (plots draw it); else empty.
-    pub lower: Vec<f64>,
-    pub upper: Vec<f64>,
-    /// First early warning at or after each row, as rows ahead, if any was raised.
-    pub warnings: Vec<Option<u32>>,
-    pub detect_time: Duration,
-    pub state_bytes: usize,
-    pub snapshot_bytes: usize,
-    /// The season the baseline found, in seconds.
-    pub season_s: Option<i64>,
-}
-
-/// Feeds one series through a fresh detector; keeps the band if `keep_band`.
-pub fn detect_series(
-    series: Series,
-    windows: Vec<(usize, usize)>,
-    config: &DetectorConfig,
-    keep_band: bool,
-) -> Result<SeriesRun, DetectorError> {
-    let mut detector = SeriesDetector::new(config.clone())?;
-    let n = series.len();
-    let mut run = SeriesRun {
-        windows,
-        scores: Vec::with_capacity(n),
-        lower: Vec::with_capacity(if keep_band { n } else { 0 }),
-        upper: Vec::with_capacity(if keep_band { n } else { 0 }),
-        warnings: Vec::with_capacity(n),
-        detect_time: Duration::ZERO,
-        state_bytes: 0,
-        snapshot_bytes: 0,
-        season_s: None,
-        series,
-    };
-    let started = Instant::now();
-    for (&t, &v) in run.series.timestamps_ms.iter().zip(&run.series.values) {
-        let score = detector.update(t, v);
-        run.scores.push(score.score);
-        if keep_band {
-            run.lower.push(score.lower);
-            run.upper.push(score.upper);
-        }
-        run.warnings.push(
-            score
-                .warning
-                .map(|w| u32::try_from(w.steps_ahead).unwrap_or(u32::MAX)),
-        );
-    }
-    run.detect_time = started.elapsed();
-    run.state_bytes = detector.state_bytes();
-    run.season_s = detector.baseline().period_ms().map(|ms| ms / 1000);
-    let mut counter = ByteCounter(0);
-    run.snapshot_bytes = serde_json::to_writer(&mut counter, &detector).map_or(0, |()| counter.0);
-    Ok(run)
-}
-
-/// Counts the bytes written to it: a snapshot's size without building the snapshot.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `<out>/<name>/<category>/<name>_<file>.csv` for a series named `<category>/<file>`.
@@ -243,6 +122,9 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     {
         return Err(BacktestError::BadName(options.name.clone()));
     }
+    if options.plots && !cfg!(feature = "plots") {
+        return Err(BacktestError::NoPlots);
+    }
     // Validate the configuration once before reading anything.
     SeriesDetector::new(options.config.clone())?;
     let files = HistoryFiles::find(&options.data)?;
@@ -301,6 +183,7 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     let report = Report::build(&options.name, &runs, windows.is_some());
     let report_dir = options.out.join(&options.name);
     report.write(&report_dir.join("report.json"))?;
+    #[cfg(feature = "plots")]
     if options.plots {
         plot::write_all(&report_dir.join("plots"), &runs, &report)?;
     }

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::error::BacktestError;
+use super::replay::SeriesRun;
 use super::report::Report;
-use super::{BacktestError, SeriesRun};
 
 const MAX_POINTS: usize = 1500;
 

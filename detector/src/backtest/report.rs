@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::error::BacktestError;
 use super::nab::{self, probationary_length, ScoredRow, PROFILES};
-use super::{BacktestError, SeriesRun};
+use super::replay::SeriesRun;
 
 /// One NAB profile's outcome at its optimised threshold.
 #[derive(Debug, Clone, Serialize)]

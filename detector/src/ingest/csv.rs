@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use super::IngestError;
+use super::error::IngestError;
 use crate::series::{parse_timestamp, Series};
 
 /// Parses `timestamp,value` rows into one series named `name`.

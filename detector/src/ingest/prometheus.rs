@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::IngestError;
+use super::error::IngestError;
 use crate::series::{format_timestamp, Series};
 use crate::wire::exposition;
 

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::detector::Transform;
+use super::transform::Transform;
 
 /// Errors from checking a baseline configuration.
 #[derive(Debug, Error, PartialEq)]

@@ -19,6 +19,7 @@ use super::likelihood::{
 };
 use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
 use super::spike::{SpikeConfig, SpikeError};
+pub use super::transform::Transform;
 use linfa::prelude::ParamGuard;
 
 /// Errors from building a detector. Each says what is wrong once, naming the setting
@@ -66,62 +67,6 @@ pub enum Models {
     BaselineOnly,
     ForestOnly,
     ShapeOnly,
-}
-
-/// A variance-stabilising transform applied to values before the baseline sees them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Transform {
-    #[default]
-    None,
-    /// `sign(x) sqrt(|x|)`: counts (Poisson-like noise) get a steady scale.
-    Sqrt,
-    /// `sign(x) ln(1 + |x|)`.
-    Log,
-    /// [`Sqrt`](Self::Sqrt) for counts (non-negative integers with a median up to
-    /// [`SMALL_COUNT_MEDIAN`]), where Poisson-like noise grows with the level;
-    /// [`None`](Self::None) otherwise. Decided on the first points of the series.
-    Auto,
-}
-
-/// Counts with a median above this are large enough for their noise to look Gaussian.
-pub const SMALL_COUNT_MEDIAN: f64 = 1000.0;
-
-impl Transform {
-    /// The transform to use for a series that started with `values`.
-    pub fn choose(self, values: &[f64]) -> Self {
-        if self != Self::Auto {
-            return self;
-        }
-        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        let counts = !finite.is_empty() && finite.iter().all(|&v| v >= 0.0 && v.fract() == 0.0);
-        if !counts {
-            return Self::None;
-        }
-        let mut sorted = finite;
-        sorted.sort_by(f64::total_cmp);
-        if sorted[sorted.len() / 2] <= SMALL_COUNT_MEDIAN {
-            Self::Sqrt
-        } else {
-            Self::None
-        }
-    }
-
-    pub fn apply(self, x: f64) -> f64 {
-        match self {
-            Self::None | Self::Auto => x,
-            Self::Sqrt => x.signum() * x.abs().sqrt(),
-            Self::Log => x.signum() * x.abs().ln_1p(),
-        }
-    }
-
-    pub fn invert(self, y: f64) -> f64 {
-        match self {
-            Self::None | Self::Auto => y,
-            Self::Sqrt => y.signum() * y * y,
-            Self::Log => y.signum() * y.abs().exp_m1(),
-        }
-    }
 }
 
 /// Isolation forest settings for online use.
@@ -512,30 +457,7 @@ impl SeriesDetector {
         }
         let features = self.feature_vector(point.z, transform.apply(value));
 
-        // In the ablations without it the forest is never fitted, so its cost is not
-        // counted either.
-        if matches!(self.config.models, Models::Combined | Models::ForestOnly) {
-            // Not on fewer than 32 rows, unless the window itself is smaller.
-            let rows = MIN_FIT_ROWS.min(self.config.forest.window);
-            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= rows {
-                self.since_fit = 0;
-                self.fit_forest();
-            } else if self.forest.is_none() && self.fitted_once {
-                self.fit_forest(); // restored from a snapshot
-            }
-        }
-        let forest_score = match &self.forest {
-            Some(forest) => {
-                let row = features.map(f64::from);
-                forest.score_slice(&row)
-            }
-            None => 0.5,
-        };
-        self.features.push_back(features);
-        if self.features.len() > self.config.forest.window + self.config.forest.refit_every {
-            self.features.pop_front();
-        }
-        self.since_fit += 1;
+        let forest_score = self.forest_update(features);
 
         let baseline_raw = (point.z.abs() / self.config.z_saturation).min(1.0);
         let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
@@ -563,23 +485,10 @@ impl SeriesDetector {
         };
         // The baseline's first points are too rough to teach the likelihood what is normal.
         let warmed_up = self.baseline.seen() >= self.config.warmup_points as u64;
-        let likelihood = if !warmed_up {
-            0.0
+        let likelihood = if warmed_up {
+            self.channel_likelihood(raw, shape, point.z)
         } else {
-            match self.config.models {
-                Models::Combined => {
-                    let deviation = self.likelihood.update_deviation(raw);
-                    let shape_deviation = self.shape_likelihood().update_deviation(shape);
-                    let spike_deviation = self.spike_deviation(point.z);
-                    [deviation, shape_deviation, spike_deviation]
-                        .into_iter()
-                        .flatten()
-                        .reduce(f64::max)
-                        .map_or(0.0, likelihood_of_deviation)
-                }
-                Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
-                Models::ShapeOnly => self.shape_likelihood().update(shape),
-            }
+            0.0
         };
         // A value well beyond everything seen so far is anomalous whatever the models say:
         // they adapt to a slow climb towards it, and their surprise may be spent by then.
@@ -620,6 +529,56 @@ impl SeriesDetector {
             forest: forest_score,
             shape,
             warning,
+        }
+    }
+
+    /// Scores the point's features with the forest fitted so far (0.5 before the first
+    /// fit), then keeps them, refitting on schedule.
+    fn forest_update(&mut self, features: [f32; FEATURES]) -> f64 {
+        // In the ablations without it the forest is never fitted, so its cost is not
+        // counted either.
+        if matches!(self.config.models, Models::Combined | Models::ForestOnly) {
+            // Not on fewer than 32 rows, unless the window itself is smaller.
+            let rows = MIN_FIT_ROWS.min(self.config.forest.window);
+            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= rows {
+                self.since_fit = 0;
+                self.fit_forest();
+            } else if self.forest.is_none() && self.fitted_once {
+                self.fit_forest(); // restored from a snapshot
+            }
+        }
+        let score = match &self.forest {
+            Some(forest) => {
+                let row = features.map(f64::from);
+                forest.score_slice(&row)
+            }
+            None => 0.5,
+        };
+        self.features.push_back(features);
+        if self.features.len() > self.config.forest.window + self.config.forest.refit_every {
+            self.features.pop_front();
+        }
+        self.since_fit += 1;
+        score
+    }
+
+    /// The likelihood of the point from the channels the configuration combines: with
+    /// all of them, the largest deviation of the three likelihoods (raw surprise, shape,
+    /// spike) decides.
+    fn channel_likelihood(&mut self, raw: f64, shape: f64, z: f64) -> f64 {
+        match self.config.models {
+            Models::Combined => {
+                let deviation = self.likelihood.update_deviation(raw);
+                let shape_deviation = self.shape_likelihood().update_deviation(shape);
+                let spike_deviation = self.spike_deviation(z);
+                [deviation, shape_deviation, spike_deviation]
+                    .into_iter()
+                    .flatten()
+                    .reduce(f64::max)
+                    .map_or(0.0, likelihood_of_deviation)
+            }
+            Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
+            Models::ShapeOnly => self.shape_likelihood().update(shape),
         }
     }
 

@@ -9,5 +9,6 @@ pub mod iforest;
 pub mod likelihood;
 pub mod shape;
 pub mod spike;
+pub mod transform;
 
 pub use detector::{DetectorConfig, Models, Score, SeriesDetector};

@@ -1,7 +1,9 @@
 use std::path::Path;
 
 use super::*;
-use crate::live::correlate::{Change, Incident};
+use crate::engine::correlate::{Change, Incident};
+use crate::metrics::render;
+use crate::sinks::SinkCounts;
 
 /// A detector that learns from a few dozen one-second points, as the live tests use.
 pub(crate) fn quick_config(extra: &str) -> DetectConfig {
@@ -63,7 +65,7 @@ fn feed_with(
                 gauge(name, service, calm(*level, s + k as i64) * factor(k, s), t)
             })
             .collect();
-        engine.ingest(Source::RemoteWrite, samples, t, Mode::Live);
+        engine.ingest(Origin::RemoteWrite, samples, t, Mode::Live);
         engine.tick(t);
     }
 }
@@ -176,7 +178,7 @@ fn scored_on_two_detectors_and_correlated_on_a_third_the_cascade_is_the_same_inc
                 1.0
             };
             let sample = gauge(name, service, calm(*level, s + k as i64) * factor, t);
-            scorers[usize::from(k > 0)].ingest(Source::Kafka, vec![sample], t, Mode::Live);
+            scorers[usize::from(k > 0)].ingest(Origin::Kafka, vec![sample], t, Mode::Live);
         }
         for scorer in &mut scorers {
             correlator.correlate(&scorer.take_evidence());
@@ -189,9 +191,9 @@ fn scored_on_two_detectors_and_correlated_on_a_third_the_cascade_is_the_same_inc
     assert_eq!(events.len(), 4, "{events:#?}");
     for scorer in &mut scorers {
         assert!(incident_events(&scorer.take_notifications()).is_empty());
-        assert!(scorer.render(&[]).contains("omen_detector_correlating 0\n"));
+        assert!(render(scorer, &[]).contains("omen_detector_correlating 0\n"));
     }
-    let text = correlator.render(&[]);
+    let text = render(&correlator, &[]);
     assert!(text.contains("omen_detector_correlating 1\n"), "{text}");
     let published: u64 = scorers.iter().map(|s| s.stats.evidence_published).sum();
     assert_eq!(published, 0, "counted by the Kafka thread as it sends");
@@ -208,7 +210,7 @@ fn history_loaded_at_start_is_learnt_but_never_alerted_on() {
             calm(1.0, s)
         };
         engine.ingest(
-            Source::Prometheus,
+            Origin::Prometheus,
             vec![gauge("g", "x", value, s * 1000)],
             s * 1000,
             Mode::Warmup,
@@ -217,7 +219,7 @@ fn history_loaded_at_start_is_learnt_but_never_alerted_on() {
     }
     assert!(engine.take_notifications().is_empty());
     assert_eq!(engine.correlator().open().len(), 0);
-    let text = engine.render(&[]);
+    let text = render(&engine, &[]);
     assert!(text.contains("omen_detector_points_total 200\n"), "{text}");
 }
 
@@ -231,27 +233,21 @@ fn counters_become_rates_across_resets() {
         timestamp_ms: Some(t),
         kind: ValueKind::Unknown,
     };
-    engine.ingest(Source::Scrape, vec![counter(100.0, 0)], 0, Mode::Live);
-    assert!(!engine.render(&[]).contains("omen_series_value{"));
+    engine.ingest(Origin::Scrape, vec![counter(100.0, 0)], 0, Mode::Live);
+    assert!(!render(&engine, &[]).contains("omen_series_value{"));
     engine.ingest(
-        Source::Scrape,
+        Origin::Scrape,
         vec![counter(110.0, 2_000)],
         2_000,
         Mode::Live,
     );
-    assert!(engine
-        .render(&[])
-        .contains("omen_series_value{metric=\"requests_total\"} 5\n"));
+    assert!(render(&engine, &[]).contains("omen_series_value{metric=\"requests_total\"} 5\n"));
     // A reset: the counter restarted and counted 4 since.
-    engine.ingest(Source::Scrape, vec![counter(4.0, 4_000)], 4_000, Mode::Live);
-    assert!(engine
-        .render(&[])
-        .contains("omen_series_value{metric=\"requests_total\"} 2\n"));
+    engine.ingest(Origin::Scrape, vec![counter(4.0, 4_000)], 4_000, Mode::Live);
+    assert!(render(&engine, &[]).contains("omen_series_value{metric=\"requests_total\"} 2\n"));
     // A repeated timestamp is skipped and counted.
-    engine.ingest(Source::Scrape, vec![counter(9.0, 4_000)], 4_000, Mode::Live);
-    assert!(engine
-        .render(&[])
-        .contains("omen_detector_out_of_order_total 1\n"));
+    engine.ingest(Origin::Scrape, vec![counter(9.0, 4_000)], 4_000, Mode::Live);
+    assert!(render(&engine, &[]).contains("omen_detector_out_of_order_total 1\n"));
 }
 
 #[test]
@@ -259,12 +255,12 @@ fn a_sample_stamped_far_ahead_is_skipped_and_its_series_carries_on() {
     let mut engine = Engine::new(quick_config(""));
     let now = 1_700_000_000_000;
     engine.ingest(
-        Source::RemoteWrite,
+        Origin::RemoteWrite,
         vec![gauge("queue", "a", 1.0, now + 1_000_000_000_000)],
         now,
         Mode::Live,
     );
-    let metrics = engine.render(&[]);
+    let metrics = render(&engine, &[]);
     assert!(
         metrics.contains("omen_detector_future_samples_total 1\n"),
         "{metrics}"
@@ -273,9 +269,9 @@ fn a_sample_stamped_far_ahead_is_skipped_and_its_series_carries_on() {
     // Within the allowance a sample counts, and the next one is in order.
     for (value, clock) in [(2.0, now), (3.0, now + 1_000)] {
         let sample = gauge("queue", "a", value, clock + MAX_AHEAD_MS);
-        engine.ingest(Source::RemoteWrite, vec![sample], clock, Mode::Live);
+        engine.ingest(Origin::RemoteWrite, vec![sample], clock, Mode::Live);
     }
-    let metrics = engine.render(&[]);
+    let metrics = render(&engine, &[]);
     assert!(
         metrics.contains("omen_detector_future_samples_total 1\n"),
         "{metrics}"
@@ -310,7 +306,7 @@ fn own_series_buckets_and_stale_markers_are_not_modelled() {
         kind: ValueKind::Gauge,
     })
     .collect();
-    engine.ingest(Source::RemoteWrite, samples, 0, Mode::Live);
+    engine.ingest(Origin::RemoteWrite, samples, 0, Mode::Live);
     assert_eq!(engine.series_count(), 0);
 }
 
@@ -319,7 +315,7 @@ fn the_store_is_bounded_and_forgets_vanished_series() {
     let mut engine = Engine::new(quick_config("store: { max_series: 2, ttl: 10s }"));
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
         engine.ingest(
-            Source::Scrape,
+            Origin::Scrape,
             vec![gauge(name, "x", 1.0, i as i64)],
             i as i64 * 1000,
             Mode::Live,
@@ -327,14 +323,14 @@ fn the_store_is_bounded_and_forgets_vanished_series() {
     }
     assert_eq!(engine.series_count(), 2);
     engine.ingest(
-        Source::Scrape,
+        Origin::Scrape,
         vec![gauge("a", "x", 1.0, 8_000)],
         8_000,
         Mode::Live,
     );
     engine.tick(11_000);
     assert_eq!(engine.series_count(), 1, "b expired, a kept");
-    let text = engine.render(&[]);
+    let text = render(&engine, &[]);
     assert!(text.contains("omen_detector_series_dropped_total 1\n"));
     assert!(text.contains("omen_detector_series_expired_total 1\n"));
 }
@@ -351,7 +347,7 @@ fn a_restored_snapshot_continues_where_it_left_off() {
     feed(&mut restored, 120..200, (150, 170));
     let count = |e: &mut Engine| e.take_notifications().len();
     assert!(count(&mut original) > 0);
-    let (a, b) = (original.render(&[]), restored.render(&[]));
+    let (a, b) = (render(&original, &[]), render(&restored, &[]));
     let scores = |t: &str| {
         t.lines()
             .filter(|l| l.starts_with("omen_anomaly_score{"))
@@ -379,14 +375,17 @@ fn exposition_escapes_labels_and_renames_a_metric_label() {
         timestamp_ms: Some(1),
         kind: ValueKind::Gauge,
     };
-    engine.ingest(Source::Scrape, vec![sample], 1, Mode::Live);
-    let text = engine.render(&[(
-        "webhook".to_owned(),
-        SinkCounts {
-            sent: 2,
-            ..SinkCounts::default()
-        },
-    )]);
+    engine.ingest(Origin::Scrape, vec![sample], 1, Mode::Live);
+    let text = render(
+        &engine,
+        &[(
+            "webhook".to_owned(),
+            SinkCounts {
+                sent: 2,
+                ..SinkCounts::default()
+            },
+        )],
+    );
     assert!(
         text.contains(
             "omen_series_value{metric=\"g\",exported_metric=\"x\",path=\"a\\\"b\\\\c\\nd\"} 1.5\n"
@@ -410,7 +409,7 @@ fn a_series_drifting_towards_its_limit_is_warned_about_before_it_is_an_incident(
     for s in 0..700 {
         let t = s * 1000;
         engine.ingest(
-            Source::Scrape,
+            Origin::Scrape,
             vec![gauge("queue_depth", "inventory", value(s), t)],
             t,
             Mode::Live,

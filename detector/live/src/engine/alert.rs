@@ -9,9 +9,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::Serialize;
 
-use super::correlate::{Change, Incident, IncidentEvent};
-use crate::model::forecast::WarningKind;
-use crate::series::format_rfc3339;
+use crate::engine::correlate::{Change, Incident, IncidentEvent};
+use omen_detector::model::forecast::WarningKind;
+use omen_detector::series::format_rfc3339;
 
 /// Members listed in an incident's annotations; the rest are counted.
 const LISTED_MEMBERS: usize = 20;
@@ -227,7 +227,7 @@ pub fn warning_alert(warning: &EarlyWarning, dashboard_url: &str) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::correlate::Member;
+    use crate::engine::correlate::Member;
 
     fn member(series: &str, service: &str, onset_ms: i64) -> Member {
         Member {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::CorrelationConfig;
+use crate::config::CorrelationConfig;
 
 /// One anomalous series within an incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::model::detector::{DetectorConfig, SeriesDetector};
+use omen_detector::model::detector::{DetectorConfig, SeriesDetector};
 
 /// Errors from loading or checking a detector configuration.
 #[derive(Debug, Error)]
@@ -66,7 +66,7 @@ pub struct DetectConfig {
     pub correlation: CorrelationConfig,
     pub alerting: AlertingConfig,
     /// Samples from a Kafka topic shared by a consumer group of detectors.
-    pub kafka: Option<super::kafka::KafkaConfig>,
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Default for DetectConfig {
@@ -321,6 +321,32 @@ impl Default for AlertingConfig {
             dashboard_url: "http://127.0.0.1:3000/d/omen-detector".to_owned(),
         }
     }
+}
+
+/// The `kafka` section of `omen detect`'s configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// The consumer group the detectors share.
+    pub group: String,
+    /// Samples, keyed by series.
+    pub topic: String,
+    /// Model state per series, for hand-offs between detectors.
+    pub state_topic: String,
+    /// Evidence for the one correlator of the group (see the module's documentation);
+    /// without it, each detector correlates what it scores.
+    #[serde(default)]
+    pub anomalies_topic: Option<String>,
+    #[serde(default = "default_handoff", with = "humantime_serde")]
+    pub handoff_interval: Duration,
+    /// Further librdkafka properties, for the consumer and the producer.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_handoff() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl DetectConfig {

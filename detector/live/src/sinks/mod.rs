@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::alert::Alert;
-use super::engine::SinkCounts;
+use crate::engine::alert::Alert;
 
 /// Alerts posted to Alertmanager in one request at most.
 const BATCH: usize = 64;
@@ -243,12 +242,21 @@ impl Sink {
             return Ok(());
         }
         // The start of the reply says why; the rest is not read.
-        let reply = match super::source::read_capped(response, MAX_REPLY_BYTES).await {
+        let reply = match crate::ingest::body::read_capped(response, MAX_REPLY_BYTES).await {
             Ok(reply) | Err((_, reply)) => reply,
         };
         let reply = String::from_utf8_lossy(&reply).into_owned();
         Err(format!("{url}: {status}: {reply}"))
     }
+}
+
+/// Delivery counts of one alert sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub queued: u64,
 }
 
 /// Counts of every sink, summed by kind, for `/metrics`.

@@ -3,34 +3,36 @@
 //! caller says (the samples' own time, and `now_ms` for ticks), so the demo can run a day
 //! in seconds through exactly this path.
 
+pub mod alert;
+pub mod correlate;
+
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
-use super::config::DetectConfig;
-use super::correlate::{Correlator, Evidence, IncidentEvent};
-use crate::model::detector::{DetectorConfig, Score, SeriesDetector, Transform};
-use crate::model::forecast::WarningKind;
-use crate::wire::{Sample, ValueKind};
+use self::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
+use self::correlate::{Correlator, Evidence, IncidentEvent};
+use crate::config::DetectConfig;
+use omen_detector::model::detector::{DetectorConfig, Score, SeriesDetector, Transform};
+use omen_detector::model::forecast::WarningKind;
+use omen_detector::wire::{Sample, ValueKind};
 
 /// Where samples came from (a label of the self-metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
+pub enum Origin {
     Scrape,
     RemoteWrite,
     Prometheus,
     Kafka,
 }
 
-impl Source {
-    pub const ALL: [Source; 4] = [
-        Source::Scrape,
-        Source::RemoteWrite,
-        Source::Prometheus,
-        Source::Kafka,
+impl Origin {
+    pub const ALL: [Origin; 4] = [
+        Origin::Scrape,
+        Origin::RemoteWrite,
+        Origin::Prometheus,
+        Origin::Kafka,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,7 +70,7 @@ const WARNING_PERSISTENCE: u32 = 3;
 pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 
 /// Per-point scoring latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 10] = [
+pub const LATENCY_BUCKETS: [f64; 10] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
 ];
 
@@ -80,12 +82,12 @@ struct CounterState {
 
 /// What the last point of a series looked like, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
-struct Last {
-    value: f64,
-    score: f64,
-    expected: f64,
-    lower: f64,
-    upper: f64,
+pub struct LastPoint {
+    pub value: f64,
+    pub score: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +103,7 @@ struct WarningState {
 
 /// One modelled series.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
+struct ModelledSeries {
     name: String,
     labels: BTreeMap<String, String>,
     counter: bool,
@@ -111,7 +113,7 @@ struct Entry {
     /// When a sample last arrived (caller's time), for the TTL.
     seen_ms: i64,
     #[serde(skip)]
-    last: Option<Last>,
+    last: Option<LastPoint>,
     #[serde(skip)]
     warning: Option<WarningState>,
     /// When the series last alarmed (its time), while another detector correlates.
@@ -121,26 +123,26 @@ struct Entry {
 
 /// Counts behind the detector's self-metrics.
 #[derive(Debug, Default)]
-struct Stats {
-    samples: BTreeMap<Source, u64>,
-    errors: BTreeMap<(Source, &'static str), u64>,
-    points: u64,
-    latency_buckets: [u64; LATENCY_BUCKETS.len()],
-    latency_sum: f64,
-    anomalies: u64,
-    warnings: u64,
-    incidents: u64,
-    dropped: u64,
-    expired: u64,
+pub struct Stats {
+    pub samples: BTreeMap<Origin, u64>,
+    pub errors: BTreeMap<(Origin, &'static str), u64>,
+    pub points: u64,
+    pub latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    pub latency_sum: f64,
+    pub anomalies: u64,
+    pub warnings: u64,
+    pub incidents: u64,
+    pub dropped: u64,
+    pub expired: u64,
     /// Series whose model state was taken over from another detector.
-    handed_in: u64,
+    pub handed_in: u64,
     /// Evidence sent to the correlator elsewhere, and evidence correlated here from there.
-    evidence_published: u64,
-    evidence_correlated: u64,
-    out_of_order: u64,
+    pub evidence_published: u64,
+    pub evidence_correlated: u64,
+    pub out_of_order: u64,
     /// Samples stamped beyond [`MAX_AHEAD_MS`] of the clock.
-    from_future: u64,
-    last_snapshot_s: f64,
+    pub from_future: u64,
+    pub last_snapshot_s: f64,
 }
 
 /// Saved model state: the series and the incidents.
@@ -148,7 +150,7 @@ struct Stats {
 pub struct Snapshot {
     pub version: u32,
     pub taken_ms: i64,
-    series: Vec<(String, Entry)>,
+    series: Vec<(String, ModelledSeries)>,
     correlator: Correlator,
 }
 
@@ -174,7 +176,7 @@ impl Notification {
 /// The live detector.
 pub struct Engine {
     config: DetectConfig,
-    series: HashMap<String, Entry>,
+    series: HashMap<String, ModelledSeries>,
     correlator: Correlator,
     stats: Stats,
     notifications: Vec<Notification>,
@@ -255,12 +257,12 @@ impl Engine {
     }
 
     /// Counts a source's failure (a scrape that timed out, a body that did not decode).
-    pub fn count_error(&mut self, source: Source, reason: &'static str) {
+    pub fn count_error(&mut self, source: Origin, reason: &'static str) {
         self.count_errors(source, reason, 1);
     }
 
     /// Counts `count` failures of one kind at once (series skipped from one request).
-    pub fn count_errors(&mut self, source: Source, reason: &'static str, count: u64) {
+    pub fn count_errors(&mut self, source: Origin, reason: &'static str, count: u64) {
         *self.stats.errors.entry((source, reason)).or_default() += count;
     }
 
@@ -269,13 +271,13 @@ impl Engine {
         self.stats.incidents += self
             .notifications
             .iter()
-            .filter(|n| matches!(n, Notification::Incident(e) if e.change == super::correlate::Change::Opened))
+            .filter(|n| matches!(n, Notification::Incident(e) if e.change == crate::engine::correlate::Change::Opened))
             .count() as u64;
         std::mem::take(&mut self.notifications)
     }
 
     /// Scores samples; `now_ms` stamps samples without a timestamp and is the TTL's clock.
-    pub fn ingest(&mut self, source: Source, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
+    pub fn ingest(&mut self, source: Origin, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
         *self.stats.samples.entry(source).or_default() += samples.len() as u64;
         for sample in samples {
             self.ingest_one(sample, now_ms, mode);
@@ -313,7 +315,7 @@ impl Engine {
             };
             self.series.insert(
                 key.clone(),
-                Entry {
+                ModelledSeries {
                     name: sample.name.clone(),
                     labels,
                     counter,
@@ -357,7 +359,7 @@ impl Engine {
         for (bucket, bound) in self.stats.latency_buckets.iter_mut().zip(LATENCY_BUCKETS) {
             *bucket += u64::from(elapsed <= bound);
         }
-        entry.last = Some(Last {
+        entry.last = Some(LastPoint {
             value,
             score: score.score,
             expected: score.expected,
@@ -491,7 +493,7 @@ impl Engine {
 
     /// The state to save.
     pub fn snapshot(&self, now_ms: i64) -> Snapshot {
-        let mut series: Vec<(String, Entry)> = self
+        let mut series: Vec<(String, ModelledSeries)> = self
             .series
             .iter()
             .map(|(k, e)| (k.clone(), e.clone()))
@@ -548,7 +550,7 @@ impl Engine {
     /// Takes over a series exported by another detector, unless it is modelled here
     /// already or its model does not fit this configuration; returns whether it did.
     pub fn import_series(&mut self, key: &str, state: &str, now_ms: i64) -> bool {
-        let Ok(mut entry) = serde_json::from_str::<Entry>(state) else {
+        let Ok(mut entry) = serde_json::from_str::<ModelledSeries>(state) else {
             return false;
         };
         if self.series.contains_key(key)
@@ -611,271 +613,32 @@ impl Engine {
         self.stats.last_snapshot_s = unix_seconds;
     }
 
-    /// Prometheus text exposition of the scores, bands and self-metrics.
-    pub fn render(&self, sink_stats: &[(String, SinkCounts)]) -> String {
-        let mut out = String::with_capacity(256 + self.series.len() * 600);
+    /// The last point of every series, sorted by series key: name, labels and what
+    /// the models made of it.
+    pub fn last_points(&self) -> Vec<(&str, &BTreeMap<String, String>, &LastPoint)> {
         let mut keys: Vec<&String> = self.series.keys().collect();
         keys.sort();
-        type Field = fn(&Last) -> f64;
-        let families: [(&str, &str, Field); 5] = [
-            (
-                "omen_series_value",
-                "The value modelled (a per-second rate for counters).",
-                |l| l.value,
-            ),
-            (
-                "omen_anomaly_score",
-                "Anomaly score in [0, 1]; at or above the alarm level is an anomaly.",
-                |l| l.score,
-            ),
-            (
-                "omen_baseline_expected",
-                "The value the baseline expected.",
-                |l| l.expected,
-            ),
-            (
-                "omen_baseline_lower",
-                "Lower edge of the expected band.",
-                |l| l.lower,
-            ),
-            (
-                "omen_baseline_upper",
-                "Upper edge of the expected band.",
-                |l| l.upper,
-            ),
-        ];
-        for (family, help, field) in families {
-            header(&mut out, family, help, "gauge");
-            for key in &keys {
-                let entry = &self.series[*key];
-                if let Some(last) = &entry.last {
-                    sample(&mut out, family, &series_labels(entry), field(last));
-                }
-            }
-        }
-        header(
-            &mut out,
-            "omen_incidents_open",
-            "Incidents open now.",
-            "gauge",
-        );
-        sample(
-            &mut out,
-            "omen_incidents_open",
-            &[],
-            self.correlator.open().len() as f64,
-        );
-        header(
-            &mut out,
-            "omen_detector_correlating",
-            "1 while this detector correlates anomalies into incidents (with Kafka, one of the group does).",
-            "gauge",
-        );
-        let correlating = self.remote.as_ref().is_none_or(|r| r.correlating);
-        sample(
-            &mut out,
-            "omen_detector_correlating",
-            &[],
-            f64::from(u8::from(correlating)),
-        );
-        header(
-            &mut out,
-            "omen_incidents_total",
-            "Incidents opened.",
-            "counter",
-        );
-        sample(
-            &mut out,
-            "omen_incidents_total",
-            &[],
-            self.stats.incidents as f64,
-        );
-        header(
-            &mut out,
-            "omen_detector_series",
-            "Series modelled.",
-            "gauge",
-        );
-        sample(
-            &mut out,
-            "omen_detector_series",
-            &[],
-            self.series.len() as f64,
-        );
-        let counters: [(&str, &str, u64); 10] = [
-            (
-                "omen_detector_points_total",
-                "Points scored.",
-                self.stats.points,
-            ),
-            (
-                "omen_detector_anomalies_total",
-                "Points scored as anomalies.",
-                self.stats.anomalies,
-            ),
-            (
-                "omen_detector_early_warnings_total",
-                "Early warnings raised.",
-                self.stats.warnings,
-            ),
-            (
-                "omen_detector_series_dropped_total",
-                "Samples of new series refused at store.max_series.",
-                self.stats.dropped,
-            ),
-            (
-                "omen_detector_series_expired_total",
-                "Series forgotten after store.ttl without samples.",
-                self.stats.expired,
-            ),
-            (
-                "omen_detector_series_handed_in_total",
-                "Series whose model state was taken over from another detector.",
-                self.stats.handed_in,
-            ),
-            (
-                "omen_detector_evidence_published_total",
-                "Anomalies and still-active points sent to the correlator on the anomalies topic.",
-                self.stats.evidence_published,
-            ),
-            (
-                "omen_detector_evidence_correlated_total",
-                "Anomalies and still-active points from the anomalies topic correlated here.",
-                self.stats.evidence_correlated,
-            ),
-            (
-                "omen_detector_out_of_order_total",
-                "Samples not newer than their series' last, skipped.",
-                self.stats.out_of_order,
-            ),
-            (
-                "omen_detector_future_samples_total",
-                "Samples stamped more than 10 minutes ahead of the detector's clock, skipped.",
-                self.stats.from_future,
-            ),
-        ];
-        for (name, help, value) in counters {
-            header(&mut out, name, help, "counter");
-            sample(&mut out, name, &[], value as f64);
-        }
-        header(
-            &mut out,
-            "omen_detector_scoring_seconds",
-            "Time to score one point.",
-            "histogram",
-        );
-        for (count, bound) in self.stats.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            let le = format!("{bound:e}");
-            sample(
-                &mut out,
-                "omen_detector_scoring_seconds_bucket",
-                &[("le", &le)],
-                *count as f64,
-            );
-        }
-        sample(
-            &mut out,
-            "omen_detector_scoring_seconds_bucket",
-            &[("le", "+Inf")],
-            self.stats.points as f64,
-        );
-        sample(
-            &mut out,
-            "omen_detector_scoring_seconds_sum",
-            &[],
-            self.stats.latency_sum,
-        );
-        sample(
-            &mut out,
-            "omen_detector_scoring_seconds_count",
-            &[],
-            self.stats.points as f64,
-        );
-        header(
-            &mut out,
-            "omen_detector_samples_total",
-            "Samples received, by source.",
-            "counter",
-        );
-        for source in Source::ALL {
-            let count = self.stats.samples.get(&source).copied().unwrap_or(0);
-            sample(
-                &mut out,
-                "omen_detector_samples_total",
-                &[("source", source.as_str())],
-                count as f64,
-            );
-        }
-        header(
-            &mut out,
-            "omen_detector_ingest_errors_total",
-            "Failed scrapes, polls and requests, by source and reason.",
-            "counter",
-        );
-        for ((source, reason), count) in &self.stats.errors {
-            sample(
-                &mut out,
-                "omen_detector_ingest_errors_total",
-                &[("source", source.as_str()), ("reason", reason)],
-                *count as f64,
-            );
-        }
-        type SinkField = fn(&SinkCounts) -> u64;
-        let sink_families: [(&str, &str, &str, SinkField); 4] = [
-            (
-                "omen_detector_alerts_sent_total",
-                "Alert updates delivered, by sink.",
-                "counter",
-                |c| c.sent,
-            ),
-            (
-                "omen_detector_alerts_failed_total",
-                "Failed delivery attempts (retried), by sink.",
-                "counter",
-                |c| c.failed,
-            ),
-            (
-                "omen_detector_alerts_dropped_total",
-                "Alert updates dropped from a full queue, by sink.",
-                "counter",
-                |c| c.dropped,
-            ),
-            (
-                "omen_detector_alert_queue_length",
-                "Alert updates waiting, by sink.",
-                "gauge",
-                |c| c.queued,
-            ),
-        ];
-        for (name, help, kind, field) in sink_families {
-            header(&mut out, name, help, kind);
-            for (sink, counts) in sink_stats {
-                sample(&mut out, name, &[("sink", sink)], field(counts) as f64);
-            }
-        }
-        header(
-            &mut out,
-            "omen_detector_last_snapshot_timestamp_seconds",
-            "When model state was last saved (0: never).",
-            "gauge",
-        );
-        sample(
-            &mut out,
-            "omen_detector_last_snapshot_timestamp_seconds",
-            &[],
-            self.stats.last_snapshot_s,
-        );
-        out
+        keys.into_iter()
+            .filter_map(|key| {
+                let series = &self.series[key];
+                series
+                    .last
+                    .as_ref()
+                    .map(|last| (series.name.as_str(), &series.labels, last))
+            })
+            .collect()
     }
-}
 
-/// Delivery counts of one alert sink.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SinkCounts {
-    pub sent: u64,
-    pub failed: u64,
-    pub dropped: u64,
-    pub queued: u64,
+    /// The counts behind the self-metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether this detector correlates anomalies into incidents (with Kafka, one of the
+    /// group does).
+    pub fn is_correlating(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.correlating)
+    }
 }
 
 /// A warning's labels: the series' own plus its metric name.
@@ -883,59 +646,6 @@ fn warning_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<Str
     let mut all = labels.clone();
     all.insert("metric".to_owned(), name.to_owned());
     all
-}
-
-/// The labels of a series' score samples: `metric` (the source metric's name) and the
-/// source labels; a source label called `metric` becomes `exported_metric`.
-fn series_labels(entry: &Entry) -> Vec<(&str, &str)> {
-    let mut labels = Vec::with_capacity(entry.labels.len() + 1);
-    labels.push(("metric", entry.name.as_str()));
-    for (k, v) in &entry.labels {
-        let k = if k == "metric" {
-            "exported_metric"
-        } else {
-            k.as_str()
-        };
-        labels.push((k, v.as_str()));
-    }
-    labels
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{value}");
-    }
-    out.push('\n');
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use axum::Router;
 
 use tracing::warn;
 
-use super::engine::{Mode, Source};
-use super::runtime::{now_ms, Shared};
-use crate::wire::remote_write;
+use crate::engine::{Mode, Origin};
+use crate::state::{now_ms, LiveState};
+use omen_detector::wire::remote_write;
 
-pub fn app(state: Arc<Shared>) -> Router {
+pub fn app(state: Arc<LiveState>) -> Router {
     let remote_write = state.engine().config().remote_write.clone();
     let mut router = Router::new()
         .route("/metrics", get(metrics))
@@ -34,7 +34,7 @@ pub fn app(state: Arc<Shared>) -> Router {
     router.with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -44,7 +44,7 @@ async fn metrics(State(state): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+async fn ready(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
     if state.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
@@ -53,7 +53,7 @@ async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 /// Open and recently resolved incidents, ranked members first.
-async fn incidents(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+async fn incidents(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
     let engine = state.engine();
     let correlator = engine.correlator();
     let body = serde_json::json!({
@@ -67,7 +67,7 @@ async fn incidents(State(state): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn write(
-    State(state): State<Arc<Shared>>,
+    State(state): State<Arc<LiveState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
@@ -80,7 +80,7 @@ async fn write(
             } else {
                 "unreadable"
             };
-            state.count_error(Source::RemoteWrite, reason);
+            state.count_error(Origin::RemoteWrite, reason);
             return rejection.into_response();
         }
     };
@@ -100,7 +100,7 @@ async fn write(
         Ok(request) => {
             if let Some(first) = &request.first_invalid {
                 let count = request.invalid_series as u64;
-                state.count_errors(Source::RemoteWrite, "invalid_series", count);
+                state.count_errors(Origin::RemoteWrite, "invalid_series", count);
                 warn!(series = count, first = %first, "remote_write series skipped");
             }
             let samples = match name_match {
@@ -111,7 +111,7 @@ async fn write(
                     .collect(),
                 None => request.samples,
             };
-            state.ingest(Source::RemoteWrite, samples, now_ms(), Mode::Live);
+            state.ingest(Origin::RemoteWrite, samples, now_ms(), Mode::Live);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(error) => {
@@ -121,7 +121,7 @@ async fn write(
                 StatusCode::PAYLOAD_TOO_LARGE => "too_large",
                 _ => "malformed",
             };
-            state.count_error(Source::RemoteWrite, reason);
+            state.count_error(Origin::RemoteWrite, reason);
             (status, format!("{error}\n")).into_response()
         }
     }

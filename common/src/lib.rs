@@ -1,0 +1,1 @@
+//! What omen's agent and detector both speak, written once.

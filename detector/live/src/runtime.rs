@@ -1,0 +1,186 @@
+//! Runs `omen detect`: restores model state, starts the sources, the HTTP server and the
+//! alert sinks, ticks the engine every second, snapshots periodically and at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use crate::config::DetectConfig;
+use crate::engine::Engine;
+use crate::ingest::promql::prometheus_loop;
+use crate::ingest::scrape::scrape_loop;
+use crate::sinks::{Sink, Target};
+use crate::snapshot::{self, SnapshotError};
+use crate::state::{now_ms, LiveState};
+use crate::{kafka, server};
+
+/// Errors that stop `omen detect` from starting or stopping cleanly.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+/// Builds the sinks the configuration names.
+pub fn sinks(config: &DetectConfig) -> Vec<Arc<Sink>> {
+    let alerting = &config.alerting;
+    let targets = alerting
+        .alertmanager
+        .iter()
+        .map(|url| Target::Alertmanager(url.clone()))
+        .chain(
+            alerting
+                .webhook
+                .iter()
+                .map(|url| Target::Webhook(url.clone())),
+        )
+        .chain(alerting.stdout.then_some(Target::Stdout));
+    targets.map(|t| Sink::new(t, alerting.queue)).collect()
+}
+
+/// Starts the sink tasks on the current runtime.
+pub fn spawn_sinks(shared: &Arc<LiveState>) -> Result<(), RunError> {
+    let config = shared.engine().config().alerting.clone();
+    let client = reqwest::Client::builder().timeout(config.timeout).build()?;
+    for sink in shared.sinks() {
+        tokio::spawn(
+            sink.clone()
+                .run(client.clone(), config.resend, config.dashboard_url.clone()),
+        );
+    }
+    Ok(())
+}
+
+/// Runs until SIGINT or SIGTERM, then saves the model state.
+pub fn run(config: DetectConfig) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(serve(config, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    config: DetectConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let snapshot_path = config.store.snapshot_path.clone();
+    let snapshot_interval = config.store.snapshot_interval;
+    let client = reqwest::Client::builder().build()?;
+    let sinks = sinks(&config);
+    let (scrapes, polls) = (config.scrape.clone(), config.prometheus.clone());
+    let kafka = config.kafka.clone();
+    let shared = Arc::new(LiveState::new(Engine::new(config), sinks));
+    if let Some(path) = &snapshot_path {
+        snapshot::load(&shared, path);
+    }
+    spawn_sinks(&shared)?;
+    for scrape in scrapes {
+        tokio::spawn(scrape_loop(scrape, shared.clone(), client.clone()));
+    }
+    for poll in polls {
+        tokio::spawn(prometheus_loop(poll, shared.clone(), client.clone()));
+    }
+    let stop_kafka = Arc::new(AtomicBool::new(false));
+    let kafka = match kafka {
+        Some(kafka) => kafka::spawn(kafka, shared.clone(), stop_kafka.clone())
+            .map_err(|e| RunError::Kafka(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                shared.tick(now_ms());
+            }
+        })
+    };
+    let snapshots = snapshot_path.clone().map(|path| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(snapshot_interval);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let (shared, path) = (shared.clone(), path.clone());
+                let saved =
+                    tokio::task::spawn_blocking(move || snapshot::save(&shared, &path)).await;
+                if let Ok(Err(e)) = saved {
+                    error!(error = %e, "snapshot failed");
+                }
+            }
+        })
+    });
+    shared.set_ready();
+    info!(%addr, "omen detect listening");
+    let app = server::app(shared.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    if let Some(task) = snapshots {
+        task.abort();
+    }
+    if let Err(e) = served {
+        error!(error = %e, "server stopped");
+    }
+    // Hands this detector's series (and incidents) over to the group before the
+    // snapshot below.
+    stop_kafka.store(true, Ordering::Release);
+    for thread in kafka {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    if let Some(path) = snapshot_path {
+        snapshot::save(&shared, &path)?;
+        info!(path = %path.display(), "model state saved");
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What the detector's tasks share: the engine behind one lock, the alert sinks, the
+//! readiness flag and an observer of notifications. Scrapes, polls, the server and the
+//! Kafka threads all go through [`LiveState`]; alerts leave through its sinks.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::engine::correlate::Evidence;
+use crate::engine::{Engine, Mode, Notification, Origin};
+use crate::metrics;
+use crate::sinks::{counts_by_kind, Sink};
+use omen_detector::wire::Sample;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Called with every notification.
+type Observer = Box<dyn Fn(&Notification) + Send + Sync>;
+
+/// What the server, the sources and the sinks share.
+pub struct LiveState {
+    engine: Mutex<Engine>,
+    sinks: Vec<Arc<Sink>>,
+    ready: AtomicBool,
+    /// Called with every notification (the demo prints them).
+    observer: Option<Observer>,
+}
+
+impl LiveState {
+    pub fn new(engine: Engine, sinks: Vec<Arc<Sink>>) -> Self {
+        Self {
+            engine: Mutex::new(engine),
+            sinks,
+            ready: AtomicBool::new(false),
+            observer: None,
+        }
+    }
+
+    /// Calls `observe` with every notification, before the sinks get its alerts.
+    pub fn with_observer(
+        mut self,
+        observe: impl Fn(&Notification) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Box::new(observe));
+        self
+    }
+
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn sinks(&self) -> &[Arc<Sink>] {
+        &self.sinks
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn count_error(&self, source: Origin, reason: &'static str) {
+        self.engine().count_error(source, reason);
+    }
+
+    /// Counts `count` failures of one kind at once.
+    pub fn count_errors(&self, source: Origin, reason: &'static str, count: u64) {
+        self.engine().count_errors(source, reason, count);
+    }
+
+    /// Scores samples and sends what changed.
+    pub fn ingest(&self, source: Origin, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
+        let notifications = {
+            let mut engine = self.engine();
+            engine.ingest(source, samples, now_ms, mode);
+            engine.take_notifications()
+        };
+        self.dispatch(notifications, now_ms);
+    }
+
+    /// Correlates the group's evidence (this detector is its correlator) and sends what
+    /// changed.
+    pub fn correlate(&self, evidence: &[Evidence], now_ms: i64) {
+        let notifications = {
+            let mut engine = self.engine();
+            engine.correlate(evidence);
+            engine.take_notifications()
+        };
+        self.dispatch(notifications, now_ms);
+    }
+
+    /// Resolves what went quiet and sends what changed.
+    pub fn tick(&self, now_ms: i64) {
+        let notifications = {
+            let mut engine = self.engine();
+            engine.tick(now_ms);
+            engine.take_notifications()
+        };
+        self.dispatch(notifications, now_ms);
+    }
+
+    fn dispatch(&self, notifications: Vec<Notification>, now_ms: i64) {
+        if notifications.is_empty() {
+            return;
+        }
+        let dashboard_url = self.engine().config().alerting.dashboard_url.clone();
+        for notification in notifications {
+            if let Some(observe) = &self.observer {
+                observe(&notification);
+            }
+            for alert in notification.alerts(&dashboard_url, now_ms) {
+                for sink in &self.sinks {
+                    sink.push(alert.clone());
+                }
+            }
+        }
+    }
+
+    /// `/metrics`.
+    pub fn render(&self) -> String {
+        let counts = counts_by_kind(&self.sinks);
+        metrics::render(&self.engine(), &counts)
+    }
+}
