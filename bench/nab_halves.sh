@@ -2,7 +2,7 @@
 # Judges detector settings on two halves of the NAB development split, so that a gain
 # found on some files can be checked on files it was not found on. The halves are fixed:
 # files alternate between A and B within each category, in sorted order. Each setting
-# (the defaults, then every CONFIG.json given, each overriding fields of DetectorConfig as
+# (the defaults, then every CONFIG.json given, each overriding fields of SeriesDetectorConfig as
 # `omen backtest --config` does) runs over forest seeds 1-10 and 42 on half A, half B and
 # all files, and the mean normalised scores (standard / reward-low-FP / reward-low-FN)
 # are printed with their change from the defaults.

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use omen_detector::ingest::read_file;
-use omen_detector::model::{DetectorConfig, SeriesDetector};
+use omen_detector::model::{SeriesDetector, SeriesDetectorConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).ok_or("usage: trace FILE.csv [CONFIG.json]")?;
-    let config: DetectorConfig = match args.get(2) {
+    let config: SeriesDetectorConfig = match args.get(2) {
         Some(config) => serde_json::from_str(&std::fs::read_to_string(config)?)?,
-        None => DetectorConfig::default(),
+        None => SeriesDetectorConfig::default(),
     };
     let mut detector = SeriesDetector::new(config)?;
     println!("i,timestamp,value,expected,z,forest,shape,raw,likelihood,score");

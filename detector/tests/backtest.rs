@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use omen_detector::backtest::{run, BacktestOptions};
-use omen_detector::model::DetectorConfig;
+use omen_detector::model::SeriesDetectorConfig;
 
 fn options(data: PathBuf, labels: Option<PathBuf>, out: &Path, plots: bool) -> BacktestOptions {
     BacktestOptions {
@@ -12,7 +12,7 @@ fn options(data: PathBuf, labels: Option<PathBuf>, out: &Path, plots: bool) -> B
         labels,
         out: out.to_owned(),
         name: "omen".to_owned(),
-        config: DetectorConfig::default(),
+        config: SeriesDetectorConfig::default(),
         plots,
         progress: false,
     }

@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 
-use omen_detector::model::detector::{DetectorConfig, SeriesDetector};
+use omen_detector::model::detector::{SeriesDetector, SeriesDetectorConfig};
 
 /// Errors from loading or checking a detector configuration.
 #[derive(Debug, Error)]
@@ -60,7 +60,7 @@ pub struct DetectConfig {
     pub prometheus: Vec<PrometheusConfig>,
     pub store: StoreConfig,
     /// Model settings for every series.
-    pub detector: DetectorConfig,
+    pub detector: SeriesDetectorConfig,
     /// Limits that early warnings look ahead to, per metric name.
     pub limits: Vec<LimitConfig>,
     pub correlation: CorrelationConfig,
@@ -77,7 +77,7 @@ impl Default for DetectConfig {
             remote_write: RemoteWriteConfig::default(),
             prometheus: Vec::new(),
             store: StoreConfig::default(),
-            detector: DetectorConfig::default(),
+            detector: SeriesDetectorConfig::default(),
             limits: Vec::new(),
             correlation: CorrelationConfig::default(),
             alerting: AlertingConfig::default(),
@@ -471,7 +471,7 @@ impl DetectConfig {
     }
 
     /// The model configuration for one metric: the shared one plus its limits.
-    pub fn detector_for(&self, metric: &str) -> DetectorConfig {
+    pub fn detector_for(&self, metric: &str) -> SeriesDetectorConfig {
         let mut config = self.detector.clone();
         for limit in self.limits.iter().filter(|l| l.metric == metric) {
             config.forecast.upper_limit = limit.upper.or(config.forecast.upper_limit);

@@ -19,7 +19,7 @@ use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::ingest::HistoryFiles;
-use crate::model::{DetectorConfig, SeriesDetector};
+use crate::model::{SeriesDetector, SeriesDetectorConfig};
 
 pub use self::error::BacktestError;
 use self::nab::Windows;
@@ -33,7 +33,7 @@ pub struct BacktestOptions {
     pub labels: Option<PathBuf>,
     pub out: PathBuf,
     pub name: String,
-    pub config: DetectorConfig,
+    pub config: SeriesDetectorConfig,
     pub plots: bool,
     /// Show a progress bar on stderr (when it is a terminal).
     pub progress: bool,

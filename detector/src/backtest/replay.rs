@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::model::detector::DetectorError;
-use crate::model::{DetectorConfig, SeriesDetector};
+use crate::model::{SeriesDetector, SeriesDetectorConfig};
 use crate::series::Series;
 
 /// The detector's output for one series, row for row.
@@ -31,7 +31,7 @@ pub struct SeriesRun {
 pub fn detect_series(
     series: Series,
     windows: Vec<(usize, usize)>,
-    config: &DetectorConfig,
+    config: &SeriesDetectorConfig,
     keep_band: bool,
 ) -> Result<SeriesRun, DetectorError> {
     let mut detector = SeriesDetector::new(config.clone())?;

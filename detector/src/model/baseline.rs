@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::channel::{Channel, ChannelConfig};
 use super::transform::Transform;
 
 /// Errors from checking a baseline configuration.
@@ -111,39 +112,6 @@ impl Default for BaselineConfig {
     }
 }
 
-impl BaselineConfig {
-    /// Validates without I/O.
-    pub fn check(&self) -> Result<(), BaselineError> {
-        let rate = |field, value: f64| {
-            if value > 0.0 && value <= 1.0 {
-                Ok(())
-            } else {
-                Err(BaselineError::OutOfRange {
-                    field,
-                    range: "(0, 1]",
-                    value,
-                })
-            }
-        };
-        rate("profile_rate", self.profile_rate)?;
-        rate("level_rate", self.level_rate)?;
-        rate("scale_rate", self.scale_rate)?;
-        for (field, value) in [("clip", self.clip), ("band", self.band)] {
-            if !(value > 0.0 && value.is_finite()) {
-                return Err(BaselineError::OutOfRange {
-                    field,
-                    range: "(0, inf)",
-                    value,
-                });
-            }
-        }
-        if let Some(index) = self.events.iter().position(|e| e.end_ms <= e.start_ms) {
-            return Err(BaselineError::EmptyEvent { index });
-        }
-        Ok(())
-    }
-}
-
 /// The scale never falls below this fraction of the spread, the unclipped typical
 /// residual. Updates clip residuals at `clip` scales so that a spike bends nothing much,
 /// but a scale that has shrunk to its floor (a series that starts with hundreds of zeros)
@@ -231,12 +199,11 @@ pub struct SeasonalBaseline {
 }
 
 impl SeasonalBaseline {
-    /// Builds a baseline from a checked configuration.
-    pub fn new(config: BaselineConfig) -> Result<Self, BaselineError> {
-        config.check()?;
+    /// A fresh baseline on settings already checked.
+    fn from_checked(config: BaselineConfig) -> Self {
         // Allocated once: growing by doubling would overshoot the state budget.
         let history = VecDeque::with_capacity(config.history);
-        Ok(Self {
+        Self {
             config,
             history,
             history_origin_ms: 0,
@@ -250,7 +217,7 @@ impl SeasonalBaseline {
             next_season_check: 64,
             transform: Transform::None,
             spread: 0.0,
-        })
+        }
     }
 
     /// The season in use, in milliseconds, if any.
@@ -330,33 +297,6 @@ impl SeasonalBaseline {
     /// The series-wide typical absolute residual.
     pub fn scale(&self) -> f64 {
         self.scale.max(self.scale_floor())
-    }
-
-    /// Scores `value` at `timestamp_ms` against what was learnt so far, then learns it.
-    /// Non-finite values are scored as unsurprising and not learnt.
-    pub fn update(&mut self, timestamp_ms: i64, value: f64) -> BaselinePoint {
-        let event = self.event_at(timestamp_ms);
-        let expected = self.expected_at(timestamp_ms, 1.0).unwrap_or(value);
-        let scale = self.scale_at(timestamp_ms);
-        let band = self.config.band * scale;
-        let expected = if expected.is_finite() { expected } else { 0.0 };
-        let z = if value.is_finite() {
-            ((value - expected) / scale).clamp(-1e6, 1e6)
-        } else {
-            0.0
-        };
-        let point = BaselinePoint {
-            expected,
-            scale,
-            z,
-            lower: expected - band,
-            upper: expected + band,
-            event,
-        };
-        if value.is_finite() && event.is_none() {
-            self.learn(timestamp_ms, value, z, scale);
-        }
-        point
     }
 
     fn learn(&mut self, timestamp_ms: i64, value: f64, z: f64, scale: f64) {
@@ -530,9 +470,82 @@ impl SeasonalBaseline {
         self.season = Some(season);
         self.history = VecDeque::new();
     }
+}
+
+impl ChannelConfig for BaselineConfig {
+    type Channel = SeasonalBaseline;
+    type Error = BaselineError;
+
+    fn check(&self) -> Result<(), BaselineError> {
+        let rate = |field, value: f64| {
+            if value > 0.0 && value <= 1.0 {
+                Ok(())
+            } else {
+                Err(BaselineError::OutOfRange {
+                    field,
+                    range: "(0, 1]",
+                    value,
+                })
+            }
+        };
+        rate("profile_rate", self.profile_rate)?;
+        rate("level_rate", self.level_rate)?;
+        rate("scale_rate", self.scale_rate)?;
+        for (field, value) in [("clip", self.clip), ("band", self.band)] {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(BaselineError::OutOfRange {
+                    field,
+                    range: "(0, inf)",
+                    value,
+                });
+            }
+        }
+        if let Some(index) = self.events.iter().position(|e| e.end_ms <= e.start_ms) {
+            return Err(BaselineError::EmptyEvent { index });
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<SeasonalBaseline, BaselineError> {
+        self.check()?;
+        Ok(SeasonalBaseline::from_checked(self.clone()))
+    }
+}
+
+impl Channel for SeasonalBaseline {
+    /// The point's timestamp (ms) and value.
+    type Input<'a> = (i64, f64);
+    type Output = BaselinePoint;
+
+    /// Scores `value` at `timestamp_ms` against what was learnt so far, then learns it.
+    /// Non-finite values are scored as unsurprising and not learnt.
+    fn update(&mut self, (timestamp_ms, value): (i64, f64)) -> BaselinePoint {
+        let event = self.event_at(timestamp_ms);
+        let expected = self.expected_at(timestamp_ms, 1.0).unwrap_or(value);
+        let scale = self.scale_at(timestamp_ms);
+        let band = self.config.band * scale;
+        let expected = if expected.is_finite() { expected } else { 0.0 };
+        let z = if value.is_finite() {
+            ((value - expected) / scale).clamp(-1e6, 1e6)
+        } else {
+            0.0
+        };
+        let point = BaselinePoint {
+            expected,
+            scale,
+            z,
+            lower: expected - band,
+            upper: expected + band,
+            event,
+        };
+        if value.is_finite() && event.is_none() {
+            self.learn(timestamp_ms, value, z, scale);
+        }
+        point
+    }
 
     /// Bytes held on the heap by this baseline.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         self.history.capacity() * std::mem::size_of::<(i32, f32)>()
             + self
                 .season
@@ -566,7 +579,7 @@ mod tests {
     fn a_series_that_starts_flat_learns_the_size_of_its_later_values() {
         // 500 zeros, then a value of 50 to 150 at every tenth point (a disk that writes
         // now and then): the nonzero values are this series' ordinary business.
-        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let mut baseline = BaselineConfig::default().build().unwrap();
         let value = |i: i64| {
             if i >= 500 && i % 10 == 0 {
                 50.0 + (i * 7919 % 100) as f64
@@ -576,7 +589,7 @@ mod tests {
         };
         let mut largest_late_z = 0.0f64;
         for i in 0..4000 {
-            let point = baseline.update(i * STEP_MS, value(i));
+            let point = baseline.update((i * STEP_MS, value(i)));
             if i >= 2000 {
                 largest_late_z = largest_late_z.max(point.z.abs());
             }
@@ -593,10 +606,10 @@ mod tests {
         // The daily peak on a base growing by 10 a day; the noise's mean absolute
         // deviation is 1.
         let growth = 10.0 / PER_DAY as f64;
-        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let mut baseline = BaselineConfig::default().build().unwrap();
         let mut i = 0;
         while baseline.period_ms().is_none() {
-            baseline.update(i * STEP_MS, normal_value(i) + growth * i as f64);
+            baseline.update((i * STEP_MS, normal_value(i) + growth * i as f64));
             i += 1;
         }
         // Seeded from the values less their mean, the slots held the growth as a ramp
@@ -624,7 +637,7 @@ mod tests {
             ..BaselineConfig::default()
         };
         let band = config.band;
-        let mut baseline = SeasonalBaseline::new(config).unwrap();
+        let mut baseline = config.build().unwrap();
         let mut flagged = Vec::new();
         for i in 0..at(9, 0) {
             let mut value = normal_value(i);
@@ -640,7 +653,7 @@ mod tests {
             if i >= shift_from {
                 value += 40.0;
             }
-            let point = baseline.update(i * STEP_MS, value);
+            let point = baseline.update((i * STEP_MS, value));
             if point.z.abs() > band {
                 flagged.push(i);
             }
@@ -674,7 +687,7 @@ mod tests {
             level_rate: 0.0,
             ..BaselineConfig::default()
         };
-        assert!(SeasonalBaseline::new(bad).is_err());
+        assert!(bad.build().is_err());
         let empty_event = BaselineConfig {
             events: vec![PlannedEvent {
                 start_ms: 10,
@@ -684,32 +697,32 @@ mod tests {
             ..BaselineConfig::default()
         };
         assert_eq!(
-            SeasonalBaseline::new(empty_event).unwrap_err(),
+            empty_event.build().unwrap_err(),
             BaselineError::EmptyEvent { index: 0 }
         );
     }
 
     #[test]
     fn snapshot_restores_the_same_state() {
-        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let mut baseline = BaselineConfig::default().build().unwrap();
         for i in 0..1000 {
-            baseline.update(i * STEP_MS, normal_value(i));
+            baseline.update((i * STEP_MS, normal_value(i)));
         }
         let json = serde_json::to_string(&baseline).unwrap();
         let mut restored: SeasonalBaseline = serde_json::from_str(&json).unwrap();
         for i in 1000..1100 {
-            let a = baseline.update(i * STEP_MS, normal_value(i));
-            let b = restored.update(i * STEP_MS, normal_value(i));
+            let a = baseline.update((i * STEP_MS, normal_value(i)));
+            let b = restored.update((i * STEP_MS, normal_value(i)));
             assert!((a.z - b.z).abs() < 1e-9);
         }
     }
 
     #[test]
     fn non_finite_values_are_not_learnt() {
-        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let mut baseline = BaselineConfig::default().build().unwrap();
         for i in 0..100 {
             let value = if i % 10 == 0 { f64::NAN } else { 5.0 };
-            let point = baseline.update(i * STEP_MS, value);
+            let point = baseline.update((i * STEP_MS, value));
             assert!(point.z.is_finite() && point.expected.is_finite());
         }
     }

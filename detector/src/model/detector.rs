@@ -4,23 +4,21 @@
 //! The live detector and `omen backtest` both call [`SeriesDetector::update`]; that is
 //! what makes a backtest replay the live path.
 
-use std::collections::VecDeque;
-
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::baseline::{BaselineConfig, BaselineError, SeasonalBaseline};
-use super::envelope::{forget_towards, Envelope, EnvelopeConfig, EnvelopeError};
+use super::baseline::{BaselineConfig, BaselineError, BaselinePoint, SeasonalBaseline};
+use super::channel::{Channel, ChannelConfig};
+use super::envelope::{forget_towards, Envelope, EnvelopeConfig, EnvelopeError, EnvelopePoint};
 use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
-use super::iforest::{IsolationForest, IsolationForestError, IsolationForestParams};
+pub use super::forest::OnlineForestConfig;
+use super::forest::{ForestPoint, OnlineForest, OnlineForestError};
 use super::likelihood::{
     likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig, LikelihoodError,
 };
 use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
-use super::spike::{SpikeConfig, SpikeError};
+use super::spike::{SpikeChannel, SpikeConfig, SpikeError, SpikePoint};
 pub use super::transform::Transform;
-use linfa::prelude::ParamGuard;
 
 /// Errors from building a detector. Each says what is wrong once, naming the setting
 /// (`baseline.clip`, `forest: trees …`), and has no source: shown alone or with its
@@ -29,10 +27,8 @@ use linfa::prelude::ParamGuard;
 pub enum DetectorError {
     #[error(transparent)]
     Baseline(#[from] BaselineError),
-    /// The forest's own errors are the algorithm's (`trees must be at least 1`); this says
-    /// which settings they are.
-    #[error("forest: {0}")]
-    Forest(IsolationForestError),
+    #[error(transparent)]
+    Forest(#[from] OnlineForestError),
     #[error(transparent)]
     Shape(#[from] ShapeError),
     #[error(transparent)]
@@ -41,20 +37,12 @@ pub enum DetectorError {
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
     Spike(#[from] SpikeError),
-    #[error("{field} must be at least {min}")]
-    TooSmall { field: &'static str, min: usize },
     #[error("{field} must be in {range}, got {value}")]
     OutOfRange {
         field: &'static str,
         range: &'static str,
         value: f64,
     },
-}
-
-impl From<IsolationForestError> for DetectorError {
-    fn from(error: IsolationForestError) -> Self {
-        Self::Forest(error)
-    }
 }
 
 /// Which models feed the anomaly score (all of them by default; the others are for
@@ -69,43 +57,10 @@ pub enum Models {
     ShapeOnly,
 }
 
-/// Isolation forest settings for online use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OnlineForestConfig {
-    pub trees: usize,
-    pub subsample: usize,
-    pub max_depth: usize,
-    /// Recent feature vectors kept to refit on.
-    pub window: usize,
-    /// Refit every this many points.
-    pub refit_every: usize,
-    pub seed: u64,
-    /// See [`IsolationForestParams::isolate_out_of_range`].
-    pub isolate_out_of_range: bool,
-    /// Forest scores up to this count as no surprise; the rest is rescaled to [0, 1].
-    pub score_floor: f64,
-}
-
-impl Default for OnlineForestConfig {
-    fn default() -> Self {
-        Self {
-            trees: 24,
-            subsample: 64,
-            max_depth: 6,
-            window: 256,
-            refit_every: 256,
-            seed: 42,
-            isolate_out_of_range: false,
-            score_floor: 0.65,
-        }
-    }
-}
-
 /// Everything a [`SeriesDetector`] needs: one set of defaults for every series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DetectorConfig {
+pub struct SeriesDetectorConfig {
     pub models: Models,
     pub transform: Transform,
     pub baseline: BaselineConfig,
@@ -147,7 +102,7 @@ pub struct DetectorConfig {
     pub spike: SpikeConfig,
 }
 
-impl DetectorConfig {
+impl SeriesDetectorConfig {
     /// The levels and weights, each in the range where it means something: an alarm
     /// level of 2 or NaN would never alarm, one of -1 would alarm on every point.
     fn check_levels(&self) -> Result<(), DetectorError> {
@@ -160,7 +115,7 @@ impl DetectorConfig {
             }),
         };
         let (alarm, z, weight) = (self.alarm_level, self.z_saturation, self.forest_weight);
-        let (tolerance, floor) = (self.spatial_tolerance, self.forest.score_floor);
+        let tolerance = self.spatial_tolerance;
         check("alarm_level", "(0, 1]", alarm, alarm > 0.0 && alarm <= 1.0)?;
         check("z_saturation", "(0, inf)", z, z > 0.0 && z.is_finite())?;
         check(
@@ -174,17 +129,11 @@ impl DetectorConfig {
             "[0, inf)",
             tolerance,
             tolerance >= 0.0 && tolerance.is_finite(),
-        )?;
-        check(
-            "forest.score_floor",
-            "[0, 1)",
-            floor,
-            (0.0..1.0).contains(&floor),
         )
     }
 }
 
-impl Default for DetectorConfig {
+impl Default for SeriesDetectorConfig {
     fn default() -> Self {
         Self {
             models: Models::Combined,
@@ -248,105 +197,84 @@ impl Score {
     }
 }
 
-const FEATURES: usize = 4;
-/// The forest is first fitted once this many feature rows are kept (or the whole window,
-/// if smaller).
-const MIN_FIT_ROWS: usize = 32;
 /// Points seen before the transform is chosen (and scored as quiet).
 const TRANSFORM_DECISION_POINTS: usize = 64;
 /// Suppressed scores stay below this fraction of the alarm level.
 const SUPPRESSED: f64 = 0.99;
-const RECENT: usize = 8;
-
-/// The running detector of one series. Serialisable: the forest is not stored but refitted
-/// from the stored feature window (same seed, same forest) on the first update after a
-/// restore.
+/// The running detector of one series: its channels (see [`super::channel`]) composed.
+///
+/// # Snapshots
+/// A detector is its own snapshot (`serde`). Fields were added over time; a snapshot from
+/// before one restores it as follows, and [`SeriesDetector::complete_restored`] is the one
+/// place that finishes what a restore left open:
+///
+/// | state | missing from snapshots taken before | restored as |
+/// |---|---|---|
+/// | `previous_value` (forest) | the step feature | 0: one odd step feature |
+/// | `range` | the spatial rule's range | the baseline's band, on the next point |
+/// | `shape` | shape novelty | empty, with the default settings' sizes |
+/// | `shape_likelihood` | shape novelty's own likelihood | made from the likelihood settings on the next point |
+/// | `envelope` | the envelope rule | empty: it waits for its history again |
+/// | `spike` (as `spike_likelihood`) | the spike channel | idle: made on the first point it judges |
+///
+/// The forest itself is never stored: it is refitted from the stored feature window (same
+/// seed, same forest) on the first point after a restore.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesDetector {
-    config: DetectorConfig,
+    config: SeriesDetectorConfig,
     baseline: SeasonalBaseline,
     likelihood: AnomalyLikelihood,
-    recent_z: VecDeque<f32>,
-    /// The last finite (transformed) value, for the step feature.
-    #[serde(default)]
-    previous_value: f32,
-    features: VecDeque<[f32; FEATURES]>,
-    #[serde(skip)]
-    forest: Option<IsolationForest>,
-    since_fit: usize,
-    fitted_once: bool,
+    #[serde(flatten)]
+    forest: OnlineForest,
     /// Points since the last alarm.
     since_alarm: usize,
     /// The transform in use, once chosen; the points before that wait in `pending`.
     transform: Option<Transform>,
     pending: Vec<(i64, f64)>,
     drift: ResidualDrift,
-    /// Smallest and largest value seen.
+    /// Smallest and largest value seen, forgetting at `spatial_horizon`.
     #[serde(default)]
     range: Option<(f64, f64)>,
     #[serde(default)]
     shape: ShapeNovelty,
-    /// The likelihood of the shape novelty, kept apart from the other models' so each is
-    /// judged against its own history. `None` only when restored from a snapshot from
-    /// before shape novelty: it is then made from the detector's own likelihood settings
-    /// on the next update (a default would ignore them). Left out of a snapshot while
-    /// `None`, so builds from before it was optional still read that snapshot.
+    /// The likelihood of the shape novelty, kept apart from the other channels' so each is
+    /// judged against its own history; `None` only when restored from before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shape_likelihood: Option<AnomalyLikelihood>,
-    /// Restored from a snapshot taken before it was kept, it starts empty, and waits for
-    /// its history again.
     #[serde(default)]
     envelope: Envelope,
-    /// The spike channel's likelihood (see [`super::spike`]); `None` with the channel off,
-    /// or restored from a snapshot from before it, when it is made on the next update and
-    /// waits for its history. Left out of a snapshot while `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    spike_likelihood: Option<AnomalyLikelihood>,
+    #[serde(
+        default,
+        rename = "spike_likelihood",
+        skip_serializing_if = "SpikeChannel::is_idle"
+    )]
+    spike: SpikeChannel,
 }
 
 impl SeriesDetector {
-    /// Builds a detector, validating the configuration.
-    pub fn new(config: DetectorConfig) -> Result<Self, DetectorError> {
-        let baseline = SeasonalBaseline::new(config.baseline.clone())?;
-        config.likelihood.check()?;
-        config.envelope.check()?;
-        config.spike.check()?;
-        IsolationForestParams::new()
-            .trees(config.forest.trees)
-            .subsample(config.forest.subsample)
-            .max_depth(config.forest.max_depth)
-            .check()?;
-        if config.forest.window < 2 {
-            return Err(DetectorError::TooSmall {
-                field: "forest.window",
-                min: 2,
-            });
-        }
+    /// Builds a detector, checking every setting first.
+    pub fn new(config: SeriesDetectorConfig) -> Result<Self, DetectorError> {
         config.check_levels()?;
-        Ok(Self {
-            likelihood: AnomalyLikelihood::new(config.likelihood.clone()),
-            shape: ShapeNovelty::new(&config.shape)?,
-            shape_likelihood: Some(AnomalyLikelihood::new(config.likelihood.clone())),
-            baseline,
-            recent_z: VecDeque::with_capacity(RECENT + 1),
-            previous_value: 0.0,
-            features: VecDeque::with_capacity(config.forest.window + config.forest.refit_every + 1),
-            forest: None,
-            since_fit: 0,
-            fitted_once: false,
+        let detector = Self {
+            baseline: config.baseline.build()?,
+            likelihood: config.likelihood.build()?,
+            forest: config.forest.build()?,
+            shape: config.shape.build()?,
+            shape_likelihood: Some(config.likelihood.build()?),
+            envelope: config.envelope.build()?,
+            spike: config.spike.build()?,
             since_alarm: usize::MAX,
             // Only `Auto` needs the first points to decide.
             transform: (config.transform != Transform::Auto).then_some(config.transform),
             pending: Vec::new(),
             drift: ResidualDrift::default(),
             range: None,
-            envelope: Envelope::default(),
-            spike_likelihood: None,
             config,
-        })
+        };
+        Ok(detector)
     }
 
-    pub fn config(&self) -> &DetectorConfig {
+    pub fn config(&self) -> &SeriesDetectorConfig {
         &self.config
     }
 
@@ -357,61 +285,6 @@ impl SeriesDetector {
     /// Bytes of online state: the detector itself and what it holds on the heap.
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.heap_bytes()
-    }
-
-    /// Features of the point: its residual z and the mean z over the last [`RECENT`]
-    /// points (what the baseline says), and the (transformed) value and its step from the
-    /// previous one, so the forest also judges where in the recent range of values the
-    /// point falls, which a level-and-scale baseline cannot see for a series that moves
-    /// between a few states. All finite: a non-finite value repeats the previous one.
-    fn feature_vector(&mut self, z: f64, value: f64) -> [f32; FEATURES] {
-        const LIMIT: f64 = 1e30;
-        let z = z.clamp(-50.0, 50.0) as f32;
-        let first = self.recent_z.is_empty();
-        self.recent_z.push_back(z);
-        if self.recent_z.len() > RECENT {
-            self.recent_z.pop_front();
-        }
-        let mean = self.recent_z.iter().sum::<f32>() / self.recent_z.len() as f32;
-        let value = if value.is_finite() {
-            value.clamp(-LIMIT, LIMIT)
-        } else {
-            f64::from(self.previous_value)
-        };
-        let previous = if first {
-            value
-        } else {
-            f64::from(self.previous_value)
-        };
-        self.previous_value = value as f32;
-        [z, mean, value as f32, (value - previous) as f32]
-    }
-
-    /// Fits the forest on the `window` feature rows that end `since_fit` rows before the
-    /// newest: the rows of the last scheduled fit, so a restored snapshot rebuilds the
-    /// very forest it was taken with.
-    fn fit_forest(&mut self) {
-        let end = self.features.len().saturating_sub(self.since_fit);
-        let start = end.saturating_sub(self.config.forest.window);
-        let mut records = Array2::zeros((end - start, FEATURES));
-        for (i, row) in self.features.range(start..end).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                records[[i, j]] = f64::from(v);
-            }
-        }
-        let params = IsolationForestParams::new()
-            .trees(self.config.forest.trees)
-            .subsample(self.config.forest.subsample)
-            .max_depth(self.config.forest.max_depth)
-            .seed(self.config.forest.seed)
-            .isolate_out_of_range(self.config.forest.isolate_out_of_range);
-        // Parameters were checked in `new` and features are finite (clamped): a failure
-        // here can only be too few rows, and then there is no forest yet.
-        self.forest = params
-            .check()
-            .ok()
-            .and_then(|p| p.fit_records(records.view()).ok());
-        self.fitted_once = true;
     }
 
     /// Scores the point at `timestamp_ms` from what came before, then learns it.
@@ -442,38 +315,30 @@ impl SeriesDetector {
         // baseline kept it restores the baseline's as `None`).
         self.baseline.set_transform(transform);
         // Asked before the baseline learns this point: a fresh detector has seen nothing.
-        let restored_without_range = self.range.is_none() && self.baseline.seen() > 0;
-        let point = self.baseline.update(timestamp_ms, transform.apply(value));
+        let restored = self.baseline.seen() > 0;
+        let point = self.baseline.update((timestamp_ms, transform.apply(value)));
+        if restored {
+            self.complete_restored(&point);
+        }
         // The baseline judges a planned event's values against the plan. The other models
         // judge what the value would have been without it: a planned peak is then an
         // ordinary value, and a planned peak that did not come a drop. They learn from it
         // too, so an event does not widen the range or teach a shape.
         let value = point.event.map_or(value, |event| event.remove(value));
-        if restored_without_range {
-            // Restored from a snapshot taken before the range was kept: started at one
-            // value, the next wiggle would read as beyond everything seen. The band is what
-            // the baseline has learnt to call ordinary.
-            self.range = Some((transform.invert(point.lower), transform.invert(point.upper)));
-        }
-        let features = self.feature_vector(point.z, transform.apply(value));
-
-        let forest_score = self.forest_update(features);
-
-        let baseline_raw = (point.z.abs() / self.config.z_saturation).min(1.0);
-        let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
-        let forest_raw = ((forest_score - floor) / (1.0 - floor)).clamp(0.0, 1.0);
-        let raw = match self.config.models {
-            Models::Combined => {
-                let w = self.config.forest_weight.clamp(0.0, 1.0);
-                (1.0 - w) * baseline_raw + w * forest_raw
-            }
-            Models::BaselineOnly | Models::ShapeOnly => baseline_raw,
-            Models::ForestOnly => forest_raw,
-        };
+        let forest_score = self.forest.update(ForestPoint {
+            config: &self.config.forest,
+            z: point.z,
+            value: transform.apply(value),
+            fit: matches!(self.config.models, Models::Combined | Models::ForestOnly),
+        });
+        let raw = self.raw_surprise(point.z, forest_score);
         let beyond = self.beyond_range(value);
-        let new_level =
-            self.envelope
-                .update(timestamp_ms, value, &self.config.envelope, self.forget());
+        let new_level = self.envelope.update(EnvelopePoint {
+            timestamp_ms,
+            value,
+            config: &self.config.envelope,
+            forget: self.forget(),
+        });
         let shape = match self.config.models {
             Models::Combined | Models::ShapeOnly => {
                 // Compared with the expectation as the value is: without the event's effect.
@@ -499,7 +364,6 @@ impl SeriesDetector {
             likelihood
         };
         let score = self.suppress(likelihood);
-
         // A missing value is no residual (the baseline scores it as 0): it must not pull
         // the drift towards the expectation.
         if value.is_finite() {
@@ -532,74 +396,64 @@ impl SeriesDetector {
         }
     }
 
-    /// Scores the point's features with the forest fitted so far (0.5 before the first
-    /// fit), then keeps them, refitting on schedule.
-    fn forest_update(&mut self, features: [f32; FEATURES]) -> f64 {
-        // In the ablations without it the forest is never fitted, so its cost is not
-        // counted either.
-        if matches!(self.config.models, Models::Combined | Models::ForestOnly) {
-            // Not on fewer than 32 rows, unless the window itself is smaller.
-            let rows = MIN_FIT_ROWS.min(self.config.forest.window);
-            if self.since_fit >= self.config.forest.refit_every && self.features.len() >= rows {
-                self.since_fit = 0;
-                self.fit_forest();
-            } else if self.forest.is_none() && self.fitted_once {
-                self.fit_forest(); // restored from a snapshot
-            }
+    /// Finishes what a restore from an older snapshot left open (see the type's
+    /// documentation), once the baseline has judged the first point after it.
+    fn complete_restored(&mut self, point: &BaselinePoint) {
+        if self.range.is_none() {
+            // Started at one value, the next wiggle would read as beyond everything seen.
+            // The band is what the baseline has learnt to call ordinary.
+            let transform = self.transform.unwrap_or_default();
+            self.range = Some((transform.invert(point.lower), transform.invert(point.upper)));
         }
-        let score = match &self.forest {
-            Some(forest) => {
-                let row = features.map(f64::from);
-                forest.score_slice(&row)
-            }
-            None => 0.5,
-        };
-        self.features.push_back(features);
-        if self.features.len() > self.config.forest.window + self.config.forest.refit_every {
-            self.features.pop_front();
+        if self.shape_likelihood.is_none() {
+            // From the detector's own likelihood settings: a default would ignore them.
+            self.shape_likelihood = Some(AnomalyLikelihood::from_checked(
+                self.config.likelihood.clone(),
+            ));
         }
-        self.since_fit += 1;
-        score
+    }
+
+    /// The raw surprise the likelihood is fed: the baseline's `|z|` against its saturation,
+    /// and (combined) the forest's score above its floor, weighted.
+    fn raw_surprise(&self, z: f64, forest_score: f64) -> f64 {
+        let baseline_raw = (z.abs() / self.config.z_saturation).min(1.0);
+        let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
+        let forest_raw = ((forest_score - floor) / (1.0 - floor)).clamp(0.0, 1.0);
+        match self.config.models {
+            Models::Combined => {
+                let w = self.config.forest_weight.clamp(0.0, 1.0);
+                (1.0 - w) * baseline_raw + w * forest_raw
+            }
+            Models::BaselineOnly | Models::ShapeOnly => baseline_raw,
+            Models::ForestOnly => forest_raw,
+        }
     }
 
     /// The likelihood of the point from the channels the configuration combines: with
     /// all of them, the largest deviation of the three likelihoods (raw surprise, shape,
     /// spike) decides.
     fn channel_likelihood(&mut self, raw: f64, shape: f64, z: f64) -> f64 {
+        let shape_likelihood = self
+            .shape_likelihood
+            .get_or_insert_with(|| AnomalyLikelihood::from_checked(self.config.likelihood.clone()));
         match self.config.models {
             Models::Combined => {
-                let deviation = self.likelihood.update_deviation(raw);
-                let shape_deviation = self.shape_likelihood().update_deviation(shape);
-                let spike_deviation = self.spike_deviation(z);
+                let deviation = self.likelihood.update(raw);
+                let shape_deviation = shape_likelihood.update(shape);
+                let spike_deviation = self.spike.update(SpikePoint {
+                    config: &self.config.spike,
+                    likelihood: &self.config.likelihood,
+                    z,
+                });
                 [deviation, shape_deviation, spike_deviation]
                     .into_iter()
                     .flatten()
                     .reduce(f64::max)
                     .map_or(0.0, likelihood_of_deviation)
             }
-            Models::BaselineOnly | Models::ForestOnly => self.likelihood.update(raw),
-            Models::ShapeOnly => self.shape_likelihood().update(shape),
+            Models::BaselineOnly | Models::ForestOnly => self.likelihood.update_likelihood(raw),
+            Models::ShapeOnly => shape_likelihood.update_likelihood(shape),
         }
-    }
-
-    /// The spike channel's deviation at the residual `z` (see [`super::spike`]); `None`
-    /// with the channel off or while its likelihood has too little history.
-    fn spike_deviation(&mut self, z: f64) -> Option<f64> {
-        let spike = &self.config.spike;
-        if spike.short_window == 0 {
-            return None;
-        }
-        let likelihood = self
-            .spike_likelihood
-            .get_or_insert_with(|| spike.likelihood(&self.config.likelihood));
-        spike.deviation(likelihood, z)
-    }
-
-    /// The shape novelty's likelihood (see the field).
-    fn shape_likelihood(&mut self) -> &mut AnomalyLikelihood {
-        let config = &self.config.likelihood;
-        self.shape_likelihood
-            .get_or_insert_with(|| AnomalyLikelihood::new(config.clone()))
     }
 
     /// The shape novelty of the stretch `value` ends, in [0, 1]: its distance to the nearest
@@ -669,20 +523,15 @@ impl SeriesDetector {
     pub fn heap_bytes(&self) -> usize {
         self.baseline.heap_bytes()
             + self.likelihood.heap_bytes()
+            + self.forest.heap_bytes()
+            + self.shape.heap_bytes()
             + self
                 .shape_likelihood
                 .as_ref()
                 .map_or(0, AnomalyLikelihood::heap_bytes)
-            + self
-                .spike_likelihood
-                .as_ref()
-                .map_or(0, AnomalyLikelihood::heap_bytes)
-            + self.shape.heap_bytes()
             + self.envelope.heap_bytes()
-            + self.recent_z.capacity() * 4
+            + self.spike.heap_bytes()
             + self.pending.capacity() * 16
-            + self.features.capacity() * FEATURES * 4
-            + self.forest.as_ref().map_or(0, IsolationForest::heap_bytes)
     }
 }
 
@@ -723,9 +572,9 @@ mod tests {
             10.0 + ((i * 7919) % 101) as f64 / 100.0 + spike + climb
         };
         let first_alarm = |envelope| {
-            let config = DetectorConfig {
+            let config = SeriesDetectorConfig {
                 envelope,
-                ..DetectorConfig::default()
+                ..SeriesDetectorConfig::default()
             };
             let mut detector = SeriesDetector::new(config).unwrap();
             (0..4000)
@@ -762,9 +611,9 @@ mod tests {
             100.0 + noise + spike
         };
         let peak = |spike| {
-            let config = DetectorConfig {
+            let config = SeriesDetectorConfig {
                 spike,
-                ..DetectorConfig::default()
+                ..SeriesDetectorConfig::default()
             };
             let mut detector = SeriesDetector::new(config).unwrap();
             let scores: Vec<f64> = (0..4100)
@@ -786,7 +635,7 @@ mod tests {
 
     #[test]
     fn a_restored_snapshot_scores_exactly_like_the_original() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1300 {
             detector.update(i * 60_000, wave(i));
         }
@@ -809,9 +658,9 @@ mod tests {
             short_window: 7,
             ..LikelihoodConfig::default()
         };
-        let config = DetectorConfig {
+        let config = SeriesDetectorConfig {
             likelihood: likelihood.clone(),
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
         for i in 0..1300 {
@@ -844,7 +693,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_from_before_the_spike_channel_restores_and_starts_it_afresh() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1300 {
             detector.update(i * 60_000, wave(i));
         }
@@ -866,12 +715,12 @@ mod tests {
 
     #[test]
     fn the_spike_channel_off_keeps_no_state() {
-        let config = DetectorConfig {
+        let config = SeriesDetectorConfig {
             spike: SpikeConfig {
                 short_window: 0,
                 ..SpikeConfig::default()
             },
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
         for i in 0..1300 {
@@ -883,7 +732,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_from_before_the_range_was_kept_restores_without_false_alarms() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1300 {
             detector.update(i * 60_000, wave(i));
         }
@@ -898,7 +747,7 @@ mod tests {
 
     #[test]
     fn missing_values_leave_the_forecast_drift_where_it_was() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1500 {
             detector.update(i * 60_000, wave(i) + if i >= 1400 { 2.0 } else { 0.0 });
         }
@@ -912,7 +761,7 @@ mod tests {
 
     #[test]
     fn a_spike_after_a_calm_stretch_raises_an_alarm() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         let mut calm_max: f64 = 0.0;
         for i in 0..1500 {
             let s = detector.update(i * 60_000, wave(i));
@@ -941,13 +790,13 @@ mod tests {
         // The envelope sees it too (a floor above every earlier floor, a ceiling below every
         // earlier ceiling): off here, so that the shape is judged alone.
         let peak_in_stuck_stretch = |models| {
-            let config = DetectorConfig {
+            let config = SeriesDetectorConfig {
                 models,
                 envelope: EnvelopeConfig {
                     window: 0,
                     ..EnvelopeConfig::default()
                 },
-                ..DetectorConfig::default()
+                ..SeriesDetectorConfig::default()
             };
             let mut detector = SeriesDetector::new(config).unwrap();
             let mut peak = (0.0f64, 0.0f64, f64::INFINITY);
@@ -975,7 +824,7 @@ mod tests {
 
     #[test]
     fn a_new_extreme_beyond_the_tolerance_is_an_alarm_and_one_inside_is_not() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1500 {
             detector.update(i * 60_000, wave(i));
         }
@@ -986,9 +835,9 @@ mod tests {
         let beyond = detector.update(1500 * 60_000, 14.0);
         assert_eq!(beyond.likelihood, 1.0);
         assert!(beyond.score >= detector.config().alarm_level);
-        let off = DetectorConfig {
+        let off = SeriesDetectorConfig {
             spatial_tolerance: 0.0,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         assert!(!SeriesDetector::new(off).unwrap().beyond_range(1e9));
     }
@@ -1004,9 +853,9 @@ mod tests {
                 effect: EventEffect::Scale { factor },
             })
             .collect();
-        let mut config = DetectorConfig {
+        let mut config = SeriesDetectorConfig {
             transform,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         config.baseline.events = events;
         SeriesDetector::new(config).unwrap()
@@ -1063,9 +912,9 @@ mod tests {
         // short warm-up a replayed point can alarm (100, beyond the wave's range); that
         // alarm was never reported, so it must not hold down the next one (1000, far
         // beyond even that) as a suppression would.
-        let config = DetectorConfig {
+        let config = SeriesDetectorConfig {
             warmup_points: 10,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
         let mut later = 0.0f64;
@@ -1087,13 +936,13 @@ mod tests {
 
     #[test]
     fn a_forest_window_under_32_rows_is_fitted() {
-        let config = DetectorConfig {
+        let config = SeriesDetectorConfig {
             forest: OnlineForestConfig {
                 window: 8,
                 refit_every: 8,
                 ..OnlineForestConfig::default()
             },
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
         let forest: Vec<f64> = (0..200)
@@ -1106,10 +955,10 @@ mod tests {
     fn the_spatial_rule_off_leaves_shape_novelty_on() {
         // The rhythm that stops (as in the shape test above), with the spatial rule off:
         // shape novelty still sees the stuck stretch, against the range of values seen.
-        let config = DetectorConfig {
+        let config = SeriesDetectorConfig {
             models: Models::ShapeOnly,
             spatial_tolerance: 0.0,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
         let mut peak = 0.0f64;
@@ -1126,9 +975,10 @@ mod tests {
 
     #[test]
     fn levels_and_weights_outside_their_range_are_refused() {
-        let refused = |config: DetectorConfig| SeriesDetector::new(config).unwrap_err().to_string();
-        let with = |change: fn(&mut DetectorConfig)| {
-            let mut config = DetectorConfig::default();
+        let refused =
+            |config: SeriesDetectorConfig| SeriesDetector::new(config).unwrap_err().to_string();
+        let with = |change: fn(&mut SeriesDetectorConfig)| {
+            let mut config = SeriesDetectorConfig::default();
             change(&mut config);
             config
         };
@@ -1184,7 +1034,7 @@ mod tests {
     fn a_missing_value_in_a_rhythm_is_no_anomaly() {
         // A ramp 10..=16 repeating every 7 points; one value, NaN or infinite, is missing.
         for missing in [f64::NAN, f64::INFINITY] {
-            let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+            let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
             let (mut score, mut shape) = (0.0f64, 0.0f64);
             for i in 0..600i64 {
                 let value = if i == 300 {
@@ -1205,7 +1055,7 @@ mod tests {
 
     #[test]
     fn the_continuation_is_what_followed_the_nearest_earlier_stretch() {
-        let mut shape = ShapeNovelty::new(&ShapeConfig {
+        let mut shape = ChannelConfig::build(&ShapeConfig {
             window: 3,
             history: 10,
             ..ShapeConfig::default()
@@ -1241,9 +1091,9 @@ mod tests {
         // about 5: the noise is inside the dead zone (about 0.5), the final excursion to 12
         // is not.
         let run = |dead_zone: f64| {
-            let mut config = DetectorConfig {
+            let mut config = SeriesDetectorConfig {
                 models: Models::ShapeOnly,
-                ..DetectorConfig::default()
+                ..SeriesDetectorConfig::default()
             };
             config.shape.dead_zone = dead_zone;
             let mut detector = SeriesDetector::new(config).unwrap();
@@ -1275,11 +1125,11 @@ mod tests {
     #[test]
     fn an_early_outlier_does_not_hide_a_later_extreme_for_ever() {
         // One outlier at 100, then the wave (about 9..12) for `points`.
-        let forgetting = DetectorConfig {
+        let forgetting = SeriesDetectorConfig {
             spatial_horizon: 20_000,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
-        let after_outlier = |config: DetectorConfig, points: i64| {
+        let after_outlier = |config: SeriesDetectorConfig, points: i64| {
             let mut detector = SeriesDetector::new(config).unwrap();
             detector.update(0, 100.0);
             for i in 1..=points {
@@ -1291,16 +1141,16 @@ mod tests {
         assert!(!after_outlier(forgetting.clone(), 200).beyond_range(30.0));
         // Three horizons later the outlier is forgotten: 30 is far above the wave.
         assert!(after_outlier(forgetting, 60_000).beyond_range(30.0));
-        let all_time = DetectorConfig {
+        let all_time = SeriesDetectorConfig {
             spatial_horizon: 0,
-            ..DetectorConfig::default()
+            ..SeriesDetectorConfig::default()
         };
         assert!(!after_outlier(all_time, 60_000).beyond_range(30.0));
     }
 
     #[test]
     fn state_of_a_one_minute_daily_series_fits_in_64_kib() {
-        let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         let mut largest = 0;
         for i in 0..5 * 1440i64 {
             let minute_of_day = (i % 1440) as f64;
@@ -1325,7 +1175,7 @@ mod tests {
             values in proptest::collection::vec(proptest::num::f64::ANY, 1..600),
             gaps in proptest::collection::vec(-5_000i64..600_000, 1..600),
         ) {
-            let mut detector = SeriesDetector::new(DetectorConfig::default()).unwrap();
+            let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
             let mut t = 0i64;
             for (i, v) in values.iter().enumerate() {
                 t += gaps[i % gaps.len()];

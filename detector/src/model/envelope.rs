@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::channel::{Channel, ChannelConfig};
+
 /// Errors from checking an envelope configuration.
 #[derive(Debug, Error, PartialEq)]
 pub enum EnvelopeError {
@@ -58,22 +60,6 @@ impl Default for EnvelopeConfig {
     }
 }
 
-impl EnvelopeConfig {
-    /// Validates without I/O.
-    pub fn check(&self) -> Result<(), EnvelopeError> {
-        if self.window > MAX_WINDOW {
-            return Err(EnvelopeError::Window(self.window));
-        }
-        if !(self.margin >= 0.0 && self.margin.is_finite()) {
-            return Err(EnvelopeError::Margin(self.margin));
-        }
-        if self.min_span_s < 0 {
-            return Err(EnvelopeError::Span(self.min_span_s));
-        }
-        Ok(())
-    }
-}
-
 /// The running envelope of one series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -92,18 +78,76 @@ pub struct Envelope {
     first_ms: Option<i64>,
 }
 
-impl Envelope {
+/// The range `range` (lowest, highest) after seeing `value`: widened to take it in, and
+/// otherwise each end moved the fraction `forget` of its distance towards it, so that
+/// extremes fade with a time constant of `1 / forget` points. `None` starts at the value.
+pub fn forget_towards(range: Option<(f64, f64)>, value: f64, forget: f64) -> (f64, f64) {
+    let Some((low, high)) = range else {
+        return (value, value);
+    };
+    let high = if value > high {
+        value
+    } else {
+        high - forget * (high - value)
+    };
+    let low = if value < low {
+        value
+    } else {
+        low + forget * (value - low)
+    };
+    (low, high)
+}
+
+impl ChannelConfig for EnvelopeConfig {
+    type Channel = Envelope;
+    type Error = EnvelopeError;
+
+    /// Validates without I/O.
+    fn check(&self) -> Result<(), EnvelopeError> {
+        if self.window > MAX_WINDOW {
+            return Err(EnvelopeError::Window(self.window));
+        }
+        if !(self.margin >= 0.0 && self.margin.is_finite()) {
+            return Err(EnvelopeError::Margin(self.margin));
+        }
+        if self.min_span_s < 0 {
+            return Err(EnvelopeError::Span(self.min_span_s));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Envelope, EnvelopeError> {
+        self.check()?;
+        Ok(Envelope::default())
+    }
+}
+
+/// What the envelope reads of a point, with its settings (the state keeps none).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopePoint<'a> {
+    pub timestamp_ms: i64,
+    pub value: f64,
+    pub config: &'a EnvelopeConfig,
+    /// How far both ranges move towards each new floor and ceiling (see [`forget_towards`]).
+    pub forget: f64,
+}
+
+impl Channel for Envelope {
+    type Input<'a> = EnvelopePoint<'a>;
+    /// Whether the point completes a level never held before.
+    type Output = bool;
+
     /// Adds the value at `timestamp_ms`; true when the floor or the ceiling it completes is
     /// a new level (see the module). Both ranges then take the new floor and ceiling in,
     /// and forget their extremes at the rate `forget` per point (see [`forget_towards`]).
     /// Non-finite values are skipped.
-    pub fn update(
-        &mut self,
-        timestamp_ms: i64,
-        value: f64,
-        config: &EnvelopeConfig,
-        forget: f64,
-    ) -> bool {
+    fn update(&mut self, point: EnvelopePoint<'_>) -> bool {
+        let EnvelopePoint {
+            timestamp_ms,
+            value,
+            config,
+            forget,
+        } = point;
         if config.window == 0 || !value.is_finite() {
             return false;
         }
@@ -146,29 +190,9 @@ impl Envelope {
     }
 
     /// Bytes held on the heap.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         self.recent.capacity() * std::mem::size_of::<f64>()
     }
-}
-
-/// The range `range` (lowest, highest) after seeing `value`: widened to take it in, and
-/// otherwise each end moved the fraction `forget` of its distance towards it, so that
-/// extremes fade with a time constant of `1 / forget` points. `None` starts at the value.
-pub fn forget_towards(range: Option<(f64, f64)>, value: f64, forget: f64) -> (f64, f64) {
-    let Some((low, high)) = range else {
-        return (value, value);
-    };
-    let high = if value > high {
-        value
-    } else {
-        high - forget * (high - value)
-    };
-    let low = if value < low {
-        value
-    } else {
-        low + forget * (value - low)
-    };
-    (low, high)
 }
 
 #[cfg(test)]
@@ -190,7 +214,14 @@ mod tests {
         values
             .into_iter()
             .enumerate()
-            .filter(|&(i, v)| envelope.update(i as i64 * step_ms, v, config, 0.0))
+            .filter(|&(i, v)| {
+                envelope.update(EnvelopePoint {
+                    timestamp_ms: i as i64 * step_ms,
+                    value: v,
+                    config,
+                    forget: 0.0,
+                })
+            })
             .map(|(i, _)| i)
             .collect()
     }
@@ -299,10 +330,25 @@ mod tests {
         for i in 0..4000 {
             let gap = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][i % 3];
             let t = i as i64 * STEP_MS;
-            assert!(!with_gaps.update(t - STEP_MS / 2, gap, &config, 1e-4));
+            assert!(!with_gaps.update(EnvelopePoint {
+                timestamp_ms: t - STEP_MS / 2,
+                value: gap,
+                config: &config,
+                forget: 1e-4
+            }));
             assert_eq!(
-                with_gaps.update(t, values(i), &config, 1e-4),
-                without.update(t, values(i), &config, 1e-4),
+                with_gaps.update(EnvelopePoint {
+                    timestamp_ms: t,
+                    value: values(i),
+                    config: &config,
+                    forget: 1e-4
+                }),
+                without.update(EnvelopePoint {
+                    timestamp_ms: t,
+                    value: values(i),
+                    config: &config,
+                    forget: 1e-4
+                }),
                 "{i}"
             );
         }
@@ -315,15 +361,34 @@ mod tests {
         let value = |i: usize| spiky(i) + if i >= 3000 { 5.0 } else { 0.0 };
         let mut original = Envelope::default();
         for i in 0..2995 {
-            original.update(i as i64 * STEP_MS, value(i), &config, 1e-4);
+            original.update(EnvelopePoint {
+                timestamp_ms: i as i64 * STEP_MS,
+                value: value(i),
+                config: &config,
+                forget: 1e-4,
+            });
         }
         let snapshot = serde_json::to_string(&original).unwrap();
         let mut restored: Envelope = serde_json::from_str(&snapshot).unwrap();
         let mut levels = 0;
         for i in 2995..4000 {
             let t = i as i64 * STEP_MS;
-            let level = original.update(t, value(i), &config, 1e-4);
-            assert_eq!(restored.update(t, value(i), &config, 1e-4), level, "{i}");
+            let level = original.update(EnvelopePoint {
+                timestamp_ms: t,
+                value: value(i),
+                config: &config,
+                forget: 1e-4,
+            });
+            assert_eq!(
+                restored.update(EnvelopePoint {
+                    timestamp_ms: t,
+                    value: value(i),
+                    config: &config,
+                    forget: 1e-4
+                }),
+                level,
+                "{i}"
+            );
             levels += usize::from(level);
         }
         assert!(levels > 0);

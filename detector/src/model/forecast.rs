@@ -138,11 +138,12 @@ pub fn early_warning(
 mod tests {
     use super::*;
     use crate::model::baseline::BaselineConfig;
+    use crate::model::channel::{Channel, ChannelConfig};
 
     fn baseline_with(points: &[(i64, f64)]) -> SeasonalBaseline {
-        let mut baseline = SeasonalBaseline::new(BaselineConfig::default()).unwrap();
+        let mut baseline = BaselineConfig::default().build().unwrap();
         for &(t, v) in points {
-            baseline.update(t, v);
+            baseline.update((t, v));
         }
         baseline
     }

@@ -15,19 +15,28 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Errors from checking parameters or fitting.
-#[derive(Debug, Error)]
-pub enum IsolationForestError {
+/// Hyperparameters out of their range: what [`ParamGuard::check`] finds, before any data.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IsolationForestParamsError {
     #[error("trees must be at least 1")]
     NoTrees,
     #[error("subsample must be at least 2, got {0}")]
     SubsampleTooSmall(usize),
     #[error("max_depth must be between 1 and 64, got {0}")]
     InvalidDepth(usize),
+}
+
+/// Why a forest was not fitted: the data (what fitting checked parameters can still
+/// meet), or, as in linfa, parameters found out of range when unchecked ones are fitted.
+#[derive(Debug, Error)]
+pub enum IsolationForestFitError {
+    #[error(transparent)]
+    Params(#[from] IsolationForestParamsError),
     #[error("need at least 2 rows and 1 feature to fit, got {rows}x{features}")]
     NotEnoughData { rows: usize, features: usize },
     #[error("row {row}, feature {feature} is not finite")]
     NonFinite { row: usize, feature: usize },
+    /// What linfa's `Fit` requires an error to hold; this crate's own code never returns it.
     #[error(transparent)]
     Linfa(#[from] linfa::Error),
 }
@@ -95,19 +104,19 @@ impl IsolationForestParams {
 
 impl ParamGuard for IsolationForestParams {
     type Checked = IsolationForestValidParams;
-    type Error = IsolationForestError;
+    type Error = IsolationForestParamsError;
 
     fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
         let p = &self.0;
         if p.trees == 0 {
-            return Err(IsolationForestError::NoTrees);
+            return Err(IsolationForestParamsError::NoTrees);
         }
         if p.subsample < 2 {
-            return Err(IsolationForestError::SubsampleTooSmall(p.subsample));
+            return Err(IsolationForestParamsError::SubsampleTooSmall(p.subsample));
         }
         if let Some(depth) = p.max_depth {
             if !(1..=64).contains(&depth) {
-                return Err(IsolationForestError::InvalidDepth(depth));
+                return Err(IsolationForestParamsError::InvalidDepth(depth));
             }
         }
         Ok(p)
@@ -537,7 +546,7 @@ impl IsolationForestValidParams {
     pub fn fit_records(
         &self,
         records: ArrayView2<'_, f64>,
-    ) -> Result<IsolationForest, IsolationForestError> {
+    ) -> Result<IsolationForest, IsolationForestFitError> {
         self.fit_laid_out(records, true)
     }
 
@@ -547,17 +556,17 @@ impl IsolationForestValidParams {
         &self,
         records: ArrayView2<'_, f64>,
         complete: bool,
-    ) -> Result<IsolationForest, IsolationForestError> {
+    ) -> Result<IsolationForest, IsolationForestFitError> {
         let (rows, features) = records.dim();
         if rows < 2 || features == 0 {
-            return Err(IsolationForestError::NotEnoughData { rows, features });
+            return Err(IsolationForestFitError::NotEnoughData { rows, features });
         }
         if !records.iter().all(|v| v.is_finite()) {
             let ((row, feature), _) = records
                 .indexed_iter()
                 .find(|(_, v)| !v.is_finite())
                 .unwrap_or(((0, 0), &0.0));
-            return Err(IsolationForestError::NonFinite { row, feature });
+            return Err(IsolationForestFitError::NonFinite { row, feature });
         }
         let subsample = self.subsample.min(rows);
         let max_depth = self
@@ -619,7 +628,7 @@ impl IsolationForestValidParams {
     }
 }
 
-impl<D, T> Fit<ArrayBase<D, Ix2>, T, IsolationForestError> for IsolationForestValidParams
+impl<D, T> Fit<ArrayBase<D, Ix2>, T, IsolationForestFitError> for IsolationForestValidParams
 where
     D: Data<Elem = f64>,
     ArrayBase<D, Ix2>: Records,
@@ -629,7 +638,7 @@ where
     fn fit(
         &self,
         dataset: &DatasetBase<ArrayBase<D, Ix2>, T>,
-    ) -> Result<IsolationForest, IsolationForestError> {
+    ) -> Result<IsolationForest, IsolationForestFitError> {
         self.fit_records(dataset.records.view())
     }
 }
@@ -715,7 +724,7 @@ impl IsolationForest {
 
 #[cfg(test)]
 mod tests {
-    use super::{average_path_length, IsolationForestError, IsolationForestParams};
+    use super::{average_path_length, IsolationForestFitError, IsolationForestParams};
     use linfa::prelude::*;
     use linfa::Dataset;
     use ndarray::{array, Array2};
@@ -828,7 +837,7 @@ mod tests {
                 .check()
                 .unwrap()
                 .fit_records(data.view()),
-            Err(IsolationForestError::NonFinite { row: 1, feature: 0 })
+            Err(IsolationForestFitError::NonFinite { row: 1, feature: 0 })
         ));
     }
 

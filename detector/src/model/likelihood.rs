@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::channel::{Channel, ChannelConfig};
+
 /// Errors from checking a likelihood configuration.
 #[derive(Debug, Error, PartialEq)]
 pub enum LikelihoodError {
@@ -63,23 +65,6 @@ pub struct LikelihoodConfig {
 /// Deviations allowed at or below the record: a likelihood of 0.45 (the default alarm
 /// level, 0.5, is 4.26 deviations).
 pub const RECORD_CAP: f64 = 4.0;
-
-impl LikelihoodConfig {
-    /// Validates without I/O. A deviation floor of 0 would divide a flat series' mean by
-    /// a deviation of 0; a history longer than the window it is kept in never fills.
-    pub fn check(&self) -> Result<(), LikelihoodError> {
-        if !(self.min_deviation > 0.0 && self.min_deviation.is_finite()) {
-            return Err(LikelihoodError::MinDeviation(self.min_deviation));
-        }
-        if self.min_history > self.long_window.max(2) {
-            return Err(LikelihoodError::HistoryBeyondWindow {
-                min_history: self.min_history,
-                long_window: self.long_window,
-            });
-        }
-        Ok(())
-    }
-}
 
 impl Default for LikelihoodConfig {
     fn default() -> Self {
@@ -155,12 +140,13 @@ pub struct AnomalyLikelihood {
 
 impl Default for AnomalyLikelihood {
     fn default() -> Self {
-        Self::new(LikelihoodConfig::default())
+        Self::from_checked(LikelihoodConfig::default())
     }
 }
 
 impl AnomalyLikelihood {
-    pub fn new(config: LikelihoodConfig) -> Self {
+    /// A fresh likelihood on settings already checked.
+    pub fn from_checked(config: LikelihoodConfig) -> Self {
         Self {
             config,
             short: VecDeque::new(),
@@ -178,16 +164,47 @@ impl AnomalyLikelihood {
 
     /// Adds a raw score and returns the log-scaled likelihood that the recent raw scores
     /// are unusual, in [0, 1]. Raw scores are clamped to [0, 1]; non-finite ones count as 0.
-    pub fn update(&mut self, raw: f64) -> f64 {
-        self.update_deviation(raw)
-            .map_or(0.0, likelihood_of_deviation)
+    pub fn update_likelihood(&mut self, raw: f64) -> f64 {
+        self.update(raw).map_or(0.0, likelihood_of_deviation)
+    }
+}
+
+impl ChannelConfig for LikelihoodConfig {
+    type Channel = AnomalyLikelihood;
+    type Error = LikelihoodError;
+
+    /// Validates without I/O. A deviation floor of 0 would divide a flat series' mean by
+    /// a deviation of 0; a history longer than the window it is kept in never fills.
+    fn check(&self) -> Result<(), LikelihoodError> {
+        if !(self.min_deviation > 0.0 && self.min_deviation.is_finite()) {
+            return Err(LikelihoodError::MinDeviation(self.min_deviation));
+        }
+        if self.min_history > self.long_window.max(2) {
+            return Err(LikelihoodError::HistoryBeyondWindow {
+                min_history: self.min_history,
+                long_window: self.long_window,
+            });
+        }
+        Ok(())
     }
 
-    /// Like [`update`](Self::update), but returns how many deviations the recent raw
+    fn build(&self) -> Result<AnomalyLikelihood, LikelihoodError> {
+        self.check()?;
+        Ok(AnomalyLikelihood::from_checked(self.clone()))
+    }
+}
+
+impl Channel for AnomalyLikelihood {
+    /// A raw surprise; clamped to [0, 1], and 0 when not a number.
+    type Input<'a> = f64;
+    /// Deviations above the reference; `None` before `min_history`.
+    type Output = Option<f64>;
+
+    /// Adds a raw score (as [`update_likelihood`](AnomalyLikelihood::update_likelihood) does) and returns how many deviations the recent raw
     /// scores stand above their reference (`None` before `min_history`): the likelihood
     /// grows with it, so the larger of two series' deviations gives the larger of their
     /// likelihoods, at the cost of one tail probability instead of two.
-    pub fn update_deviation(&mut self, raw: f64) -> Option<f64> {
+    fn update(&mut self, raw: f64) -> Option<f64> {
         let raw = if raw.is_finite() {
             raw.clamp(0.0, 1.0)
         } else {
@@ -262,7 +279,7 @@ impl AnomalyLikelihood {
     }
 
     /// Bytes held on the heap.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         (self.short.capacity() + self.long.capacity()) * 4
     }
 }
@@ -281,24 +298,24 @@ mod tests {
 
     #[test]
     fn a_burst_after_calm_is_likely_anomalous() {
-        let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig::default());
+        let mut likelihood = AnomalyLikelihood::from_checked(LikelihoodConfig::default());
         for i in 0..1000 {
-            let calm = likelihood.update(0.1 + 0.01 * f64::from(i % 7));
+            let calm = likelihood.update_likelihood(0.1 + 0.01 * f64::from(i % 7));
             assert!(calm < 0.5, "{i}: {calm}");
         }
-        let burst: Vec<f64> = (0..10).map(|_| likelihood.update(0.9)).collect();
+        let burst: Vec<f64> = (0..10).map(|_| likelihood.update_likelihood(0.9)).collect();
         assert!(burst.iter().any(|&s| s > 0.9), "{burst:?}");
     }
 
     #[test]
     fn a_wobble_after_a_flat_stretch_stays_below_the_floor_while_a_burst_alarms() {
         let run = |level: f64| {
-            let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig::default());
+            let mut likelihood = AnomalyLikelihood::from_checked(LikelihoodConfig::default());
             for _ in 0..1000 {
-                likelihood.update(0.1);
+                likelihood.update_likelihood(0.1);
             }
             (0..10)
-                .map(|_| likelihood.update(level))
+                .map(|_| likelihood.update_likelihood(level))
                 .fold(0.0f64, f64::max)
         };
         let wobble = run(0.15);
@@ -309,11 +326,11 @@ mod tests {
 
     /// The peak likelihood of each burst of `bursts` (level, points of calm before it).
     fn burst_peaks(config: LikelihoodConfig, bursts: &[(f64, usize)]) -> Vec<f64> {
-        let mut likelihood = AnomalyLikelihood::new(config);
+        let mut likelihood = AnomalyLikelihood::from_checked(config);
         let mut i = 0u32;
         let mut calm = |likelihood: &mut AnomalyLikelihood, points: usize| {
             for _ in 0..points {
-                likelihood.update(0.1 + 0.01 * f64::from(i % 7));
+                likelihood.update_likelihood(0.1 + 0.01 * f64::from(i % 7));
                 i += 1;
             }
         };
@@ -322,7 +339,7 @@ mod tests {
             .map(|&(level, before)| {
                 calm(&mut likelihood, before);
                 (0..10)
-                    .map(|_| likelihood.update(level))
+                    .map(|_| likelihood.update_likelihood(level))
                     .fold(0.0f64, f64::max)
             })
             .collect()
@@ -362,7 +379,7 @@ mod tests {
         // wobbles less than the default deviation floor, so the floor is lowered to let the
         // spike stand out without the slow reference.
         let peak_of_last_spike = |slow_horizon| {
-            let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig {
+            let mut likelihood = AnomalyLikelihood::from_checked(LikelihoodConfig {
                 slow_horizon,
                 min_deviation: 0.01,
                 ..LikelihoodConfig::default()
@@ -374,7 +391,7 @@ mod tests {
                 } else {
                     0.1 + 0.01 * f64::from(i % 7)
                 };
-                let s = likelihood.update(raw);
+                let s = likelihood.update_likelihood(raw);
                 if i >= 6000 - 288 {
                     peak = peak.max(s);
                 }
@@ -415,9 +432,9 @@ mod tests {
     proptest! {
         #[test]
         fn scores_stay_in_unit_interval(raw in proptest::collection::vec(proptest::num::f64::ANY, 1..400)) {
-            let mut likelihood = AnomalyLikelihood::new(LikelihoodConfig { min_history: 10, ..LikelihoodConfig::default() });
+            let mut likelihood = AnomalyLikelihood::from_checked(LikelihoodConfig { min_history: 10, ..LikelihoodConfig::default() });
             for r in raw {
-                let s = likelihood.update(r);
+                let s = likelihood.update_likelihood(r);
                 prop_assert!(s.is_finite() && (0.0..=1.0).contains(&s));
             }
         }

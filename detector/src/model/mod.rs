@@ -2,13 +2,16 @@
 //! only) and serialisable, so the live detector can snapshot and restore it.
 
 pub mod baseline;
+pub mod channel;
 pub mod detector;
 pub mod envelope;
 pub mod forecast;
+pub mod forest;
 pub mod iforest;
 pub mod likelihood;
 pub mod shape;
 pub mod spike;
 pub mod transform;
 
-pub use detector::{DetectorConfig, Models, Score, SeriesDetector};
+pub use channel::{Channel, ChannelConfig};
+pub use detector::{Models, Score, SeriesDetector, SeriesDetectorConfig};

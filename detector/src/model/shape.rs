@@ -15,6 +15,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::channel::{Channel, ChannelConfig};
+
 /// Errors from checking a shape configuration.
 #[derive(Debug, Error, PartialEq)]
 pub enum ShapeError {
@@ -59,21 +61,6 @@ impl Default for ShapeConfig {
     }
 }
 
-impl ShapeConfig {
-    /// Validates without I/O.
-    pub fn check(&self) -> Result<(), ShapeError> {
-        for (field, min, value) in [("window", 2, self.window), ("history", 1, self.history)] {
-            if value < min {
-                return Err(ShapeError::TooSmall { field, min, value });
-            }
-        }
-        if !(0.0..1.0).contains(&self.dead_zone) {
-            return Err(ShapeError::DeadZone(self.dead_zone));
-        }
-        Ok(())
-    }
-}
-
 /// Full recomputation of the distances this often, in points.
 pub const REFRESH: u32 = 1024;
 /// Values are clamped to +-this (a series beyond it has bigger problems than its shape).
@@ -103,12 +90,6 @@ impl Default for ShapeNovelty {
 }
 
 impl ShapeNovelty {
-    /// Builds a shape novelty from a checked configuration.
-    pub fn new(config: &ShapeConfig) -> Result<Self, ShapeError> {
-        config.check()?;
-        Ok(Self::from_checked(config))
-    }
-
     fn from_checked(config: &ShapeConfig) -> Self {
         let needed = 2 * config.window + config.history - 1;
         Self {
@@ -124,10 +105,108 @@ impl ShapeNovelty {
         2 * self.window + self.history - 1
     }
 
+    /// The value that would carry the pattern on: the one that followed the earlier
+    /// stretch nearest the latest (`None` before any can be compared). A missing value
+    /// taken as this keeps the stretches after it in step with those before, and is as
+    /// familiar as a value can be.
+    pub fn continuation(&self) -> Option<f64> {
+        let lags = self.distances.len();
+        let (m, _) = self
+            .distances
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))?;
+        // `distances[m]` is the stretch ending `window + lags - 1 - m` points before the
+        // latest value; the one after its end is that many points before the next.
+        let lag = self.window + lags - 1 - m;
+        self.values
+            .len()
+            .checked_sub(lag)
+            .map(|at| f64::from(self.values[at]))
+    }
+
+    /// Squared distance from the latest stretch to the one ending `lag` points before it.
+    fn distance_at(&self, lag: usize) -> f32 {
+        let end = self.values.len();
+        let latest = &self.values[end - self.window..];
+        let earlier = &self.values[end - lag - self.window..end - lag];
+        latest
+            .iter()
+            .zip(earlier)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>() as f32
+    }
+}
+
+/// Moves every stretch one point on: each distance gains `(x_new - g)^2` and loses
+/// `(x_out - l)^2`. Returns the smallest distance after the move (infinity if none),
+/// kept in independent lanes in the same pass so that the loop vectorises instead of
+/// waiting on one running minimum.
+fn slide(distances: &mut [f32], gained: &[f32], lost: &[f32], x_new: f32, x_out: f32) -> f32 {
+    const LANES: usize = 8;
+    let step = |d: &mut f32, g: f32, l: f32| {
+        let a = x_new - g;
+        let b = x_out - l;
+        *d += a * a - b * b;
+        *d
+    };
+    let mut lanes = [f32::INFINITY; LANES];
+    let mut d_chunks = distances.chunks_exact_mut(LANES);
+    let mut g_chunks = gained.chunks_exact(LANES);
+    let mut l_chunks = lost.chunks_exact(LANES);
+    for ((d, g), l) in (&mut d_chunks).zip(&mut g_chunks).zip(&mut l_chunks) {
+        for i in 0..LANES {
+            let v = step(&mut d[i], g[i], l[i]);
+            lanes[i] = if v < lanes[i] { v } else { lanes[i] };
+        }
+    }
+    let mut nearest = lanes
+        .iter()
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
+    let rest = d_chunks.into_remainder();
+    for ((d, &g), &l) in rest
+        .iter_mut()
+        .zip(g_chunks.remainder())
+        .zip(l_chunks.remainder())
+    {
+        nearest = nearest.min(step(d, g, l));
+    }
+    nearest
+}
+
+impl ChannelConfig for ShapeConfig {
+    type Channel = ShapeNovelty;
+    type Error = ShapeError;
+
+    /// Validates without I/O.
+    fn check(&self) -> Result<(), ShapeError> {
+        for (field, min, value) in [("window", 2, self.window), ("history", 1, self.history)] {
+            if value < min {
+                return Err(ShapeError::TooSmall { field, min, value });
+            }
+        }
+        if !(0.0..1.0).contains(&self.dead_zone) {
+            return Err(ShapeError::DeadZone(self.dead_zone));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<ShapeNovelty, ShapeError> {
+        self.check()?;
+        Ok(ShapeNovelty::from_checked(self))
+    }
+}
+
+impl Channel for ShapeNovelty {
+    /// The value.
+    type Input<'a> = f64;
+    /// The distance to the nearest earlier stretch; `None` while too few exist.
+    type Output = Option<f64>;
+
     /// Adds a value and returns the distance from the stretch it ends to the nearest
     /// earlier one, or `None` while too few earlier stretches exist. Non-finite values are
     /// skipped.
-    pub fn update(&mut self, value: f64) -> Option<f64> {
+    fn update(&mut self, value: f64) -> Option<f64> {
         if !value.is_finite() {
             return None;
         }
@@ -176,78 +255,10 @@ impl ShapeNovelty {
         Some(f64::from(nearest.max(0.0)).sqrt())
     }
 
-    /// The value that would carry the pattern on: the one that followed the earlier
-    /// stretch nearest the latest (`None` before any can be compared). A missing value
-    /// taken as this keeps the stretches after it in step with those before, and is as
-    /// familiar as a value can be.
-    pub fn continuation(&self) -> Option<f64> {
-        let lags = self.distances.len();
-        let (m, _) = self
-            .distances
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(b.1))?;
-        // `distances[m]` is the stretch ending `window + lags - 1 - m` points before the
-        // latest value; the one after its end is that many points before the next.
-        let lag = self.window + lags - 1 - m;
-        self.values
-            .len()
-            .checked_sub(lag)
-            .map(|at| f64::from(self.values[at]))
-    }
-
-    /// Squared distance from the latest stretch to the one ending `lag` points before it.
-    fn distance_at(&self, lag: usize) -> f32 {
-        let end = self.values.len();
-        let latest = &self.values[end - self.window..];
-        let earlier = &self.values[end - lag - self.window..end - lag];
-        latest
-            .iter()
-            .zip(earlier)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum::<f64>() as f32
-    }
-
     /// Bytes held on the heap.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         self.values.capacity() * 4 + self.distances.capacity() * 4
     }
-}
-
-/// Moves every stretch one point on: each distance gains `(x_new - g)^2` and loses
-/// `(x_out - l)^2`. Returns the smallest distance after the move (infinity if none),
-/// kept in independent lanes in the same pass so that the loop vectorises instead of
-/// waiting on one running minimum.
-fn slide(distances: &mut [f32], gained: &[f32], lost: &[f32], x_new: f32, x_out: f32) -> f32 {
-    const LANES: usize = 8;
-    let step = |d: &mut f32, g: f32, l: f32| {
-        let a = x_new - g;
-        let b = x_out - l;
-        *d += a * a - b * b;
-        *d
-    };
-    let mut lanes = [f32::INFINITY; LANES];
-    let mut d_chunks = distances.chunks_exact_mut(LANES);
-    let mut g_chunks = gained.chunks_exact(LANES);
-    let mut l_chunks = lost.chunks_exact(LANES);
-    for ((d, g), l) in (&mut d_chunks).zip(&mut g_chunks).zip(&mut l_chunks) {
-        for i in 0..LANES {
-            let v = step(&mut d[i], g[i], l[i]);
-            lanes[i] = if v < lanes[i] { v } else { lanes[i] };
-        }
-    }
-    let mut nearest = lanes
-        .iter()
-        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
-    let rest = d_chunks.into_remainder();
-    for ((d, &g), &l) in rest
-        .iter_mut()
-        .zip(g_chunks.remainder())
-        .zip(l_chunks.remainder())
-    {
-        nearest = nearest.min(step(d, g, l));
-    }
-    nearest
 }
 
 #[cfg(test)]
@@ -281,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_repeating_pattern_is_familiar_and_a_new_one_is_not() {
-        let mut shape = ShapeNovelty::new(&ShapeConfig::default()).unwrap();
+        let mut shape = ChannelConfig::build(&ShapeConfig::default()).unwrap();
         let wave = |i: usize| ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
         let mut familiar = 0.0f64;
         for i in 0..10_000 {
@@ -303,7 +314,7 @@ mod tests {
             ..ShapeConfig::default()
         };
         assert_eq!(
-            ShapeNovelty::new(&config).unwrap_err(),
+            ChannelConfig::build(&config).unwrap_err(),
             ShapeError::TooSmall {
                 field: "window",
                 min: 2,
@@ -315,7 +326,7 @@ mod tests {
                 dead_zone,
                 ..ShapeConfig::default()
             };
-            let error = ShapeNovelty::new(&config).unwrap_err().to_string();
+            let error = ChannelConfig::build(&config).unwrap_err().to_string();
             assert!(
                 error.starts_with("shape.dead_zone must be in [0, 1)"),
                 "{error}"
@@ -331,7 +342,7 @@ mod tests {
             history in 1usize..80,
         ) {
             let config = ShapeConfig { window, history, ..ShapeConfig::default() };
-            let mut shape = ShapeNovelty::new(&config).unwrap();
+            let mut shape = ChannelConfig::build(&config).unwrap();
             let mut seen = Vec::new();
             for v in values {
                 let v = f64::from(v as f32);
@@ -352,7 +363,7 @@ mod tests {
 
         #[test]
         fn any_input_gives_a_finite_distance(values in proptest::collection::vec(proptest::num::f64::ANY, 1..400)) {
-            let mut shape = ShapeNovelty::new(&ShapeConfig::default()).unwrap();
+            let mut shape = ChannelConfig::build(&ShapeConfig::default()).unwrap();
             for v in values {
                 if let Some(d) = shape.update(v) {
                     prop_assert!(d.is_finite() && d >= 0.0);

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::channel::{Channel, ChannelConfig};
 use super::likelihood::{AnomalyLikelihood, LikelihoodConfig};
 
 /// Errors from checking a spike configuration.
@@ -49,17 +50,6 @@ impl Default for SpikeConfig {
 }
 
 impl SpikeConfig {
-    /// Validates without I/O.
-    pub fn check(&self) -> Result<(), SpikeError> {
-        if !(self.saturation_z > 0.0 && self.saturation_z.is_finite()) {
-            return Err(SpikeError::Saturation(self.saturation_z));
-        }
-        if !(self.handicap >= 0.0 && self.handicap.is_finite()) {
-            return Err(SpikeError::Handicap(self.handicap));
-        }
-        Ok(())
-    }
-
     /// The channel's surprise at a residual of `z` scales, in [0, 1] (0 for a `z` that is
     /// not a number).
     pub fn surprise(&self, z: f64) -> f64 {
@@ -71,18 +61,81 @@ impl SpikeConfig {
 
     /// The channel's likelihood: the detector's settings, over the channel's short window.
     pub fn likelihood(&self, likelihood: &LikelihoodConfig) -> AnomalyLikelihood {
-        AnomalyLikelihood::new(LikelihoodConfig {
+        AnomalyLikelihood::from_checked(LikelihoodConfig {
             short_window: self.short_window,
             ..likelihood.clone()
         })
     }
+}
 
-    /// Feeds the residual `z` to the channel's `likelihood` and returns its deviation less
-    /// the handicap (`None` while the likelihood has too little history).
-    pub fn deviation(&self, likelihood: &mut AnomalyLikelihood, z: f64) -> Option<f64> {
-        likelihood
-            .update_deviation(self.surprise(z))
-            .map(|deviation| deviation - self.handicap)
+impl ChannelConfig for SpikeConfig {
+    type Channel = SpikeChannel;
+    type Error = SpikeError;
+
+    /// Validates without I/O.
+    fn check(&self) -> Result<(), SpikeError> {
+        if !(self.saturation_z > 0.0 && self.saturation_z.is_finite()) {
+            return Err(SpikeError::Saturation(self.saturation_z));
+        }
+        if !(self.handicap >= 0.0 && self.handicap.is_finite()) {
+            return Err(SpikeError::Handicap(self.handicap));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<SpikeChannel, SpikeError> {
+        self.check()?;
+        Ok(SpikeChannel::default())
+    }
+}
+
+/// The running spike channel of one series: its own likelihood, made on the first point it
+/// judges, so that a channel that is off keeps no state (and a snapshot from before the
+/// channel restores it empty, to wait for its history).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpikeChannel(Option<AnomalyLikelihood>);
+
+impl SpikeChannel {
+    /// Whether the channel has judged nothing yet (a snapshot then leaves it out).
+    pub fn is_idle(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// What the spike channel reads of a point, with its settings and the detector's
+/// likelihood settings it builds on.
+#[derive(Debug, Clone, Copy)]
+pub struct SpikePoint<'a> {
+    pub config: &'a SpikeConfig,
+    pub likelihood: &'a LikelihoodConfig,
+    /// The baseline's residual, in scales.
+    pub z: f64,
+}
+
+impl Channel for SpikeChannel {
+    type Input<'a> = SpikePoint<'a>;
+    /// The likelihood's deviation less the handicap; `None` with the channel off or while
+    /// its likelihood has too little history.
+    type Output = Option<f64>;
+
+    fn update(&mut self, point: SpikePoint<'_>) -> Option<f64> {
+        let SpikePoint {
+            config,
+            likelihood,
+            z,
+        } = point;
+        if config.short_window == 0 {
+            return None;
+        }
+        self.0
+            .get_or_insert_with(|| config.likelihood(likelihood))
+            .update(config.surprise(z))
+            .map(|deviation| deviation - config.handicap)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, AnomalyLikelihood::heap_bytes)
     }
 }
 
@@ -93,14 +146,19 @@ mod tests {
 
     /// Deviations of the channel over `residuals`, after `calm` points of residual 1.
     fn deviations(config: &SpikeConfig, calm: usize, residuals: &[f64]) -> Vec<f64> {
-        let mut likelihood = config.likelihood(&LikelihoodConfig::default());
+        let likelihood = LikelihoodConfig::default();
+        let mut channel = config.build().unwrap();
+        let mut feed = |z| {
+            channel.update(SpikePoint {
+                config,
+                likelihood: &likelihood,
+                z,
+            })
+        };
         for i in 0..calm {
-            config.deviation(&mut likelihood, if i % 2 == 0 { 1.0 } else { -1.0 });
+            feed(if i % 2 == 0 { 1.0 } else { -1.0 });
         }
-        residuals
-            .iter()
-            .map(|&z| config.deviation(&mut likelihood, z).unwrap())
-            .collect()
+        residuals.iter().map(|&z| feed(z).unwrap()).collect()
     }
 
     #[test]
@@ -136,8 +194,15 @@ mod tests {
     #[test]
     fn a_spike_smaller_than_a_recent_one_is_held_and_a_bigger_one_is_not() {
         let config = SpikeConfig::default();
-        let mut likelihood = config.likelihood(&LikelihoodConfig::default());
-        let mut feed = |z: f64| config.deviation(&mut likelihood, z);
+        let likelihood = LikelihoodConfig::default();
+        let mut channel = config.build().unwrap();
+        let mut feed = |z: f64| {
+            channel.update(SpikePoint {
+                config: &config,
+                likelihood: &likelihood,
+                z,
+            })
+        };
         for i in 0..1000 {
             feed(if i % 2 == 0 { 1.0 } else { -1.0 });
         }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use self::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
 use self::correlate::{Correlator, Evidence, IncidentEvent};
 use crate::config::DetectConfig;
-use omen_detector::model::detector::{DetectorConfig, Score, SeriesDetector, Transform};
+use omen_detector::model::detector::{Score, SeriesDetector, SeriesDetectorConfig, Transform};
 use omen_detector::model::forecast::WarningKind;
 use omen_detector::wire::{Sample, ValueKind};
 
@@ -248,7 +248,7 @@ impl Engine {
     /// The model of one series. A counter's rate is a count of events per interval
     /// rescaled, so `auto` gives it the square root that steadies count noise (the rate's
     /// fractional values would hide that they are counts).
-    fn model_config(&self, name: &str, counter: bool) -> DetectorConfig {
+    fn model_config(&self, name: &str, counter: bool) -> SeriesDetectorConfig {
         let mut config = self.config.detector_for(name);
         if counter && config.transform == Transform::Auto {
             config.transform = Transform::Sqrt;
