@@ -100,7 +100,7 @@ struct BacktestArgs {
     /// Detector name ([A-Za-z0-9-]+)
     #[arg(long, default_value = "omen")]
     name: String,
-    /// Detector configuration (JSON, fields of DetectorConfig); defaults otherwise
+    /// Detector configuration (JSON, fields of SeriesDetectorConfig); defaults otherwise
     #[arg(long)]
     config: Option<PathBuf>,
     /// Models feeding the score (for ablation); overrides the configuration's `models`
@@ -292,14 +292,14 @@ fn error_line(error: &anyhow::Error) -> String {
 }
 
 fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
-    use omen_detector::model::{DetectorConfig, Models};
-    let mut config: DetectorConfig = match &args.config {
+    use omen_detector::model::{Models, SeriesDetectorConfig};
+    let mut config: SeriesDetectorConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
-        None => DetectorConfig::default(),
+        None => SeriesDetectorConfig::default(),
     };
     // Given on the command line, the models win over the configuration's.
     if let Some(models) = args.models {

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use omen_agent::config::RulesConfig;
-use omen_agent::rule::RuleSet;
+use omen_agent::pipeline::Pipeline;
 use omen_agent::runtime::AgentConfig;
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -35,12 +35,12 @@ fn every_agent_example_parses_and_validates() {
                 serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         } else if !name.starts_with("agent") {
             let config = RulesConfig::load(file).unwrap_or_else(|e| panic!("{e}"));
-            RuleSet::validate(&config, file).unwrap_or_else(|e| panic!("{e}"));
+            Pipeline::validate(&config, file).unwrap_or_else(|e| panic!("{e}"));
             rules_files += 1;
         } else {
             let config = AgentConfig::load(file).unwrap_or_else(|e| panic!("{e}"));
             let rules = RulesConfig::load(&config.rules).unwrap_or_else(|e| panic!("{e}"));
-            RuleSet::validate(&rules, &config.rules).unwrap_or_else(|e| panic!("{e}"));
+            Pipeline::validate(&rules, &config.rules).unwrap_or_else(|e| panic!("{e}"));
         }
     }
     assert!(

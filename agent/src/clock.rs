@@ -1,5 +1,7 @@
 //! Time is injected, never read from the wall inside logic, so read-time stamps and
 //! checkpoint ages are testable.
+//!
+//! [`SystemClock`] reads the wall clock; [`ManualClock`] moves only when a test sets it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

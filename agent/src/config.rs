@@ -5,11 +5,10 @@
 //! file, the rule and the field so an operator can fix it without guessing.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 /// A rules file: how to parse lines, and which metrics to derive from them.
@@ -364,78 +363,19 @@ fn scalar_to_string(value: &serde_yaml::Value) -> Option<String> {
 }
 
 /// A duration written Prometheus-style: `250ms`, `30s`, `5m`, `1h`, `1d` (or a plain
-/// number of seconds).
+/// number of seconds); the syntax is [`omen_common::duration`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationConfig(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
-        impl Visitor<'_> for DurationVisitor {
-            type Value = DurationConfig;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 30s, 5m or 250ms")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                parse_duration(v).map(DurationConfig).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(DurationConfig(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(|v| DurationConfig(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Duration::try_from_secs_f64(v)
-                    .map(DurationConfig)
-                    .map_err(|_| E::custom("a duration must be finite and not negative"))
-            }
-        }
-        deserializer.deserialize_any(DurationVisitor)
+        omen_common::duration::deserialize(deserializer).map(DurationConfig)
     }
 }
 
-/// Parses `1h30m`, `30s`, `250ms`, `2d`.
+/// Parses `1h30m`, `30s`, `250ms`, `2d` (see [`omen_common::duration::parse`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration `{text}`"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds_per_unit = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" | "" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            unit => return Err(format!("unknown unit `{unit}` in duration `{text}`")),
-        };
-        rest = &rest[unit_len..];
-        let part = Duration::try_from_secs_f64(number * seconds_per_unit)
-            .map_err(|_| format!("duration `{text}` out of range"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("duration `{text}` out of range"))?;
-    }
-    Ok(total)
+    omen_common::duration::parse(text).map_err(|error| error.to_string())
 }
 
 /// A configuration error, pointing at the file, the rule and the field.
@@ -482,16 +422,20 @@ impl RulesConfig {
 mod tests {
     use super::*;
 
+    /// The syntax itself is tested in `omen_common::duration`; this checks the agent's
+    /// wrappers keep its messages and accept plain seconds.
     #[test]
     fn durations_parse_like_prometheus() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("10000000000000000000s10000000000000000000s").is_err());
+        assert_eq!(
+            parse_duration("5y").unwrap_err(),
+            "unknown unit `y` in duration `5y`"
+        );
+        let read = |yaml: &str| serde_yaml::from_str::<DurationConfig>(yaml).map(|d| d.0);
+        assert_eq!(read("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(read("15").unwrap(), Duration::from_secs(15));
+        assert_eq!(read("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(read("-1").is_err());
     }
 
     #[test]

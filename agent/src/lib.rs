@@ -13,3 +13,4 @@ pub mod rule;
 pub mod runtime;
 pub mod server;
 pub mod source;
+pub mod state;

@@ -17,8 +17,8 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
 use crate::parse::{self, EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
-use crate::rule::{PairOutcome, PairSnapshot, Preparer, RuleSet, SELF_METRIC_PREFIX};
-use crate::source::{Framing, RecordSink, SourceEvent, StreamId};
+use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
+use crate::source::{Framing, Preparer, RecordSink, SourceEvent, StreamId};
 
 /// Event times further ahead of the clock than this are counted as bad, not used.
 const MAX_FUTURE_SKEW_NS: i64 = 24 * 3600 * 1_000_000_000;
@@ -152,6 +152,8 @@ pub struct Pipeline {
     pub registry: Registry,
     parser: Parser,
     scratch: Scratch,
+    /// How sources cut their bytes into records, from the same rules file.
+    framing: Framing,
     rules: RuleSet,
     self_metrics: SelfMetrics,
     streams: Vec<StreamCounts>,
@@ -172,11 +174,13 @@ impl Pipeline {
         let mut registry = Registry::new();
         registry.set_now(clock.now_ns() as f64 / 1e9);
         let self_metrics = SelfMetrics::define(&mut registry);
+        let framing = Framing::from_rules(config, path)?;
         let rules = RuleSet::install(config, path, &mut registry)?;
         let mut pipeline = Self {
             registry,
             parser: rules.parser.clone(),
             scratch: Scratch::default(),
+            framing,
             rule_matches: vec![0; rules.rules.len()],
             rules,
             self_metrics,
@@ -191,19 +195,29 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// Validates a whole rules file without touching any registry: its framing (parser
+    /// and limits sections), then its rules.
+    pub fn validate(config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
+        Framing::from_rules(config, path)?;
+        RuleSet::validate(config, path)
+    }
+
+    /// How sources must cut records for the running rules.
     pub fn framing(&self) -> &Framing {
-        &self.rules.framing
+        &self.framing
     }
 
     /// Replaces the rules; an invalid file leaves the running rules untouched.
     pub fn reload(&mut self, config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
         self.end_batch();
-        let result = RuleSet::validate(config, path).and_then(|()| {
+        let result = Framing::from_rules(config, path).and_then(|framing| {
+            RuleSet::validate(config, path)?;
             let mut rules = RuleSet::install(config, path, &mut self.registry)?;
             rules.adopt_state(&mut self.rules, &mut self.registry);
             self.parser = rules.parser.clone();
             self.rule_matches = vec![0; rules.rules.len()];
             self.rules = rules;
+            self.framing = framing;
             Ok(())
         });
         let outcome = if result.is_ok() { "success" } else { "failure" };

@@ -9,9 +9,11 @@
 //! have exactly `label_names.len()` values.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
+use omen_common::exposition::{self, MetricType};
 use serde::{Deserialize, Serialize};
+
+pub use omen_common::exposition::{format_value, Format};
 
 /// The label value given to every label of a family's overflow series.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
@@ -22,6 +24,16 @@ pub enum MetricKind {
     Counter,
     Gauge,
     Histogram,
+}
+
+impl MetricKind {
+    fn exposition_type(self) -> MetricType {
+        match self {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        }
+    }
 }
 
 /// What a family is; two descriptions with the same fingerprint can share state.
@@ -195,24 +207,6 @@ pub struct SeriesSnapshot {
     pub labels: Vec<String>,
     pub created: f64,
     pub value: Value,
-}
-
-/// Exposition formats served on `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    Prometheus,
-    /// OpenMetrics 1.0.0 text (adds `_created`, `# EOF`).
-    OpenMetrics,
-}
-
-impl Format {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -489,7 +483,7 @@ impl Registry {
             render_family(&mut out, family, format);
         }
         if format == Format::OpenMetrics {
-            out.push_str("# EOF\n");
+            out.push_str(exposition::OPENMETRICS_EOF);
         }
         out
     }
@@ -537,120 +531,83 @@ fn render_family(out: &mut String, family: &Family, format: Format) {
         (MetricKind::Counter, true) => desc.name.strip_suffix("_total").unwrap_or(&desc.name),
         _ => desc.name.as_str(),
     };
-    let kind = match desc.kind {
-        MetricKind::Counter => "counter",
-        MetricKind::Gauge => "gauge",
-        MetricKind::Histogram => "histogram",
-    };
-    if !desc.help.is_empty() {
-        let _ = writeln!(out, "# HELP {family_name} {}", escape_help(&desc.help));
-    }
-    let _ = writeln!(out, "# TYPE {family_name} {kind}");
+    exposition::write_header(out, family_name, &desc.help, desc.kind.exposition_type());
     let mut series: Vec<&Series> = family.series.iter().collect();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    // A series' value always has its family's kind (`Family::zero_value`, `value_fits`).
+    match desc.kind {
+        MetricKind::Counter | MetricKind::Gauge => {
+            render_scalars(out, desc, family_name, &series, open_metrics);
+        }
+        MetricKind::Histogram => render_histograms(out, desc, &series, open_metrics),
+    }
+}
+
+/// The label pairs of a series, in the family's label order.
+fn label_pairs<'a>(
+    names: &'a [String],
+    values: &'a [String],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    names
+        .iter()
+        .map(String::as_str)
+        .zip(values.iter().map(String::as_str))
+}
+
+fn render_scalars(
+    out: &mut String,
+    desc: &FamilyDesc,
+    family_name: &str,
+    series: &[&Series],
+    open_metrics: bool,
+) {
+    let counter = desc.kind == MetricKind::Counter;
+    let sample = match (counter, open_metrics) {
+        (true, true) => format!("{family_name}_total"),
+        _ => desc.name.clone(),
+    };
+    let created = format!("{family_name}_created");
     let names = &desc.label_names;
     for s in series {
-        match &s.value {
-            Value::Scalar(v) => {
-                let sample = match (desc.kind, open_metrics) {
-                    (MetricKind::Counter, true) => format!("{family_name}_total"),
-                    _ => desc.name.clone(),
-                };
-                write_sample(out, &sample, names, &s.labels, None, *v);
-                if open_metrics && desc.kind == MetricKind::Counter {
-                    let created = format!("{family_name}_created");
-                    write_sample(out, &created, names, &s.labels, None, s.created);
-                }
-            }
-            Value::Histogram(h) => {
-                let bucket_name = format!("{}_bucket", desc.name);
-                let mut cumulative = 0u64;
-                for (i, count) in h.counts.iter().enumerate() {
-                    cumulative += count;
-                    let le = desc
-                        .buckets
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_owned(), |b| format_value(*b));
-                    write_sample(
-                        out,
-                        &bucket_name,
-                        names,
-                        &s.labels,
-                        Some(&le),
-                        cumulative as f64,
-                    );
-                }
-                let sum_name = format!("{}_sum", desc.name);
-                write_sample(out, &sum_name, names, &s.labels, None, h.sum);
-                let count_name = format!("{}_count", desc.name);
-                write_sample(out, &count_name, names, &s.labels, None, h.count as f64);
-                if open_metrics {
-                    let created = format!("{}_created", desc.name);
-                    write_sample(out, &created, names, &s.labels, None, s.created);
-                }
-            }
+        let Value::Scalar(v) = &s.value else { continue };
+        exposition::write_sample(out, &sample, label_pairs(names, &s.labels), *v);
+        if open_metrics && counter {
+            exposition::write_sample(out, &created, label_pairs(names, &s.labels), s.created);
         }
     }
 }
 
-fn write_sample(
-    out: &mut String,
-    name: &str,
-    label_names: &[String],
-    label_values: &[String],
-    le: Option<&str>,
-    value: f64,
-) {
-    out.push_str(name);
-    if !label_names.is_empty() || le.is_some() {
-        out.push('{');
-        let mut first = true;
-        let pairs = label_names
-            .iter()
-            .map(String::as_str)
-            .zip(label_values.iter().map(String::as_str))
-            .chain(le.map(|le| ("le", le)));
-        for (name, value) in pairs {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push_str(name);
-            out.push_str("=\"");
-            escape_label_value(out, value);
-            out.push('"');
+fn render_histograms(out: &mut String, desc: &FamilyDesc, series: &[&Series], open_metrics: bool) {
+    let bucket_name = format!("{}_bucket", desc.name);
+    let sum_name = format!("{}_sum", desc.name);
+    let count_name = format!("{}_count", desc.name);
+    let created_name = format!("{}_created", desc.name);
+    // `le` of every bucket, the last one `+Inf`: formatted once per family, not per series.
+    let bounds: Vec<String> = desc
+        .buckets
+        .iter()
+        .chain([&f64::INFINITY])
+        .map(|bound| exposition::format_value(*bound))
+        .collect();
+    let names = &desc.label_names;
+    for s in series {
+        let Value::Histogram(h) = &s.value else {
+            continue;
+        };
+        let mut cumulative = 0u64;
+        for (count, le) in h.counts.iter().zip(&bounds) {
+            cumulative += count;
+            let labels = label_pairs(names, &s.labels).chain([("le", le.as_str())]);
+            exposition::write_sample(out, &bucket_name, labels, cumulative as f64);
         }
-        out.push('}');
-    }
-    out.push(' ');
-    out.push_str(&format_value(value));
-    out.push('\n');
-}
-
-/// Formats a sample value as Prometheus expects (`+Inf`, `-Inf`, `NaN`).
-pub fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        value.to_string()
-    }
-}
-
-fn escape_label_value(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+        exposition::write_sample(out, &sum_name, label_pairs(names, &s.labels), h.sum);
+        let count = h.count as f64;
+        exposition::write_sample(out, &count_name, label_pairs(names, &s.labels), count);
+        if open_metrics {
+            let labels = label_pairs(names, &s.labels);
+            exposition::write_sample(out, &created_name, labels, s.created);
         }
     }
-}
-
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,12 +22,12 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, DurationConfig, RulesConfig};
 use crate::export::otlp::{OtlpConfig, OtlpConfigError};
 use crate::pipeline::Pipeline;
-use crate::probe::{ProbeMetrics, Probes, ProbesConfig};
-use crate::registry::{Format, Registry};
+use crate::probe::{Probes, ProbesConfig};
 use crate::source::{
     FileSource, FileSourceConfig, KafkaSource, KafkaSourceConfig, KafkaSourceError, Source,
     StartAt, StdinSource,
 };
+use crate::state::AgentState;
 
 /// The agent's configuration file (`omen agent --config FILE`). Relative paths are
 /// relative to the file's directory.
@@ -185,82 +184,6 @@ pub enum AgentError {
     Probe(String),
 }
 
-/// State shared by the worker and the HTTP server.
-pub struct Shared {
-    pipeline: Mutex<Pipeline>,
-    ready: AtomicBool,
-    /// False once the worker thread has stopped (or died).
-    alive: AtomicBool,
-    /// Clock time (ns) of the last successful checkpoint, 0 before the first.
-    last_checkpoint_ns: AtomicI64,
-    clock: Arc<dyn Clock>,
-    /// What the probes measured, served after the pipeline's metrics.
-    probes: Arc<ProbeMetrics>,
-}
-
-impl Shared {
-    /// Shared state around a pipeline, not yet ready (the worker marks it ready).
-    pub fn new(pipeline: Pipeline, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            pipeline: Mutex::new(pipeline),
-            ready: AtomicBool::new(false),
-            alive: AtomicBool::new(true),
-            last_checkpoint_ns: AtomicI64::new(0),
-            clock,
-            probes: Arc::default(),
-        }
-    }
-
-    /// The probes' metrics (for the probe threads).
-    pub fn probes(&self) -> Arc<ProbeMetrics> {
-        self.probes.clone()
-    }
-
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
-    }
-
-    pub fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
-        // A panic elsewhere must not take /metrics down with it.
-        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// Whether the worker is still polling (false after it stopped or died).
-    pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
-    }
-
-    /// Marks the worker as gone (what the worker does when it stops).
-    pub fn set_stopped(&self) {
-        self.ready.store(false, Ordering::Release);
-        self.alive.store(false, Ordering::Release);
-    }
-
-    pub fn render(&self, format: Format) -> String {
-        let rules =
-            self.read_registry(|registry, _| crate::export::prometheus::render(registry, format));
-        let probes = self.probes.registry();
-        crate::export::prometheus::render_after(rules, &probes, format)
-    }
-
-    /// Runs `read` under the pipeline lock with the checkpoint age refreshed; `read` also
-    /// gets the clock's time (ns) at that moment.
-    pub fn read_registry<R>(&self, read: impl FnOnce(&Registry, i64) -> R) -> R {
-        let last = self.last_checkpoint_ns.load(Ordering::Acquire);
-        let mut pipeline = self.pipeline();
-        let now_ns = self.clock.now_ns();
-        if last > 0 {
-            let age = (now_ns - last).max(0) as f64 / 1e9;
-            pipeline.set_checkpoint_age(age);
-        }
-        read(&pipeline.registry, now_ns)
-    }
-}
-
 enum Command {
     Reload,
     Stop,
@@ -277,7 +200,7 @@ impl ReloadHandle {
 
 /// A running agent (without its HTTP server).
 pub struct Agent {
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     commands: Sender<Command>,
     worker: Option<JoinHandle<()>>,
     _probes: Probes,
@@ -286,7 +209,7 @@ pub struct Agent {
 struct Worker {
     config: AgentConfig,
     sources: Vec<Box<dyn Source>>,
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     commands: Receiver<Command>,
     rules_text: Vec<u8>,
 }
@@ -318,13 +241,13 @@ impl Agent {
                 }
             }
         }
-        let shared = Arc::new(Shared::new(pipeline, clock));
-        let probes = Probes::start(&config.probes, shared.probes());
+        let state = Arc::new(AgentState::new(pipeline, clock));
+        let probes = Probes::start(&config.probes, state.probes());
         let (commands, receiver) = channel();
         let mut worker = Worker {
             config,
             sources,
-            shared: shared.clone(),
+            state: state.clone(),
             commands: receiver,
             rules_text,
         };
@@ -333,15 +256,16 @@ impl Agent {
             .spawn(move || worker.run())
             .map_err(|_| AgentError::Worker)?;
         Ok(Self {
-            shared,
+            state,
             commands,
             worker: Some(handle),
             _probes: probes,
         })
     }
 
-    pub fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
+    /// The state the HTTP server and exporters read.
+    pub fn state(&self) -> Arc<AgentState> {
+        self.state.clone()
     }
 
     /// Asks for a rules reload (what SIGHUP does).
@@ -411,13 +335,13 @@ fn build_sources(
 impl Worker {
     fn run(&mut self) {
         // If this thread ever dies, health and readiness must stop saying otherwise.
-        struct Alive(Arc<Shared>);
+        struct Alive(Arc<AgentState>);
         impl Drop for Alive {
             fn drop(&mut self) {
                 self.0.set_stopped();
             }
         }
-        let _alive = Alive(self.shared.clone());
+        let _alive = Alive(self.state.clone());
         let checkpoint_every = self.config.checkpoint.as_ref().map(|c| c.interval.0);
         let mut last_checkpoint: Option<Instant> = None;
         let mut last_rules_check = Instant::now();
@@ -433,7 +357,7 @@ impl Worker {
                 self.checkpoint();
                 last_checkpoint = Some(Instant::now());
             }
-            self.shared.ready.store(true, Ordering::Release);
+            self.state.set_ready();
             if last_rules_check.elapsed() >= Duration::from_secs(1) {
                 last_rules_check = Instant::now();
                 self.reload_if_changed();
@@ -458,7 +382,7 @@ impl Worker {
             source.prefetch();
         }
         poll_sources(
-            &mut self.shared.pipeline(),
+            &mut self.state.pipeline(),
             &mut self.sources,
             self.config.threads,
         )
@@ -474,30 +398,26 @@ impl Worker {
             }
             return;
         };
-        let snapshot = self.shared.pipeline().snapshot();
+        let snapshot = self.state.pipeline().snapshot();
         let positions: BTreeMap<String, _> = self
             .sources
             .iter()
             .map(|s| (s.name().to_owned(), s.checkpoint()))
             .collect();
-        let now_ns = self.shared.clock.now_ns();
+        let now_ns = self.state.now_ns();
         let saved = Checkpoint::new(now_ns as f64 / 1e9, positions, snapshot);
         let result = checkpoint::write(&config.path, &saved);
         if let Err(error) = &result {
             error!(%error, "checkpoint failed");
         } else {
-            self.shared
-                .last_checkpoint_ns
-                .store(now_ns, Ordering::Release);
+            self.state.set_last_checkpoint(now_ns);
             for source in &mut self.sources {
                 if let Some(position) = saved.sources.get(source.name()) {
                     source.checkpoint_written(position);
                 }
             }
         }
-        self.shared
-            .pipeline()
-            .count_checkpoint_write(result.is_ok());
+        self.state.pipeline().count_checkpoint_write(result.is_ok());
     }
 
     fn reload_if_changed(&mut self) {
@@ -521,7 +441,7 @@ impl Worker {
         let path = self.config.rules.clone();
         let result =
             RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path).and_then(|rules| {
-                let mut pipeline = self.shared.pipeline();
+                let mut pipeline = self.state.pipeline();
                 pipeline.reload(&rules, &path)?;
                 for source in &mut self.sources {
                     source.set_framing(pipeline.framing());
@@ -592,11 +512,11 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
             });
         }
     };
-    let shared = agent.shared();
+    let state = agent.state();
     info!(addr = %listener.local_addr().unwrap_or(listen), "serving /metrics");
     let pusher = otlp
         .clone()
-        .map(|exporter| tokio::spawn(exporter.push_loop(shared.clone())));
+        .map(|exporter| tokio::spawn(exporter.push_loop(state.clone())));
     let reloader = agent.reload_handle();
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -608,7 +528,7 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
             }
         }
     });
-    let server = axum::serve(listener, crate::server::app(shared.clone()))
+    let server = axum::serve(listener, crate::server::app(state.clone()))
         .with_graceful_shutdown(shutdown_signal());
     if let Err(error) = server.await {
         error!(%error, "http server failed");
@@ -621,7 +541,7 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
         .map_err(|_| AgentError::Worker)?;
     // The final values, after the worker's last batch; bounded by the push timeout.
     if let Some(exporter) = otlp {
-        if let Err(error) = exporter.push(&shared).await {
+        if let Err(error) = exporter.push(&state).await {
             warn!(%error, "final otlp push failed");
         }
     }

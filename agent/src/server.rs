@@ -1,5 +1,7 @@
 //! The agent's HTTP server: `/metrics`, `/healthz`, `/ready`. The router is built by
 //! [`app`] so tests drive it without a socket.
+//!
+//! Handlers only read the [`AgentState`]; the worker thread owns every change to it.
 
 use std::sync::Arc;
 
@@ -10,9 +12,9 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::export::prometheus;
-use crate::runtime::Shared;
+use crate::state::AgentState;
 
-pub fn app(state: Arc<Shared>) -> Router {
+pub fn app(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -20,7 +22,7 @@ pub fn app(state: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<AgentState>>, headers: HeaderMap) -> impl IntoResponse {
     let format = prometheus::negotiate(
         headers
             .get(header::ACCEPT)
@@ -30,7 +32,7 @@ async fn metrics(State(state): State<Arc<Shared>>, headers: HeaderMap) -> impl I
     ([(header::CONTENT_TYPE, format.content_type())], body)
 }
 
-async fn healthz(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     if state.is_alive() {
         (StatusCode::OK, "ok\n")
     } else {
@@ -41,7 +43,7 @@ async fn healthz(State(state): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
-async fn ready(State(state): State<Arc<Shared>>) -> impl IntoResponse {
+async fn ready(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     if state.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
@@ -63,7 +65,7 @@ mod tests {
     use crate::config::RulesConfig;
     use crate::pipeline::Pipeline;
 
-    fn shared() -> Arc<Shared> {
+    fn state() -> Arc<AgentState> {
         let rules = RulesConfig::from_yaml(
             "rules:\n  - name: deletes_total\n    type: counter\n    match: { msg: delete }\n",
             Path::new("rules.yaml"),
@@ -73,7 +75,7 @@ mod tests {
         let mut pipeline = Pipeline::new(&rules, Path::new("rules.yaml"), clock.clone()).unwrap();
         pipeline.process("msg=delete");
         pipeline.end_batch();
-        Arc::new(Shared::new(pipeline, clock))
+        Arc::new(AgentState::new(pipeline, clock))
     }
 
     async fn get(app: Router, uri: &str, accept: Option<&str>) -> (StatusCode, String, String) {
@@ -101,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_in_both_formats() {
-        let state = shared();
+        let state = state();
         let (status, content_type, body) = get(app(state.clone()), "/metrics", None).await;
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.starts_with("text/plain; version=0.0.4"));
@@ -120,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_and_readiness() {
-        let state = shared();
+        let state = state();
         assert_eq!(
             get(app(state.clone()), "/healthz", None).await.0,
             StatusCode::OK

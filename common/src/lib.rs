@@ -1,1 +1,17 @@
 //! What omen's agent and detector both speak, written once.
+//!
+//! - [`exposition`]: the Prometheus text format (and the OpenMetrics bits the agent
+//!   serves): escaping, value formatting, `# HELP`/`# TYPE` headers and sample lines.
+//! - [`duration`]: one Prometheus-style duration syntax (`1h30m`, `500ms`, `2d`, `1w`),
+//!   with serde helpers for `Duration` and `Option<Duration>` fields.
+//! - `kafka` (feature `kafka`): applying a consumer-group rebalance in the group's
+//!   protocol (eager or cooperative).
+//!
+//! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
+//! `thiserror` and `itoa` as dependencies, so both halves use it without paying for the
+//! other's.
+
+pub mod duration;
+pub mod exposition;
+#[cfg(feature = "kafka")]
+pub mod kafka;

@@ -25,6 +25,7 @@ use omen_agent::probe::{KafkaLagConfig, KafkaSide, ReconcileConfig, RedisSide};
 use omen_agent::registry::Value;
 use omen_agent::runtime::{Agent, AgentConfig, SourceConfig};
 use omen_agent::source::StartAt;
+use omen_agent::state::AgentState;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -87,7 +88,7 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
         agent_config(options, rules, &log, &topic, &group, &prefix),
         Arc::new(SystemClock),
     )?;
-    let shared = agent.shared();
+    let state = agent.state();
 
     let redis_url = format!("redis://{}", options.redis);
     let mut redis = redis::Client::open(redis_url.as_str())
@@ -105,9 +106,47 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
         "inventory service: {} orders over {SKUS} SKUs, losing the event of {} of them (topic {topic})",
         options.orders, options.lost
     );
+    take_orders(options, &lost, &log, &prefix, &mut redis, &producer, &topic)?;
+    println!(
+        "orders taken; waiting for the agent's pair rule, lag probe and reconciliation to agree"
+    );
+
+    let (last, ok) = settle(options, &lost, &state, &group, &topic);
+    stop_writer.store(true, Ordering::Release);
+    let _ = writer.join();
+    let _ = agent.stop();
+    cleanup(&mut redis, &prefix, &brokers, &topic);
+
+    println!(
+        "summary: {} events lost by the service; the pair rule counted {} decrements without their event; \
+         the reconciliation found {} SKUs drifting by {} units; the db writer's lag is {}",
+        options.lost, last.unmatched, last.drifting_keys, last.drift, last.lag
+    );
+    println!(
+        "{}",
+        if ok {
+            "both watchers count exactly the injected losses"
+        } else {
+            "MISMATCH: the watchers do not count the injected losses"
+        }
+    );
+    Ok(ok || !options.check)
+}
+
+/// The service takes the orders: each decrements Redis, logs it, then publishes its event
+/// and logs that, except for the `lost` ones, where it dies between the two.
+fn take_orders(
+    options: &KafkaDemoOptions,
+    lost: &BTreeSet<u64>,
+    log: &std::path::Path,
+    prefix: &str,
+    redis: &mut redis::Connection,
+    producer: &BaseProducer,
+    topic: &str,
+) -> anyhow::Result<()> {
     let mut service = OpenOptions::new()
         .append(true)
-        .open(&log)
+        .open(log)
         .context("service log")?;
     let start_ms = chrono::Utc::now().timestamp_millis();
     for sku in 0..SKUS {
@@ -115,11 +154,11 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
         redis::cmd("SET")
             .arg(&key)
             .arg(STOCK)
-            .query::<()>(&mut redis)
+            .query::<()>(redis)
             .context("SET")?;
         send(
-            &producer,
-            &topic,
+            producer,
+            topic,
             &format!("s{sku}"),
             &format!(r#"{{"sku":"s{sku}","delta":{STOCK}}}"#),
         )?;
@@ -130,7 +169,7 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
         redis::cmd("DECRBY")
             .arg(format!("{prefix}{sku}"))
             .arg(1)
-            .query::<i64>(&mut redis)
+            .query::<i64>(redis)
             .context("DECRBY")?;
         writeln!(
             service,
@@ -141,8 +180,8 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
             continue; // the service died here: no event, no second line
         }
         send(
-            &producer,
-            &topic,
+            producer,
+            topic,
             &sku,
             &format!(r#"{{"sku":"{sku}","delta":-1,"order_id":"o{order}"}}"#),
         )?;
@@ -159,24 +198,33 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
     producer
         .flush(Duration::from_secs(30))
         .context("the events were not all acknowledged")?;
-    println!(
-        "orders taken; waiting for the agent's pair rule, lag probe and reconciliation to agree"
-    );
+    Ok(())
+}
 
+/// Polls the agent's watchers until they agree with the injected losses (and go on
+/// agreeing past the reconciliation's grace period) or [`SETTLE`] passes; returns what
+/// they said last, and whether that agrees.
+fn settle(
+    options: &KafkaDemoOptions,
+    lost: &BTreeSet<u64>,
+    state: &AgentState,
+    group: &str,
+    topic: &str,
+) -> (Watched, bool) {
     let expected_events = (SKUS + options.orders - options.lost) as f64;
-    let watched = |shared: &omen_agent::runtime::Shared| -> Watched {
+    let watched = |state: &AgentState| -> Watched {
         let scalar = |value: Option<&Value>| match value {
             Some(Value::Scalar(v)) => *v,
             _ => 0.0,
         };
         let none: [(&str, &str); 0] = [];
-        let (unmatched, matched) = shared.read_registry(|registry, _| {
+        let (unmatched, matched) = state.read_registry(|registry, _| {
             (
                 scalar(registry.get("stock_event_unmatched_total", &none)),
                 scalar(registry.get("stock_event_matched_total", &none)),
             )
         });
-        let probes = shared.probes();
+        let probes = state.probes();
         let registry = probes.registry();
         let check = [("check", "stock")];
         Watched {
@@ -187,7 +235,7 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
             events_folded: scalar(registry.get("omen_reconcile_events_total", &check)),
             lag: scalar(registry.get(
                 "omen_kafka_consumer_group_lag",
-                &[("group", group.as_str()), ("topic", topic.as_str())],
+                &[("group", group), ("topic", topic)],
             )),
         }
     };
@@ -204,7 +252,7 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
     let mut last = Watched::default();
     let mut agreed_since: Option<Instant> = None;
     while started.elapsed() < SETTLE {
-        let now = watched(&shared);
+        let now = watched(state);
         if now != last {
             println!(
                 "  pair rule: {} matched, {} unmatched | reconciliation: {} of {} events folded, {} SKUs drifting by {} | db writer lag {}",
@@ -222,26 +270,8 @@ pub fn run(options: &KafkaDemoOptions) -> anyhow::Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    stop_writer.store(true, Ordering::Release);
-    let _ = writer.join();
-    let _ = agent.stop();
-    cleanup(&mut redis, &prefix, &brokers, &topic);
-
-    let ok = want(&last);
-    println!(
-        "summary: {} events lost by the service; the pair rule counted {} decrements without their event; \
-         the reconciliation found {} SKUs drifting by {} units; the db writer's lag is {}",
-        options.lost, last.unmatched, last.drifting_keys, last.drift, last.lag
-    );
-    println!(
-        "{}",
-        if ok {
-            "both watchers count exactly the injected losses"
-        } else {
-            "MISMATCH: the watchers do not count the injected losses"
-        }
-    );
-    Ok(ok || !options.check)
+    let agreed = want(&last);
+    (last, agreed)
 }
 
 fn agent_config(

@@ -18,11 +18,13 @@ use anyhow::Context;
 use omen_agent::clock::ManualClock;
 use omen_agent::config::RulesConfig;
 use omen_agent::pipeline::Pipeline;
+use omen_agent::state::AgentState;
 use omen_detector::series::parse_timestamp;
 use omen_detector::wire::exposition;
 use omen_detector_live::config::DetectConfig;
 use omen_detector_live::engine::correlate::{Change, Incident};
 use omen_detector_live::engine::{Engine, Mode, Notification, Origin};
+use omen_detector_live::ingest::scrape::target_labels;
 use omen_detector_live::state::LiveState;
 
 use self::sim::{Generator, Injected, Scenario, DAY_MS, MINUTE_MS};
@@ -145,33 +147,10 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
     let rules = RulesConfig::from_yaml(RULES, Path::new(RULES_PATH))?;
     let clock = Arc::new(ManualClock::new(start_ms * 1_000_000));
     let pipeline = Pipeline::new(&rules, Path::new(RULES_PATH), clock.clone())?;
-    let agent = Arc::new(omen_agent::runtime::Shared::new(pipeline, clock.clone()));
+    let agent = Arc::new(AgentState::new(pipeline, clock.clone()));
     agent.set_ready();
-
     let opened: Arc<Mutex<Vec<Incident>>> = Arc::default();
-    let detector = {
-        let (opened, scenario) = (opened.clone(), scenario.clone());
-        Arc::new(
-            LiveState::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
-                move |notification| {
-                    println!("{}", describe(&scenario, notification));
-                    if let Notification::Incident(event) = notification {
-                        let mut opened = opened.lock().unwrap_or_else(|e| e.into_inner());
-                        match event.change {
-                            Change::Opened => opened.push(event.incident.clone()),
-                            Change::Joined | Change::Resolved => {
-                                if let Some(kept) =
-                                    opened.iter_mut().find(|i| i.id == event.incident.id)
-                                {
-                                    *kept = event.incident.clone();
-                                }
-                            }
-                        }
-                    }
-                },
-            ),
-        )
-    };
+    let detector = Arc::new(recording_detector(&scenario, opened.clone()));
     detector.set_ready();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -190,23 +169,72 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
         omen_detector_live::server::app(detector.clone()),
         "detector",
     );
+    announce(options, &scenario, agent_addr.zip(detector_addr));
+    let lines = simulate(
+        options,
+        &scenario,
+        &mut generator,
+        &clock,
+        &agent,
+        &detector,
+    );
+    let opened = opened.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let passed = summarize(&scenario, &opened, lines, detector.engine().series_count());
+    runtime.shutdown_background();
+    Ok(passed || !options.check)
+}
 
+/// A detector that prints every notification and keeps the incidents opened in `opened`,
+/// up to date as members join and the incident resolves.
+fn recording_detector(scenario: &Scenario, opened: Arc<Mutex<Vec<Incident>>>) -> LiveState {
+    let scenario = scenario.clone();
+    LiveState::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
+        move |notification| {
+            println!("{}", describe(&scenario, notification));
+            if let Notification::Incident(event) = notification {
+                let mut opened = opened.lock().unwrap_or_else(|e| e.into_inner());
+                match event.change {
+                    Change::Opened => opened.push(event.incident.clone()),
+                    Change::Joined | Change::Resolved => {
+                        if let Some(kept) = opened.iter_mut().find(|i| i.id == event.incident.id) {
+                            *kept = event.incident.clone();
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What the demo will do, and where its metrics are served.
+fn announce(options: &DemoOptions, scenario: &Scenario, addrs: Option<(SocketAddr, SocketAddr)>) {
     println!(
         "omen demo: an inventory service, {} days of history learnt, then one live day (simulated time)",
         options.history_days
     );
-    if let (Some(agent), Some(detector)) = (agent_addr, detector_addr) {
+    if let Some((agent, detector)) = addrs {
         println!("  agent metrics:    http://{agent}/metrics\n  detector metrics: http://{detector}/metrics  (incidents: /api/v1/incidents)");
     }
     for injected in &scenario.injected {
         println!(
             "  injected on the live day: {} – {}  {}",
-            sim_time(&scenario, injected.start_ms),
-            sim_time(&scenario, injected.end_ms),
+            sim_time(scenario, injected.start_ms),
+            sim_time(scenario, injected.end_ms),
             injected.trouble.describe()
         );
     }
+}
 
+/// Runs the scenario minute by minute: the service's log lines through the agent, a scrape
+/// of the agent into the detector at the end of each minute. Returns the lines logged.
+fn simulate(
+    options: &DemoOptions,
+    scenario: &Scenario,
+    generator: &mut Generator,
+    clock: &ManualClock,
+    agent: &AgentState,
+    detector: &LiveState,
+) -> usize {
     let mut lines = 0usize;
     let mut minute = scenario.start_ms;
     while minute < scenario.end_ms() {
@@ -229,11 +257,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
             .samples
             .into_iter()
             .map(|mut sample| {
-                omen_detector_live::ingest::scrape::target_labels(
-                    &mut sample,
-                    "inventory",
-                    "demo:9750",
-                );
+                target_labels(&mut sample, "inventory", "demo:9750");
                 sample
             })
             .collect();
@@ -245,7 +269,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
             let series = detector.engine().series_count();
             println!(
                 "[{}] {} log lines so far, {series} series modelled{}",
-                sim_time(&scenario, minute),
+                sim_time(scenario, minute),
                 lines,
                 if live { "" } else { " (learning history)" }
             );
@@ -254,8 +278,12 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
             std::thread::sleep(options.pace);
         }
     }
+    lines
+}
 
-    let opened = opened.lock().unwrap_or_else(|e| e.into_inner()).clone();
+/// Matches the incidents opened to the injected ones and prints the summary; returns
+/// whether every injected incident was found and no other opened.
+fn summarize(scenario: &Scenario, opened: &[Incident], lines: usize, series: usize) -> bool {
     let outcomes: Vec<Outcome> = scenario
         .injected
         .iter()
@@ -279,10 +307,7 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
         })
         .collect();
 
-    println!(
-        "\nsummary ({lines} log lines, {} series):",
-        detector.engine().series_count()
-    );
+    println!("\nsummary ({lines} log lines, {series} series):");
     for outcome in &outcomes {
         let what = outcome.injected.trouble.describe();
         match &outcome.incident {
@@ -299,17 +324,15 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
         println!(
             "  FALSE     incident {} at {} ({})",
             incident.id,
-            sim_time(&scenario, incident.started_ms),
+            sim_time(scenario, incident.started_ms),
             incident.root_cause().series
         );
     }
-    let passed = outcomes.iter().all(|o| o.incident.is_some()) && unexplained.is_empty();
     println!(
         "  {} of {} injected incidents detected, {} false incidents",
         outcomes.iter().filter(|o| o.incident.is_some()).count(),
         outcomes.len(),
         unexplained.len()
     );
-    runtime.shutdown_background();
-    Ok(passed || !options.check)
+    outcomes.iter().all(|o| o.incident.is_some()) && unexplained.is_empty()
 }

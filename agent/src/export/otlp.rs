@@ -38,7 +38,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::DurationConfig;
 use crate::registry::{FamilyDesc, MetricKind, Registry, Series, Value};
-use crate::runtime::Shared;
+use crate::state::AgentState;
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318/v1/metrics";
 const DEFAULT_SERVICE_NAME: &str = "omen-agent";
@@ -195,23 +195,23 @@ pub struct OtlpExporter {
 
 /// Checks `config`, then pushes every interval until the task is aborted. An invalid
 /// config is logged and nothing is pushed; `runtime::run` checks it before starting.
-pub async fn push_loop(config: OtlpConfig, shared: Arc<Shared>) {
+pub async fn push_loop(config: OtlpConfig, state: Arc<AgentState>) {
     match config.build() {
-        Ok(exporter) => exporter.push_loop(shared).await,
+        Ok(exporter) => exporter.push_loop(state).await,
         Err(error) => error!(%error, "otlp push disabled"),
     }
 }
 
 impl OtlpExporter {
     /// Pushes every interval (the first one interval after the start) until aborted.
-    pub async fn push_loop(self, shared: Arc<Shared>) {
+    pub async fn push_loop(self, state: Arc<AgentState>) {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         let mut failures = FailureLog::default();
         loop {
             ticks.tick().await;
-            match self.push(&shared).await {
+            match self.push(&state).await {
                 Ok(()) => failures.recovered(),
                 Err(error) => failures.failed(&self.authority, &error),
             }
@@ -221,9 +221,9 @@ impl OtlpExporter {
     /// Reads the registry (under the pipeline lock, released before sending) and the
     /// probes' metrics, sends them, and counts the outcome in
     /// `omen_agent_otlp_exports_total`.
-    pub async fn push(&self, shared: &Shared) -> Result<(), OtlpPushError> {
+    pub async fn push(&self, state: &AgentState) -> Result<(), OtlpPushError> {
         let (mut request, now_ns) =
-            shared.read_registry(|registry, now_ns| (self.collect(registry, now_ns), now_ns));
+            state.read_registry(|registry, now_ns| (self.collect(registry, now_ns), now_ns));
         // The probes' measurements go out with the rules' metrics.
         let now = u64::try_from(now_ns).unwrap_or(0);
         if let Some(scope) = request
@@ -231,7 +231,7 @@ impl OtlpExporter {
             .first_mut()
             .and_then(|r| r.scope_metrics.first_mut())
         {
-            let probes = shared.probes();
+            let probes = state.probes();
             let registry = probes.registry();
             scope.metrics.extend(
                 registry
@@ -240,7 +240,7 @@ impl OtlpExporter {
             );
         }
         let result = self.send(&request).await;
-        shared.pipeline().count_otlp_export(result.is_ok());
+        state.pipeline().count_otlp_export(result.is_ok());
         result
     }
 

@@ -1,5 +1,7 @@
 //! Prometheus pull: picks the exposition format by content negotiation (OpenMetrics when
 //! the scraper asks for it, as Prometheus does, else text format 0.0.4).
+//!
+//! The text itself is written by `omen_common::exposition`, through `Registry::render`.
 
 use crate::registry::{Format, Registry};
 

@@ -2,7 +2,8 @@
 //! text (lossily decoded if it was not UTF-8), its field spans and event time, so the
 //! pipeline thread only applies rules, in order.
 
-use super::{EventTime, ParseError, Parser, Record, Scratch, Span};
+use super::parser::Parser;
+use super::record::{decode, EventTime, ParseError, Record, Scratch, Span};
 
 #[derive(Debug, Clone, Copy)]
 struct Item {
@@ -63,7 +64,7 @@ impl ParsedBatch {
         truncated: bool,
         matcher: impl FnOnce(Record<'_>) -> Option<u128>,
     ) {
-        let (text, invalid_utf8) = super::decode(bytes);
+        let (text, invalid_utf8) = decode(bytes);
         let mut mask = None;
         let outcome = parser.parse(&text, scratch).map(|()| {
             let record = Record::new(&text, scratch);

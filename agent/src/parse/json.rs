@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{ParseError, Scratch};
+use super::record::{ParseError, Scratch};
 
 pub(super) fn parse_into(
     line: &str,

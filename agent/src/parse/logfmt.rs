@@ -2,7 +2,7 @@
 //! rest of the line; a bare word is a key with an empty value. Only keys a rule reads
 //! are kept.
 
-use super::{FieldNames, Scratch};
+use super::record::{FieldNames, Scratch};
 
 pub(super) fn parse_into(line: &str, fields: &FieldNames, scratch: &mut Scratch) {
     let bytes = line.as_bytes();

@@ -1,7 +1,9 @@
 //! Regex parsing: named capture groups that took part in the match fill the fields of
 //! the same name (group index → slot, resolved when the parser is built).
+//!
+//! A line the pattern does not match is a parse error (`no_match`), counted, not fatal.
 
-use super::{ParseError, Scratch};
+use super::record::{ParseError, Scratch};
 
 pub(super) fn parse_into(
     regex: &regex::Regex,

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use chrono::{DateTime, NaiveDateTime};
 
-use super::{FieldNames, Record, Slot};
+use super::record::{FieldNames, Record, Slot};
 use crate::config::TimestampConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::{fetched_high_watermark, ProbeMetrics};
+use super::metrics::ProbeMetrics;
+use super::watermark::fetched_high_watermark;
 use crate::config::DurationConfig;
 use crate::registry::{FamilyId, MetricKind};
 

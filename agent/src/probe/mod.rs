@@ -1,26 +1,26 @@
 //! Probes: measurements the agent takes of other systems on a timer rather than from logs
-//! (Kafka consumer lag, Redis reconciled against the Kafka events). Each probe runs on its own thread and writes gauges into the
-//! probes' registry, which `/metrics` serves after the rules' metrics; a failed
-//! measurement is logged and counted in `omen_agent_probe_errors_total{probe,reason}`,
-//! and the probe carries on.
+//! (Kafka consumer lag, Redis reconciled against the Kafka events). Each probe runs on
+//! its own thread and writes gauges into the probes' registry, which `/metrics` serves
+//! after the rules' metrics; a failed measurement is logged and counted in
+//! `omen_agent_probe_errors_total{probe,reason}`, and the probe carries on.
 
 mod kafka_lag;
+mod metrics;
 mod reconcile;
+mod watermark;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use kafka_lag::{KafkaLagConfig, KafkaLagProbe};
+pub use metrics::ProbeMetrics;
 pub use reconcile::{KafkaSide, ReconcileConfig, ReconcileProbe, RedisSide};
 
-use crate::registry::{FamilyDesc, FamilyId, MetricKind, Registry};
-
-/// Series a probe family may hold (partitions × groups).
-const MAX_SERIES: usize = 10_000;
+use crate::registry::MetricKind;
 
 /// The `probes` section of the agent's configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,24 +42,6 @@ impl ProbesConfig {
         self.reconcile
             .iter()
             .try_for_each(ReconcileConfig::validate)
-    }
-}
-
-/// The probes' metrics, shared by the probe threads and the HTTP server.
-#[derive(Default)]
-pub struct ProbeMetrics {
-    registry: Mutex<Registry>,
-}
-
-impl ProbeMetrics {
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Defines a family in the probes' registry.
-    pub fn define(&self, name: &str, help: &str, kind: MetricKind, labels: &[&str]) -> FamilyId {
-        let desc = FamilyDesc::new(name, help, kind).labels(labels.iter().copied());
-        self.registry().define(desc, MAX_SERIES)
     }
 }
 
@@ -142,29 +124,4 @@ fn run_every(interval: Duration, stop: &AtomicBool, mut measure: impl FnMut()) {
             waited += tick;
         }
     }
-}
-
-/// The high watermark the last fetch of a partition reported (librdkafka's cached
-/// watermarks; rdkafka wraps only the ListOffsets query), or None before any fetch.
-fn fetched_high_watermark(
-    reader: &rdkafka::consumer::BaseConsumer,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the life of `reader`, the topic is a
-    // NUL-terminated string that outlives the call, and librdkafka only writes the two
-    // integers it is given; the call reads cached state and does not block.
-    let error = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            rdkafka::consumer::Consumer::client(reader).native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
 }

@@ -21,7 +21,8 @@ use redis::Commands;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{fetched_high_watermark, ProbeMetrics};
+use super::metrics::ProbeMetrics;
+use super::watermark::fetched_high_watermark;
 use crate::config::DurationConfig;
 use crate::registry::{FamilyId, MetricKind};
 

@@ -1,13 +1,17 @@
 //! Counter rule: +1 per matching record, or + the value of a field (times `scale`).
+//!
+//! A counter only goes up: a negative increment is refused and counted
+//! (`negative_increment`), and a negative `scale` is refused when the rule is built.
 
-use super::{ApplyError, Bound, Labels, Matcher, ValueSource};
+use super::matcher::Matcher;
+use super::parts::{ApplyError, DefinedFamily, Labels, ValueSource};
 use crate::parse::Record;
 use crate::registry::Registry;
 
 #[derive(Debug, Clone)]
 pub struct CounterRule {
     pub(super) matcher: Matcher,
-    pub(super) metric: Bound,
+    pub(super) metric: DefinedFamily,
     pub(super) labels: Labels,
     pub(super) value: Option<ValueSource>,
 }

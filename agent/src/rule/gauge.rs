@@ -1,6 +1,10 @@
 //! Gauge rule: set the series to a field's value, or add the value to it.
+//!
+//! A missing or non-numeric value is counted (`missing_value`, `bad_value`) and leaves
+//! the series as it was.
 
-use super::{ApplyError, Bound, Labels, Matcher, ValueSource};
+use super::matcher::Matcher;
+use super::parts::{ApplyError, DefinedFamily, Labels, ValueSource};
 use crate::config::GaugeOp;
 use crate::parse::Record;
 use crate::registry::Registry;
@@ -8,7 +12,7 @@ use crate::registry::Registry;
 #[derive(Debug, Clone)]
 pub struct GaugeRule {
     pub(super) matcher: Matcher,
-    pub(super) metric: Bound,
+    pub(super) metric: DefinedFamily,
     pub(super) labels: Labels,
     pub(super) value: ValueSource,
     pub(super) op: GaugeOp,

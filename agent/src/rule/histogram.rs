@@ -1,14 +1,18 @@
 //! Histogram rule: observe a field's value (times `scale`) into fixed buckets; bounds are
 //! inclusive (`le`), as in Prometheus.
+//!
+//! Buckets are checked when the rule is built (finite, strictly increasing); `+Inf` is
+//! implicit, and `le` is reserved as a label name.
 
-use super::{ApplyError, Bound, Labels, Matcher, ValueSource};
+use super::matcher::Matcher;
+use super::parts::{ApplyError, DefinedFamily, Labels, ValueSource};
 use crate::parse::Record;
 use crate::registry::Registry;
 
 #[derive(Debug, Clone)]
 pub struct HistogramRule {
     pub(super) matcher: Matcher,
-    pub(super) metric: Bound,
+    pub(super) metric: DefinedFamily,
     pub(super) labels: Labels,
     pub(super) value: ValueSource,
 }

@@ -11,17 +11,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bound, FieldRef, Labels, Matcher};
+use super::matcher::{FieldRef, Matcher};
+use super::parts::{DefinedFamily, Labels};
 use crate::parse::Record;
 use crate::registry::{Registry, Value};
 
 #[derive(Debug, Clone)]
 pub struct PairMetrics {
-    pub matched: Bound,
-    pub unmatched: Bound,
-    pub orphan: Bound,
-    pub pending: Bound,
-    pub latency: Bound,
+    pub matched: DefinedFamily,
+    pub unmatched: DefinedFamily,
+    pub orphan: DefinedFamily,
+    pub pending: DefinedFamily,
+    pub latency: DefinedFamily,
 }
 
 #[derive(Debug, Clone)]

@@ -3,19 +3,16 @@
 //! (device, inode), whatever the file's name.
 //!
 //! A file is read under one name at a time. When its path comes to hold another file
-//! (or none), the old one is drained: read to its end, and kept open until it has been
-//! idle a few polls, for writers that reopen late; the new file at the path waits until
-//! the old one was read to its end. A finished file's identity and offset are
-//! remembered, so if a glob also matches its rotated name it resumes there instead of
-//! being read again. A file shorter than our position was truncated (copytruncate) and
-//! is read again from 0; globs should not match copytruncate's copies, which are new
-//! files with old lines.
+//! (or none), the old one is drained: read to its end and kept open until idle a few
+//! polls, for writers that reopen late; the new file waits until the old one was read
+//! to its end. A finished file's identity and offset are remembered, so a glob matching
+//! its rotated name resumes there. A file shorter than our position was truncated
+//! (copytruncate) and is read again from 0; globs should not match copytruncate's copies.
 //!
 //! Files found at the first scan start at their beginning or end (`start_at`), unless
-//! the agent resumed from a checkpoint; files that appear later start at their beginning,
-//! since every line in them is new. After a restart, a saved file whose inode now lives
-//! under a name no glob matches (rotated while the agent was down) is drained from its
-//! saved offset.
+//! resuming from a checkpoint; files that appear later start at their beginning. After a
+//! restart, a saved file whose inode now lives under a name no glob matches (rotated
+//! while the agent was down) is drained from its saved offset.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{self, File};
@@ -27,9 +24,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{Framer, Framing, RecordSink, Source, SourceCheckpoint, SourceEvent, StreamId};
+use super::framer::{Framer, Framing};
+use super::position::{FilePosition, SourceCheckpoint};
+use super::prepare::Preparer;
+use super::traits::{RecordSink, Source, SourceEvent, StreamId};
 use crate::parse::{ParsedBatch, Scratch};
-use crate::rule::Preparer;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,15 +59,6 @@ impl FileSourceConfig {
             read_budget: 1 << 20,
         }
     }
-}
-
-/// A file's saved position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilePosition {
-    pub path: String,
-    pub dev: u64,
-    pub ino: u64,
-    pub offset: u64,
 }
 
 #[derive(Debug)]

@@ -7,7 +7,9 @@
 
 use regex::bytes::Regex;
 
-use crate::config::{LimitsConfig, ParserConfig};
+use std::path::Path;
+
+use crate::config::{ConfigError, LimitsConfig, ParserConfig, RulesConfig};
 
 /// The largest line limit a rules file may set (1 GiB): record offsets stay within u32.
 pub const MAX_LINE_BYTES: usize = 1 << 30;
@@ -21,6 +23,17 @@ pub struct Framing {
 }
 
 impl Framing {
+    /// The framing a rules file asks for (its `parser` and `limits` sections); errors
+    /// name the file and the field, under the rule `(parser)`.
+    pub fn from_rules(rules: &RulesConfig, path: &Path) -> Result<Self, ConfigError> {
+        Self::build(&rules.parser, &rules.limits).map_err(|(field, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            rule: "(parser)".to_owned(),
+            field,
+            message,
+        })
+    }
+
     pub fn build(parser: &ParserConfig, limits: &LimitsConfig) -> Result<Self, (String, String)> {
         if limits.max_line_bytes == 0 || limits.max_line_bytes > MAX_LINE_BYTES {
             return Err((

@@ -4,32 +4,33 @@
 //! Exactly-once with the agent's checkpoint: a record's effects count only in the agent
 //! that commits its offset, and offsets are committed only once the checkpoint holding
 //! those effects is durable. So that a rebalance never hands another agent a partition
-//! whose records this one applied but has not yet saved, the source hands out a batch and
-//! then reads nothing more until the worker has checkpointed it ([`Source::needs_checkpoint`]);
-//! rebalances (served only while reading) therefore always find every applied record
-//! durable, and records read in the same poll for a partition being revoked are dropped,
-//! left to its next owner. On assignment a partition starts at the checkpoint's position
-//! when that is ahead of the group's committed offset (a crash between checkpoint and
-//! commit), else at the committed offset. A kill -9 between the checkpoint and its commit
-//! while another agent takes the partition is the one window left (see the agent README).
-//! Reading (and so any rebalance, which may wait on the broker) happens in
-//! [`Source::prefetch`], outside the pipeline lock that `/metrics` takes.
+//! whose records this one applied but has not yet saved, the source hands out a batch
+//! and reads nothing more until the worker has checkpointed it
+//! ([`Source::needs_checkpoint`]); rebalances (served only while reading) thus find every
+//! applied record durable, and records read in the same poll for a revoked partition are
+//! dropped, left to its next owner. On assignment a partition starts at the checkpoint's
+//! position when that is ahead of the group's committed offset, else at the committed
+//! offset. A kill -9 between the checkpoint and its commit while another agent takes the
+//! partition is the one window left (see the agent README). Reading, and so any
+//! rebalance, happens in [`Source::prefetch`], outside the pipeline lock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use omen_common::kafka::{self as rebalance, Rebalance};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use super::{RecordSink, Source, SourceCheckpoint, SourceEvent, StreamId};
-use crate::source::Framing;
+use super::framer::Framing;
+use super::position::{KafkaPosition, SourceCheckpoint};
+use super::traits::{RecordSink, Source, SourceEvent, StreamId};
 
 /// Records handed out per poll at most (the worker checkpoints after each batch).
 const MAX_RECORDS: usize = 20_000;
@@ -65,14 +66,6 @@ pub struct KafkaSourceConfig {
     /// Further librdkafka consumer properties (e.g. `session.timeout.ms`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-}
-
-/// A partition's next offset to read, as saved in the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KafkaPosition {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,28 +220,16 @@ impl ConsumerContext for GroupContext {
         err: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.start_at_saved_positions(consumer, partitions);
                 info!(source = %self.source, partitions = ?partition_names(partitions), "partitions assigned");
-                if cooperative {
-                    consumer.incremental_assign(partitions)
-                } else {
-                    consumer.assign(partitions)
-                }
+                rebalance::apply(consumer, Rebalance::Assign, partitions)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.hand_back(consumer, partitions);
                 info!(source = %self.source, partitions = ?partition_names(partitions), "partitions revoked");
-                if cooperative {
-                    consumer.incremental_unassign(partitions)
-                } else {
-                    consumer.unassign()
-                }
+                rebalance::apply(consumer, Rebalance::Revoke, partitions)
             }
             other => {
                 warn!(source = %self.source, error = ?other, "rebalance failed");

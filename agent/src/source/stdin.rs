@@ -5,7 +5,9 @@
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
-use super::{Framer, Framing, RecordSink, Source, SourceCheckpoint, StreamId};
+use super::framer::{Framer, Framing};
+use super::position::SourceCheckpoint;
+use super::traits::{RecordSink, Source, StreamId};
 
 pub struct StdinSource {
     chunks: Receiver<Vec<u8>>,

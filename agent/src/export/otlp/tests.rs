@@ -63,8 +63,8 @@ fn start_agent(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> Agent {
     Agent::start(AgentConfig::with_rules(rules), clock).unwrap()
 }
 
-fn feed(shared: &Shared, lines: &[&str]) {
-    let mut pipeline = shared.pipeline();
+fn feed(state: &AgentState, lines: &[&str]) {
+    let mut pipeline = state.pipeline();
     pipeline.begin_batch();
     for line in lines {
         pipeline.process(line);
@@ -72,8 +72,8 @@ fn feed(shared: &Shared, lines: &[&str]) {
     pipeline.end_batch();
 }
 
-fn exports(shared: &Shared, result: &str) -> f64 {
-    match shared
+fn exports(state: &AgentState, result: &str) -> f64 {
+    match state
         .pipeline()
         .registry
         .get("omen_agent_otlp_exports_total", &[("result", result)])
@@ -131,9 +131,9 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(START_NS));
     let agent = start_agent(&dir, clock.clone());
-    let shared = agent.shared();
+    let state = agent.state();
     feed(
-        &shared,
+        &state,
         &[
             "method=GET status=200 latency=0.458 queue=7",
             "method=GET status=200 latency=0.1 queue=3",
@@ -150,7 +150,7 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
     .unwrap();
 
     // A probe's measurement, pushed with the rules' metrics.
-    let probes = shared.probes();
+    let probes = state.probes();
     let lag = probes.define(
         "omen_kafka_consumer_group_lag",
         "lag",
@@ -161,7 +161,7 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
 
     let push_ns = START_NS + 10_000_000_000;
     clock.set(push_ns);
-    exporter.push(&shared).await.unwrap();
+    exporter.push(&state).await.unwrap();
     let (headers, request) = tokio::time::timeout(Duration::from_secs(5), received.recv())
         .await
         .unwrap()
@@ -235,13 +235,13 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
             ..Default::default()
         }]
     );
-    assert_eq!(exports(&shared, "success"), 1.0);
+    assert_eq!(exports(&state, "success"), 1.0);
 
     // The next push carries the running totals from the same start.
-    feed(&shared, &["method=GET status=200"]);
+    feed(&state, &["method=GET status=200"]);
     let later_ns = push_ns + 10_000_000_000;
     clock.set(later_ns);
-    exporter.push(&shared).await.unwrap();
+    exporter.push(&state).await.unwrap();
     let (_, request) = received.recv().await.unwrap();
     assert_eq!(
         counter_points(&request)[0],
@@ -252,7 +252,7 @@ async fn pushes_counter_gauge_histogram_cumulatively_with_start_times() {
             later_ns as u64
         )
     );
-    assert_eq!(exports(&shared, "success"), 2.0);
+    assert_eq!(exports(&state, "success"), 2.0);
     agent.stop().unwrap();
 }
 
@@ -267,7 +267,7 @@ async fn failed_pushes_are_counted_and_the_loop_keeps_going() {
     let addr = closed_port().await;
     let dir = tempfile::tempdir().unwrap();
     let agent = start_agent(&dir, Arc::new(ManualClock::new(START_NS)));
-    let shared = agent.shared();
+    let state = agent.state();
     let exporter = OtlpConfig {
         endpoint: format!("http://{addr}/v1/metrics"),
         interval: DurationConfig(Duration::from_millis(20)),
@@ -277,19 +277,19 @@ async fn failed_pushes_are_counted_and_the_loop_keeps_going() {
     .build()
     .unwrap();
 
-    let error = exporter.push(&shared).await.unwrap_err();
+    let error = exporter.push(&state).await.unwrap_err();
     assert!(matches!(error, OtlpPushError::Connect(_)), "{error}");
-    assert_eq!(exports(&shared, "failure"), 1.0);
+    assert_eq!(exports(&state, "failure"), 1.0);
 
-    let pusher = tokio::spawn(exporter.push_loop(shared.clone()));
+    let pusher = tokio::spawn(exporter.push_loop(state.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while exports(&shared, "failure") < 4.0 {
+    while exports(&state, "failure") < 4.0 {
         assert!(Instant::now() < deadline, "the loop stopped pushing");
         assert!(!pusher.is_finished(), "the loop ended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     pusher.abort();
-    assert_eq!(exports(&shared, "success"), 0.0);
+    assert_eq!(exports(&state, "success"), 0.0);
     agent.stop().unwrap();
 }
 
