@@ -117,9 +117,9 @@ impl<'de> Deserialize<'de> for NameMatch {
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     pub url: String,
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "default_interval", with = "omen_common::duration")]
     pub interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "omen_common::duration")]
     pub timeout: Duration,
     /// Added as the `job` label, as Prometheus does; `instance` is the URL's host:port.
     #[serde(default = "default_job")]
@@ -181,14 +181,14 @@ pub struct QueryConfig {
 pub struct PrometheusConfig {
     pub url: String,
     pub queries: Vec<QueryConfig>,
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "default_interval", with = "omen_common::duration")]
     pub interval: Duration,
     /// Resolution of the series; defaults to `interval`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "omen_common::duration::option")]
     pub step: Option<Duration>,
-    #[serde(default = "default_warmup", with = "humantime_serde")]
+    #[serde(default = "default_warmup", with = "omen_common::duration")]
     pub warmup: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "omen_common::duration")]
     pub timeout: Duration,
 }
 
@@ -210,11 +210,11 @@ pub struct StoreConfig {
     /// `omen_detector_series_dropped_total`). About 50 KiB of state each.
     pub max_series: usize,
     /// A series with no sample for this long is forgotten.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub ttl: Duration,
     /// Model state is saved here periodically and at shutdown, and restored at start.
     pub snapshot_path: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub snapshot_interval: Duration,
     /// Model histogram buckets too (one series per bucket: off by default).
     pub histogram_buckets: bool,
@@ -246,10 +246,10 @@ pub struct LimitConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
     /// An anomaly joins an open incident whose last activity is at most this old.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub window: Duration,
     /// An incident resolves when none of its series has been anomalous for this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub quiet: Duration,
     /// Anomalies sharing a value of any of these labels belong together.
     pub labels: Vec<String>,
@@ -259,7 +259,7 @@ pub struct CorrelationConfig {
     /// caller's incident and ranks as more likely root cause.
     pub dependencies: BTreeMap<String, Vec<String>>,
     /// Onsets this close count as simultaneous when ranking root causes.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub onset_tolerance: Duration,
     /// An incident is raised once its series have been anomalous (alarm, off the band,
     /// or still unlikely) on this many points, or as soon as two series are in it.
@@ -295,9 +295,9 @@ pub struct AlertingConfig {
     /// Print every alert change as a JSON line on standard output.
     pub stdout: bool,
     /// Firing alerts are re-sent to Alertmanager this often.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub resend: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "omen_common::duration")]
     pub timeout: Duration,
     /// Alert updates held per sink while it is unreachable; beyond, the oldest are
     /// dropped and counted.
@@ -338,7 +338,7 @@ pub struct KafkaConfig {
     /// without it, each detector correlates what it scores.
     #[serde(default)]
     pub anomalies_topic: Option<String>,
-    #[serde(default = "default_handoff", with = "humantime_serde")]
+    #[serde(default = "default_handoff", with = "omen_common::duration")]
     pub handoff_interval: Duration,
     /// Further librdkafka properties, for the consumer and the producer.
     #[serde(default)]

@@ -3,7 +3,8 @@
 //! knows nothing of the format.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
+use omen_common::exposition::{write_header, write_sample, MetricType};
 
 use crate::engine::{Engine, LastPoint, Origin, Stats, LATENCY_BUCKETS};
 use crate::sinks::SinkCounts;
@@ -18,11 +19,11 @@ pub fn render(engine: &Engine, sink_stats: &[(String, SinkCounts)]) -> String {
     scoring_latency(&mut out, engine.stats());
     ingest(&mut out, engine.stats());
     sinks(&mut out, sink_stats);
-    header(
+    write_header(
         &mut out,
         "omen_detector_last_snapshot_timestamp_seconds",
         "When model state was last saved (0: never).",
-        "gauge",
+        MetricType::Gauge,
     );
     sample(
         &mut out,
@@ -70,7 +71,7 @@ fn series_families(out: &mut String, points: &[Point<'_>]) {
         .map(|(name, labels, _)| series_labels(name, labels))
         .collect();
     for (family, help, field) in families {
-        header(out, family, help, "gauge");
+        write_header(out, family, help, MetricType::Gauge);
         for ((_, _, last), labels) in points.iter().zip(&labels) {
             sample(out, family, labels, field(last));
         }
@@ -78,34 +79,34 @@ fn series_families(out: &mut String, points: &[Point<'_>]) {
 }
 
 fn incident_gauges(out: &mut String, engine: &Engine) {
-    let gauges: [(&str, &str, &str, f64); 4] = [
+    let gauges: [(&str, &str, MetricType, f64); 4] = [
         (
             "omen_incidents_open",
             "Incidents open now.",
-            "gauge",
+            MetricType::Gauge,
             engine.correlator().open().len() as f64,
         ),
         (
             "omen_detector_correlating",
             "1 while this detector correlates anomalies into incidents (with Kafka, one of the group does).",
-            "gauge",
+            MetricType::Gauge,
             f64::from(u8::from(engine.is_correlating())),
         ),
         (
             "omen_incidents_total",
             "Incidents opened.",
-            "counter",
+            MetricType::Counter,
             engine.stats().incidents as f64,
         ),
         (
             "omen_detector_series",
             "Series modelled.",
-            "gauge",
+            MetricType::Gauge,
             engine.series_count() as f64,
         ),
     ];
     for (name, help, kind, value) in gauges {
-        header(out, name, help, kind);
+        write_header(out, name, help, kind);
         sample(out, name, &[], value);
     }
 }
@@ -160,14 +161,14 @@ fn counters(out: &mut String, stats: &Stats) {
         ),
     ];
     for (name, help, value) in counters {
-        header(out, name, help, "counter");
+        write_header(out, name, help, MetricType::Counter);
         sample(out, name, &[], value as f64);
     }
 }
 
 fn scoring_latency(out: &mut String, stats: &Stats) {
     let name = "omen_detector_scoring_seconds";
-    header(out, name, "Time to score one point.", "histogram");
+    write_header(out, name, "Time to score one point.", MetricType::Histogram);
     let bucket = "omen_detector_scoring_seconds_bucket";
     for (count, bound) in stats.latency_buckets.iter().zip(LATENCY_BUCKETS) {
         let le = format!("{bound:e}");
@@ -190,17 +191,22 @@ fn scoring_latency(out: &mut String, stats: &Stats) {
 
 fn ingest(out: &mut String, stats: &Stats) {
     let name = "omen_detector_samples_total";
-    header(out, name, "Samples received, by source.", "counter");
+    write_header(
+        out,
+        name,
+        "Samples received, by source.",
+        MetricType::Counter,
+    );
     for source in Origin::ALL {
         let count = stats.samples.get(&source).copied().unwrap_or(0);
         sample(out, name, &[("source", source.as_str())], count as f64);
     }
     let name = "omen_detector_ingest_errors_total";
-    header(
+    write_header(
         out,
         name,
         "Failed scrapes, polls and requests, by source and reason.",
-        "counter",
+        MetricType::Counter,
     );
     for ((source, reason), count) in &stats.errors {
         let labels = [("source", source.as_str()), ("reason", *reason)];
@@ -210,34 +216,34 @@ fn ingest(out: &mut String, stats: &Stats) {
 
 fn sinks(out: &mut String, sink_stats: &[(String, SinkCounts)]) {
     type SinkField = fn(&SinkCounts) -> u64;
-    let families: [(&str, &str, &str, SinkField); 4] = [
+    let families: [(&str, &str, MetricType, SinkField); 4] = [
         (
             "omen_detector_alerts_sent_total",
             "Alert updates delivered, by sink.",
-            "counter",
+            MetricType::Counter,
             |c| c.sent,
         ),
         (
             "omen_detector_alerts_failed_total",
             "Failed delivery attempts (retried), by sink.",
-            "counter",
+            MetricType::Counter,
             |c| c.failed,
         ),
         (
             "omen_detector_alerts_dropped_total",
             "Alert updates dropped from a full queue, by sink.",
-            "counter",
+            MetricType::Counter,
             |c| c.dropped,
         ),
         (
             "omen_detector_alert_queue_length",
             "Alert updates waiting, by sink.",
-            "gauge",
+            MetricType::Gauge,
             |c| c.queued,
         ),
     ];
     for (name, help, kind, field) in families {
-        header(out, name, help, kind);
+        write_header(out, name, help, kind);
         for (sink, counts) in sink_stats {
             sample(out, name, &[("sink", sink)], field(counts) as f64);
         }
@@ -263,39 +269,7 @@ fn series_labels<'a>(
     out
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
+/// One sample line, labels as written here.
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{value}");
-    }
-    out.push('\n');
+    write_sample(out, name, labels.iter().copied(), value);
 }

@@ -44,7 +44,7 @@ pub struct LikelihoodConfig {
     /// surprise: on a quiet stretch a burst must rise this far per deviation, so a small
     /// wobble of a calm series does not read as many deviations. 0.04 is about half a
     /// scale of baseline residual (on NAB it cut false alarms most in realTweets; 0.01 to
-    /// 0.05 are measured in the detector's README).
+    /// 0.05 are measured in docs/experiments.md).
     pub min_deviation: f64,
     /// Horizon, in points, of a slow reference: the exponentially weighted mean and
     /// variance of the short mean over many more points than the long window holds. The
@@ -58,7 +58,7 @@ pub struct LikelihoodConfig {
     /// the default alarm level): a burst no bigger than a recent one is not news. The
     /// default is three days at a point a minute (15 at five); on NAB it cut false alarms
     /// in realTweets from 47 to 36, and horizons from 6,000 points began to hide a second
-    /// incident (the detector's README has the sweep). 0: off.
+    /// incident (docs/experiments.md has the sweep). 0: off.
     pub record_horizon: usize,
 }
 

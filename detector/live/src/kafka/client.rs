@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
@@ -123,24 +123,6 @@ pub(crate) fn read_state(config: &KafkaConfig) -> Result<HashMap<String, Vec<u8>
         }
     }
     Ok(latest)
-}
-
-/// Takes (`assign`) or gives up the partitions of a rebalance, by either protocol.
-pub(crate) fn apply<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    partitions: &TopicPartitionList,
-    assign: bool,
-) -> rdkafka::error::KafkaResult<()> {
-    let cooperative = matches!(
-        consumer.rebalance_protocol(),
-        RebalanceProtocol::Cooperative
-    );
-    match (assign, cooperative) {
-        (true, true) => consumer.incremental_assign(partitions),
-        (true, false) => consumer.assign(partitions),
-        (false, true) => consumer.incremental_unassign(partitions),
-        (false, false) => consumer.unassign(),
-    }
 }
 
 /// Logs a failing client at most every 10 s (every failure is counted).

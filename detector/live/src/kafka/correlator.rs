@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use omen_common::kafka::{apply, Rebalance};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
@@ -15,7 +16,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::client::{apply, read_state, send, Publisher, Throttle, BROKER_TIMEOUT, CORRELATOR_KEY};
+use super::client::{read_state, send, Publisher, Throttle, BROKER_TIMEOUT, CORRELATOR_KEY};
 use crate::config::KafkaConfig;
 use crate::engine::correlate::{Correlator, Evidence};
 use crate::engine::Origin;
@@ -132,7 +133,12 @@ impl ConsumerContext for Correlation {
             self.held().retain(|p| !set.contains(p));
             info!(partitions = ?set, open = correlator.open().len(), "no longer correlating, incidents handed over");
         }
-        let result = apply(consumer, partitions, assigning);
+        let rebalance = if assigning {
+            Rebalance::Assign
+        } else {
+            Rebalance::Revoke
+        };
+        let result = apply(consumer, rebalance, partitions);
         if let Err(error) = result {
             warn!(%error, "applying the rebalance failed");
         }

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use omen_common::kafka::{apply, is_cooperative, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaRespErr;
@@ -13,7 +14,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::client::{apply, read_state, send, Publisher, BROKER_TIMEOUT, CORRELATOR_KEY};
+use super::client::{read_state, send, Publisher, BROKER_TIMEOUT, CORRELATOR_KEY};
 use crate::config::KafkaConfig;
 use crate::engine::Origin;
 use crate::state::{now_ms, LiveState};
@@ -139,10 +140,7 @@ impl ConsumerContext for Handover {
         err: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
+        let cooperative = is_cooperative(consumer);
         let set: HashSet<i32> = partitions
             .elements()
             .iter()
@@ -163,7 +161,7 @@ impl ConsumerContext for Handover {
                     self.assigned().clear();
                 }
                 self.assigned().extend(&set);
-                apply(consumer, partitions, true)
+                apply(consumer, Rebalance::Assign, partitions)
             }
             _ => {
                 self.assigned().retain(|p| !set.contains(p));
@@ -184,7 +182,7 @@ impl ConsumerContext for Handover {
                 }
                 drop(engine);
                 info!(partitions = ?set, series = gone.len(), published, "partitions revoked, model state handed over");
-                apply(consumer, partitions, false)
+                apply(consumer, Rebalance::Revoke, partitions)
             }
         };
         if let Err(error) = result {
