@@ -523,3 +523,48 @@ fn the_checks_see_cycles_long_functions_and_test_code() {
         Some(module(&[]))
     );
 }
+
+#[test]
+fn the_detector_core_builds_without_io_crates() {
+    // Normal and build dependencies with default features: what `cargo build -p
+    // omen-detector` compiles.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "omen-detector",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["--offline", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let crates: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(crates.contains("linfa"), "{tree}");
+    for io in [
+        "tokio",
+        "axum",
+        "hyper",
+        "reqwest",
+        "rdkafka",
+        "rdkafka-sys",
+        "plotters",
+    ] {
+        assert!(
+            !crates.contains(io),
+            "omen-detector depends on {io}:\n{tree}"
+        );
+    }
+}

@@ -88,15 +88,21 @@ fn writes_nab_results_report_and_plots() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let report = run(&options(data, Some(labels), &out, true)).unwrap();
+    // Plots need the `plots` feature; without it a run that asks for them is refused.
+    let plots = cfg!(feature = "plots");
+    if !plots {
+        let refused = run(&options(data.clone(), Some(labels.clone()), &out, true));
+        assert!(refused.unwrap_err().to_string().contains("plots"));
+    }
+    let report = run(&options(data, Some(labels), &out, plots)).unwrap();
 
     check_results(&input, &out.join("omen/synthetic/omen_wave.csv"));
     assert_eq!(report.windows, 1);
     assert_eq!(report.profiles.len(), 3);
     assert_eq!(report.events.as_ref().unwrap().detected, 1);
     assert!(out.join("omen/report.json").is_file());
-    assert!(out.join("omen/plots/index.html").is_file());
-    assert!(out.join("omen/plots/000.svg").is_file());
+    assert_eq!(out.join("omen/plots/index.html").is_file(), plots);
+    assert_eq!(out.join("omen/plots/000.svg").is_file(), plots);
 }
 
 #[test]
