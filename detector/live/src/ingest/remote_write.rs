@@ -1,0 +1,80 @@
+//! The Prometheus remote_write 1.0 receiver (`POST /api/v1/write`): the body is decoded
+//! by the core (`omen_detector::wire::remote_write`) and its samples go to the engine.
+//! Hostile bodies get a 4xx and a counted error (too large, wrong content type or
+//! encoding, malformed); an invalid series is skipped and counted, and the rest of its
+//! request taken, as Prometheus' own receiver does. Nothing they hold reaches the models.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tracing::warn;
+
+use crate::engine::{Mode, Origin};
+use crate::state::{now_ms, LiveState};
+use omen_detector::wire::remote_write;
+
+/// `POST /api/v1/write`: decodes the body and hands its samples to the engine.
+pub async fn receive(
+    State(state): State<Arc<LiveState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // A body over the limit (or cut short) is refused before it is decoded, and counted.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "unreadable"
+            };
+            state.count_error(Origin::RemoteWrite, reason);
+            return rejection.into_response();
+        }
+    };
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let (limit, name_match) = {
+        let engine = state.engine();
+        let config = &engine.config().remote_write;
+        (config.max_decoded_bytes, config.name_match.clone())
+    };
+    let decoded = remote_write::decode(
+        header_text(header::CONTENT_TYPE),
+        header_text(header::CONTENT_ENCODING),
+        &body,
+        limit,
+    );
+    match decoded {
+        Ok(request) => {
+            if let Some(first) = &request.first_invalid {
+                let count = request.invalid_series as u64;
+                state.count_errors(Origin::RemoteWrite, "invalid_series", count);
+                warn!(series = count, first = %first, "remote_write series skipped");
+            }
+            let samples = match name_match {
+                Some(m) => request
+                    .samples
+                    .into_iter()
+                    .filter(|s| m.is_match(&s.name))
+                    .collect(),
+                None => request.samples,
+            };
+            state.ingest(Origin::RemoteWrite, samples, now_ms(), Mode::Live);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let reason = match status {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                _ => "malformed",
+            };
+            state.count_error(Origin::RemoteWrite, reason);
+            (status, format!("{error}\n")).into_response()
+        }
+    }
+}
