@@ -125,6 +125,24 @@ struct AgentArgs {
 enum AgentCommand {
     /// Run rules over a finished input and print the exposition, or check rule test cases.
     Test(AgentTestArgs),
+    /// Learn the log templates of a finished input with no rules written, and print them
+    /// with their counts, largest first.
+    Patterns(AgentPatternsArgs),
+}
+
+#[derive(Args)]
+struct AgentPatternsArgs {
+    /// Input log file (`-` for stdin).
+    #[arg(long)]
+    input: PathBuf,
+    /// Header format of each line, in Loghub's syntax (e.g. `<Date> <Time> <Level>
+    /// <Component>: <Content>`); the `<Content>` field is mined. Default: the whole line.
+    #[arg(long)]
+    format: Option<String>,
+    /// Also write `line,id,template` for every line (1-based; the id given when the line
+    /// arrived, the template as it stands at the end) to this CSV file.
+    #[arg(long, value_name = "OUT.csv")]
+    assignments: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -196,6 +214,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Agent(args) => match args.command {
             Some(AgentCommand::Test(test)) => agent_test(test),
+            Some(AgentCommand::Patterns(patterns)) => agent_patterns(patterns),
             None => agent_run(args.run),
         },
         Command::Detect(args) => detect(args),
@@ -359,6 +378,71 @@ fn agent_test(args: AgentTestArgs) -> ExitCode {
     }
     let input = args.input.unwrap_or_else(|| PathBuf::from("-"));
     print_exposition(omen_agent::oneshot::run_input(&args.rules, &input, clock))
+}
+
+fn agent_patterns(args: AgentPatternsArgs) -> ExitCode {
+    match mine_patterns(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn mine_patterns(args: &AgentPatternsArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use omen_agent::pattern::{mine, LineFormat, MinerConfig, TemplateMiner};
+    use std::io::{BufReader, Write};
+    let format = args
+        .format
+        .as_deref()
+        .map(LineFormat::parse)
+        .transpose()
+        .context("--format")?;
+    let miner = TemplateMiner::new(MinerConfig::default())?;
+    let record = args.assignments.is_some();
+    let mined = if args.input.as_os_str() == "-" {
+        mine::mine(std::io::stdin().lock(), format.as_ref(), miner, record)
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot read {}", args.input.display()))?;
+        let input = BufReader::with_capacity(1 << 20, file);
+        mine::mine(input, format.as_ref(), miner, record)
+    }
+    .with_context(|| format!("reading {}", args.input.display()))?;
+    if let Some(path) = &args.assignments {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        mine::write_assignments(&mined, &mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = mine::write_templates(&mined, &mut stdout).and_then(|()| stdout.flush());
+    match written {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        written => written?,
+    }
+    let templates = mined.miner.templates().count();
+    let held = mined.miner.heap_bytes();
+    eprintln!(
+        "{} lines, {templates} templates ({} evicted), {held} B held, {} B per template{}{}",
+        mined.lines,
+        mined.miner.evicted(),
+        held / templates.max(1),
+        match mined.unformatted {
+            0 => String::new(),
+            n => format!(", {n} lines without the format mined whole"),
+        },
+        match mined.not_utf8 {
+            0 => String::new(),
+            n => format!(", {n} lines not UTF-8"),
+        },
+    );
+    Ok(())
 }
 
 /// Prints a one-shot run's exposition, or its error with the configuration exit code.

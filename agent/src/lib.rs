@@ -6,6 +6,7 @@ pub mod config;
 pub mod export;
 pub mod oneshot;
 pub mod parse;
+pub mod pattern;
 pub mod pipeline;
 pub mod probe;
 pub mod registry;
