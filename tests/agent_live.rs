@@ -204,7 +204,6 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
     // Files found at startup are read from their end: without the checkpoint's positions
     // every restart would skip what was written while the agent was down. Two files, so
     // the parallel readers are in play.
-    let port = common::free_port();
     let glob = format!("{}/*.log", dir.path().display());
     let rules = inventory_rules();
     let start = |port| {
@@ -216,49 +215,7 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
             &["--start-at", "end", "--threads", "2"],
         )
     };
-    let mut agent = start(port);
-    // Only once the first agent is ready (and has saved its positions) does writing start.
-    // The writer appends to both files in uneven chunks that often end mid-line, for ~3.5 s.
-    let writer_paths = paths.clone();
-    let writer_logs = logs.clone();
-    let writer = std::thread::spawn(move || {
-        let texts: Vec<String> = writer_logs
-            .iter()
-            .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect())
-            .collect();
-        let mut positions = [0usize; 2];
-        let mut step = 1usize;
-        while positions.iter().zip(&texts).any(|(p, t)| *p < t.len()) {
-            for (file, text) in texts.iter().enumerate() {
-                step = (step * 7919 + 13) % 30_000 + 1;
-                let bytes = text.as_bytes();
-                let end = (positions[file] + step).min(bytes.len());
-                let mut out = OpenOptions::new()
-                    .append(true)
-                    .open(&writer_paths[file])
-                    .expect("open");
-                out.write_all(&bytes[positions[file]..end]).expect("write");
-                positions[file] = end;
-            }
-            std::thread::sleep(Duration::from_millis(40));
-        }
-    });
-
-    let mut kills = 0;
-    let started = Instant::now();
-    let mut pause = 150u64;
-    while !writer.is_finished() && started.elapsed() < LIMIT {
-        pause = (pause * 31 + 17) % 500 + 100;
-        std::thread::sleep(Duration::from_millis(pause));
-        agent.process.kill();
-        kills += 1;
-        agent = start(port);
-    }
-    writer.join().expect("writer");
-    // One more kill after the last write, then let the survivor catch up.
-    agent.process.kill();
-    kills += 1;
-    agent = start(port);
+    let (agent, kills) = write_while_killing(&paths, &logs, start);
     assert!(kills >= 4, "only {kills} kills happened");
     for (path, lines) in paths.iter().zip(&logs) {
         let key = format!("omen_agent_lines_total{{stream=\"{}\"}}", path.display());
@@ -287,6 +244,95 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
             "{key}: {got} after {kills} kills, {clean} in one clean run"
         );
     }
+}
+
+/// Starts an agent with `start`, then appends `logs` to `paths` in uneven chunks that
+/// often end mid-line (for ~3.5 s) while killing the agent with SIGKILL at arbitrary
+/// moments and starting it again; one more kill after the last write. Returns the last
+/// agent and the number of kills.
+fn write_while_killing(
+    paths: &[PathBuf],
+    logs: &[Vec<String>],
+    start: impl Fn(u16) -> LiveAgent,
+) -> (LiveAgent, usize) {
+    let port = common::free_port();
+    let mut agent = start(port);
+    // Only once the first agent is ready (and has saved its positions) does writing start.
+    let writer_paths = paths.to_vec();
+    let texts: Vec<String> = logs
+        .iter()
+        .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect())
+        .collect();
+    let writer = std::thread::spawn(move || {
+        let mut positions = vec![0usize; texts.len()];
+        let mut step = 1usize;
+        while positions.iter().zip(&texts).any(|(p, t)| *p < t.len()) {
+            for (file, text) in texts.iter().enumerate() {
+                step = (step * 7919 + 13) % 30_000 + 1;
+                let bytes = text.as_bytes();
+                let end = (positions[file] + step).min(bytes.len());
+                let mut out = OpenOptions::new()
+                    .append(true)
+                    .open(&writer_paths[file])
+                    .expect("open");
+                out.write_all(&bytes[positions[file]..end]).expect("write");
+                positions[file] = end;
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    let mut kills = 0;
+    let started = Instant::now();
+    let mut pause = 150u64;
+    while !writer.is_finished() && started.elapsed() < LIMIT {
+        pause = (pause * 31 + 17) % 500 + 100;
+        std::thread::sleep(Duration::from_millis(pause));
+        agent.process.kill();
+        kills += 1;
+        agent = start(port);
+    }
+    writer.join().expect("writer");
+    agent.process.kill();
+    kills += 1;
+    (start(port), kills)
+}
+
+#[test]
+fn log_templates_are_exact_across_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkpoint = dir.path().join("agent.checkpoint");
+    let path = dir.path().join("app.log");
+    fs::write(&path, "").expect("create log");
+    let rules = common::repo_root().join("examples/agent/patterns.yaml");
+    let glob = format!("{}/*.log", dir.path().display());
+    let start = |port| {
+        LiveAgent::start_with(
+            &rules,
+            &glob,
+            Some(&checkpoint),
+            port,
+            &["--start-at", "end"],
+        )
+    };
+    let logs = [inventory_log(20_000)];
+    let (agent, kills) = write_while_killing(std::slice::from_ref(&path), &logs, start);
+    assert!(kills >= 4, "only {kills} kills happened");
+    let key = format!("omen_agent_lines_total{{stream=\"{}\"}}", path.display());
+    agent.wait_value(&key, logs[0].len() as f64);
+    let clean = common::rule_samples(&agent_oneshot_glob(&rules, &glob, 1));
+    let live = common::rule_samples(&http_get(agent.addr, "/metrics").expect("scrape").1);
+    let templates: f64 = clean
+        .iter()
+        .filter(|(k, _)| k.starts_with("log_pattern_lines_total"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert_eq!(templates, logs[0].len() as f64, "{clean:?}");
+    // The same templates (ids are in the keys), the same counts, after every kill.
+    assert_eq!(live, clean, "after {kills} kills");
+    let patterns = http_get(agent.addr, "/api/v1/patterns")
+        .expect("patterns")
+        .1;
+    assert!(patterns.contains("\"pattern\""), "{patterns}");
 }
 
 #[test]

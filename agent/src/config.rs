@@ -128,6 +128,7 @@ pub enum RuleConfig {
     Histogram(HistogramConfig),
     Pair(PairConfig),
     CdcDeletes(CdcDeletesConfig),
+    Patterns(PatternsConfig),
 }
 
 impl RuleConfig {
@@ -138,8 +139,36 @@ impl RuleConfig {
             RuleConfig::Histogram(c) => &c.name,
             RuleConfig::Pair(c) => &c.name,
             RuleConfig::CdcDeletes(c) => &c.name,
+            RuleConfig::Patterns(c) => &c.name,
         }
     }
+}
+
+/// Log templates learnt with no rules written (`crate::pattern`): every matching record's
+/// message is given a template, counted in `<name>_lines_total{labels…, level, pattern}`
+/// (`pattern` the template's id); templates first seen are counted in `<name>_new_total`.
+/// The template texts are served on `/api/v1/patterns`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternsConfig {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default, rename = "match")]
+    pub conditions: BTreeMap<String, ConditionConfig>,
+    pub pattern: Option<String>,
+    /// The field holding the message; without it, the whole record is the message.
+    pub field: Option<String>,
+    /// The field holding the level, for the `level` label (empty without it).
+    pub level: Option<String>,
+    /// Label name → field name (e.g. `source: service`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    /// The miner's settings; one set for every log by default.
+    #[serde(default)]
+    pub miner: crate::pattern::MinerConfig,
 }
 
 /// Hard deletes counted from Debezium-style change events (`op: d`), by table: the

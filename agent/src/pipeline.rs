@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
 use crate::parse::{self, EventTime, ParsedBatch, Parser, Record, Scratch};
 use crate::registry::{FamilyDesc, FamilyId, FamilySnapshot, MetricKind, Registry};
-use crate::rule::{PairOutcome, PairSnapshot, RuleSet, SELF_METRIC_PREFIX};
+use crate::rule::{PairOutcome, PairSnapshot, PatternsSnapshot, RuleSet, SELF_METRIC_PREFIX};
 use crate::source::{Framing, Preparer, RecordSink, SourceEvent, StreamId};
 
 /// Event times further ahead of the clock than this are counted as bad, not used.
@@ -146,6 +146,9 @@ pub struct PipelineSnapshot {
     pub metrics: Vec<FamilySnapshot>,
     pub pairs: BTreeMap<String, PairSnapshot>,
     pub newest_event_ns: Option<i64>,
+    /// Each patterns rule's miner (absent in checkpoints from before patterns rules).
+    #[serde(default)]
+    pub patterns: BTreeMap<String, PatternsSnapshot>,
 }
 
 pub struct Pipeline {
@@ -344,6 +347,11 @@ impl Pipeline {
             Ok(false) => {}
             Err(error) => *errors.entry(("rule", error.reason())).or_default() += 1,
         });
+        for (rule_index, patterns) in self.rules.patterns_mut() {
+            if patterns.apply(record, mask, &mut self.registry) {
+                self.rule_matches[rule_index] += 1;
+            }
+        }
         if !self.rules.has_pairs() {
             return;
         }
@@ -391,6 +399,11 @@ impl Pipeline {
                 .map(|p| (p.name().to_owned(), p.snapshot()))
                 .collect(),
             newest_event_ns: self.newest_event_ns,
+            patterns: self
+                .rules
+                .patterns()
+                .map(|p| (p.name().to_owned(), p.snapshot()))
+                .collect(),
         }
     }
 
@@ -409,8 +422,22 @@ impl Pipeline {
                 pair.resync_pending(&mut self.registry);
             }
         }
+        let mut saved = snapshot.patterns;
+        for (_, patterns) in self.rules.patterns_mut() {
+            let restored = saved
+                .remove(patterns.name())
+                .is_some_and(|s| patterns.restore(s));
+            if !restored {
+                warn!(rule = %patterns.name(), "no checkpointed templates for this patterns rule as defined now, learning afresh");
+            }
+        }
         self.newest_event_ns = snapshot.newest_event_ns;
         self.end_batch();
+    }
+
+    /// Every patterns rule with its templates, for `/api/v1/patterns`.
+    pub fn patterns(&self) -> impl Iterator<Item = &crate::rule::PatternsRule> {
+        self.rules.patterns()
     }
 
     /// Renders the rules' metrics only (no self-metrics), as `omen agent test` prints them.
@@ -644,6 +671,82 @@ mod tests {
         assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
     }
 
+    const PATTERN_RULES: &str = "rules:\n  - { name: log_pattern, type: patterns, field: msg, level: level, static_labels: { source: app } }\n";
+
+    #[test]
+    fn patterns_count_lines_by_template_and_survive_a_snapshot_and_a_reload() {
+        let lines = [
+            "level=info msg=\"user 1 logged in\"",
+            "level=info msg=\"user 2 logged in\"",
+            "level=error msg=\"disk full on /var\"",
+            "level=info msg=\"user 3 logged in\"",
+        ];
+        let mut p = pipeline(PATTERN_RULES);
+        for line in &lines[..2] {
+            p.process(line);
+        }
+        let saved = p.snapshot();
+        let mut restored = pipeline(PATTERN_RULES);
+        restored.restore(saved.clone());
+        for q in [&mut p, &mut restored] {
+            for line in &lines[2..] {
+                q.process(line);
+            }
+            q.end_batch();
+        }
+        assert_eq!(p.render_rules(), restored.render_rules());
+        let templates: Vec<(String, String, u64)> = p
+            .patterns()
+            .flat_map(|rule| rule.templates())
+            .map(|t| (t.id.to_string(), t.text(), t.count))
+            .collect();
+        assert_eq!(templates.len(), 2, "{templates:?}");
+        let (user, text, count) = &templates[0];
+        assert_eq!((text.as_str(), *count), ("user <*> logged in", 3));
+        let labels = [
+            ("level", "info"),
+            ("pattern", user.as_str()),
+            ("source", "app"),
+        ];
+        assert_eq!(value(&p, "log_pattern_lines_total", &labels), Some(3.0));
+        assert_eq!(
+            value(&p, "log_pattern_new_total", &[("source", "app")]),
+            Some(2.0)
+        );
+        // A reload that keeps the rule keeps its templates, so ids stay the same.
+        let path = Path::new("rules.yaml");
+        let same = RulesConfig::from_yaml(
+            &format!("{PATTERN_RULES}  - {{ name: other_total, type: counter }}\n"),
+            path,
+        )
+        .unwrap();
+        p.reload(&same, path).unwrap();
+        p.process("level=info msg=\"user 4 logged in\"");
+        p.end_batch();
+        assert_eq!(value(&p, "log_pattern_lines_total", &labels), Some(4.0));
+        assert_eq!(
+            value(&p, "log_pattern_new_total", &[("source", "app")]),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn a_patterns_rule_refuses_labels_it_sets_itself_and_bad_miner_settings() {
+        for rule in [
+            "{ name: p, type: patterns, labels: { pattern: msg } }",
+            "{ name: p, type: patterns, static_labels: { level: x } }",
+            "{ name: p, type: patterns, miner: { similarity: 0 } }",
+        ] {
+            let config =
+                RulesConfig::from_yaml(&format!("rules:\n  - {rule}\n"), Path::new("r.yaml"))
+                    .unwrap();
+            let error = Pipeline::validate(&config, Path::new("r.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("rule `p`"), "{error}");
+        }
+    }
+
     proptest::proptest! {
         /// Any bytes, through every parser and every rule kind: no panic, every record
         /// counted, every value finite.
@@ -652,7 +755,7 @@ mod tests {
             records in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..40),
             format in proptest::sample::select(vec!["logfmt", "json", "regex"]),
         ) {
-            let rules = format!("parser: {{ format: {format}, pattern: '(?P<msg>\\w+) (?P<v>\\S+)', timestamp: {{ field: t, format: unix }}, multiline: {{ continuation: '^ ' }} }}\nlimits: {{ max_line_bytes: 50, max_series_per_metric: 3 }}\nrules:\n  - {{ name: c_total, type: counter, value: v, labels: {{ m: msg }} }}\n  - {{ name: g, type: gauge, value: v, op: add }}\n  - {{ name: h, type: histogram, value: v, buckets: [1, 10] }}\n  - {{ name: p, type: pair, key: k, timeout: 1s, max_open: 5, start: {{ match: {{ msg: a }} }}, end: {{ match: {{ msg: b }} }} }}\n");
+            let rules = format!("parser: {{ format: {format}, pattern: '(?P<msg>\\w+) (?P<v>\\S+)', timestamp: {{ field: t, format: unix }}, multiline: {{ continuation: '^ ' }} }}\nlimits: {{ max_line_bytes: 50, max_series_per_metric: 3 }}\nrules:\n  - {{ name: c_total, type: counter, value: v, labels: {{ m: msg }} }}\n  - {{ name: g, type: gauge, value: v, op: add }}\n  - {{ name: h, type: histogram, value: v, buckets: [1, 10] }}\n  - {{ name: p, type: pair, key: k, timeout: 1s, max_open: 5, start: {{ match: {{ msg: a }} }}, end: {{ match: {{ msg: b }} }} }}\n  - {{ name: lp, type: patterns, level: v, miner: {{ max_clusters: 4 }} }}\n  - {{ name: lq, type: patterns, field: msg }}\n");
             let mut p = pipeline(&rules);
             let stream = p.stream("fuzz");
             for record in &records {

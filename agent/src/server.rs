@@ -1,5 +1,6 @@
-//! The agent's HTTP server: `/metrics`, `/healthz`, `/ready`. The router is built by
-//! [`app`] so tests drive it without a socket.
+//! The agent's HTTP server: `/metrics`, `/api/v1/patterns` (the log templates of the
+//! patterns rules), `/healthz`, `/ready`. The router is built by [`app`] so tests drive
+//! it without a socket.
 //!
 //! Handlers only read the [`AgentState`]; the worker thread owns every change to it.
 
@@ -17,6 +18,7 @@ use crate::state::AgentState;
 pub fn app(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/api/v1/patterns", get(patterns))
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .with_state(state)
@@ -30,6 +32,37 @@ async fn metrics(State(state): State<Arc<AgentState>>, headers: HeaderMap) -> im
     );
     let body = state.render(format);
     ([(header::CONTENT_TYPE, format.content_type())], body)
+}
+
+/// The templates of every patterns rule, largest first, in the shape of Loki's patterns
+/// API (`{"status": "success", "data": [...]}`); each entry's `pattern` is the template
+/// text and `id` the `pattern` label of `<rule>_lines_total`, whose rate over time is in
+/// Prometheus.
+async fn patterns(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
+    let data: Vec<serde_json::Value> = {
+        let pipeline = state.pipeline();
+        let mut data: Vec<(u64, serde_json::Value)> = pipeline
+            .patterns()
+            .flat_map(|rule| {
+                rule.templates().map(|template| {
+                    let entry = serde_json::json!({
+                        "rule": rule.name(),
+                        "id": template.id.to_string(),
+                        "pattern": template.text(),
+                        "count": template.count,
+                    });
+                    (template.count, entry)
+                })
+            })
+            .collect();
+        data.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+        data.into_iter().map(|(_, entry)| entry).collect()
+    };
+    let body = serde_json::json!({ "status": "success", "data": data });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
@@ -146,5 +179,38 @@ mod tests {
         assert_eq!(healthz, StatusCode::SERVICE_UNAVAILABLE);
         let ready = get(app(state), "/ready", None).await.0;
         assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn serves_the_templates_of_patterns_rules_largest_first() {
+        let rules = RulesConfig::from_yaml(
+            "rules:\n  - { name: log_pattern, type: patterns, field: msg, level: level }\n",
+            Path::new("rules.yaml"),
+        )
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let mut pipeline = Pipeline::new(&rules, Path::new("rules.yaml"), clock.clone()).unwrap();
+        for line in [
+            "level=info msg=\"user 1 logged in\"",
+            "level=info msg=\"user 2 logged in\"",
+            "level=error msg=\"disk full\"",
+        ] {
+            pipeline.process(line);
+        }
+        pipeline.end_batch();
+        let state = Arc::new(AgentState::new(pipeline, clock));
+        let (status, content_type, body) = get(app(state), "/api/v1/patterns", None).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::OK, "application/json")
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "success");
+        let data = body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 2);
+        assert_eq!(data[0]["pattern"], "user <*> logged in");
+        assert_eq!(data[0]["count"], 2);
+        assert_eq!(data[0]["rule"], "log_pattern");
+        assert_eq!(data[1]["pattern"], "disk full");
     }
 }

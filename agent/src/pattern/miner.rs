@@ -158,7 +158,7 @@ impl Template {
 }
 
 /// The online miner. Serialisable: its state is its snapshot, and ids survive a restore.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateMiner {
     config: MinerConfig,
     /// Templates by slot; an evicted template leaves its slot empty for the next.

@@ -16,7 +16,7 @@ pub struct Token {
 }
 
 /// The tokens of one message, in a buffer reused from message to message.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tokens {
     items: Vec<Token>,
 }

@@ -14,10 +14,13 @@ use super::histogram::HistogramRule;
 use super::matcher::{FieldRef, Matcher};
 use super::pair::{PairMetrics, PairRule};
 use super::parts::{DefinedFamily, LabelSource, Labels, ValueSource};
+use super::patterns::{PatternsMetrics, PatternsRule};
 use crate::config::{
     ConditionConfig, CounterConfig, GaugeConfig, HistogramConfig, PairConfig, PairSideConfig,
+    PatternsConfig,
 };
 use crate::parse::FieldNames;
+use crate::pattern::TemplateMiner;
 use crate::registry::{exposed_names, FamilyDesc, FamilyId, MetricKind};
 
 /// Prefix reserved for the agent's own metrics.
@@ -164,6 +167,60 @@ impl<'d> RuleBuilder<'d> {
             end_labels,
             metrics,
             state: Default::default(),
+        })
+    }
+
+    pub(super) fn patterns(&mut self, c: &PatternsConfig) -> Result<PatternsRule, FieldError> {
+        let selection = self.selection(
+            (&c.conditions, c.pattern.as_deref()),
+            (&c.labels, &c.static_labels),
+            false,
+        )?;
+        for reserved in ["level", "pattern"] {
+            if selection.label_names.iter().any(|name| name == reserved) {
+                let message = format!("`{reserved}` is set by the rule itself");
+                return Err(field_error(&format!("labels.{reserved}"), message));
+            }
+        }
+        let miner = TemplateMiner::new(c.miner.clone())
+            .map_err(|error| field_error("miner", error.to_string()))?;
+        let message = c
+            .field
+            .as_deref()
+            .map(|f| selection.matcher.field(f, &mut self.fields));
+        let level = c
+            .level
+            .as_deref()
+            .map(|f| selection.matcher.field(f, &mut self.fields));
+        let help = |what: &str| match c.help.is_empty() {
+            true => what.to_owned(),
+            false => format!("{} ({what})", c.help),
+        };
+        let mut line_labels = selection.label_names.clone();
+        line_labels.extend(["level".to_owned(), "pattern".to_owned()]);
+        let lines = FamilyDesc::new(
+            format!("{}_lines_total", c.name),
+            help("lines by log template; the templates are on /api/v1/patterns"),
+            MetricKind::Counter,
+        )
+        .labels(line_labels);
+        let new = FamilyDesc::new(
+            format!("{}_new_total", c.name),
+            help("log templates seen for the first time"),
+            MetricKind::Counter,
+        )
+        .labels(selection.label_names);
+        Ok(PatternsRule {
+            name: c.name.clone(),
+            metrics: PatternsMetrics {
+                lines: self.family(lines)?,
+                new: self.family(new)?,
+            },
+            matcher: selection.matcher,
+            message,
+            level,
+            labels: selection.labels,
+            miner,
         })
     }
 

@@ -14,6 +14,7 @@ mod histogram;
 mod matcher;
 mod pair;
 mod parts;
+mod patterns;
 mod set;
 
 pub use build::SELF_METRIC_PREFIX;
@@ -23,4 +24,5 @@ pub use histogram::HistogramRule;
 pub use matcher::{Event, FieldRef, MatchPlan, Matcher};
 pub use pair::{PairOutcome, PairRule, PairSnapshot};
 pub use parts::{ApplyError, DefinedFamily, Labels, ValueSource};
+pub use patterns::{PatternsRule, PatternsSnapshot};
 pub use set::{Rule, RuleSet};

@@ -16,6 +16,7 @@ use super::histogram::HistogramRule;
 use super::matcher::{MatchPlan, Matcher};
 use super::pair::PairRule;
 use super::parts::{ApplyError, DefinedFamily, Labels};
+use super::patterns::PatternsRule;
 use crate::config::{ConfigError, ParserFormat, RuleConfig, RulesConfig};
 use crate::parse::{Parser, Record};
 use crate::registry::{FamilyDesc, FamilyId, Registry};
@@ -26,6 +27,7 @@ pub enum Rule {
     Gauge(GaugeRule),
     Histogram(HistogramRule),
     Pair(Box<PairRule>),
+    Patterns(Box<PatternsRule>),
 }
 
 /// Compiled rules plus the parser they were written for.
@@ -77,7 +79,7 @@ impl RuleSet {
             let (labels, families): (&Labels, Vec<&DefinedFamily>) = match rule {
                 Rule::Counter(r) => (&r.labels, vec![&r.metric]),
                 Rule::Histogram(r) => (&r.labels, vec![&r.metric]),
-                Rule::Gauge(_) => continue,
+                Rule::Gauge(_) | Rule::Patterns(_) => continue,
                 Rule::Pair(r) => (
                     &r.labels,
                     vec![
@@ -97,19 +99,53 @@ impl RuleSet {
         }
     }
 
-    /// Carries pair state over from the rules this set replaces.
+    /// Carries pair and patterns state over from the rules this set replaces.
     pub fn adopt_state(&mut self, previous: &mut RuleSet, registry: &mut Registry) {
         for rule in &mut self.rules {
-            let Rule::Pair(pair) = rule else { continue };
-            let old = previous.rules.iter_mut().find_map(|r| match r {
-                Rule::Pair(p) if p.name() == pair.name() => Some(p),
-                _ => None,
-            });
-            match old {
-                Some(old) => pair.adopt(old, registry),
-                None => pair.resync_pending(registry),
+            match rule {
+                Rule::Pair(pair) => {
+                    let old = previous.rules.iter_mut().find_map(|r| match r {
+                        Rule::Pair(p) if p.name() == pair.name() => Some(p),
+                        _ => None,
+                    });
+                    match old {
+                        Some(old) => pair.adopt(old, registry),
+                        None => pair.resync_pending(registry),
+                    }
+                }
+                Rule::Patterns(patterns) => {
+                    let old = previous.rules.iter_mut().find_map(|r| match r {
+                        Rule::Patterns(p) if p.name() == patterns.name() => Some(p),
+                        _ => None,
+                    });
+                    if let Some(old) = old {
+                        patterns.adopt(old);
+                    }
+                }
+                _ => {}
             }
         }
+    }
+
+    pub fn has_patterns(&self) -> bool {
+        self.rules.iter().any(|r| matches!(r, Rule::Patterns(_)))
+    }
+
+    pub fn patterns_mut(&mut self) -> impl Iterator<Item = (usize, &mut PatternsRule)> {
+        self.rules
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, r)| match r {
+                Rule::Patterns(p) => Some((index, p.as_mut())),
+                _ => None,
+            })
+    }
+
+    pub fn patterns(&self) -> impl Iterator<Item = &PatternsRule> {
+        self.rules.iter().filter_map(|r| match r {
+            Rule::Patterns(p) => Some(p.as_ref()),
+            _ => None,
+        })
     }
 
     pub fn has_pairs(&self) -> bool {
@@ -169,6 +205,7 @@ impl RuleSet {
                     Err(("type".to_owned(), message.to_owned()))
                 }
                 RuleConfig::CdcDeletes(c) => builder.counter(&c.counter()).map(Rule::Counter),
+                RuleConfig::Patterns(c) => builder.patterns(c).map(|p| Rule::Patterns(Box::new(p))),
             };
             rules.push(rule.map_err(|(field, message)| invalid(name, &field, message))?);
         }
@@ -185,8 +222,8 @@ impl RuleSet {
         })
     }
 
-    /// Applies one record to every non-pair rule; pair rules are applied by the pipeline,
-    /// which owns event time. Calls `on_result(rule_index, result)` for each rule applied:
+    /// Applies one record to every stateless rule; pair and patterns rules are applied by
+    /// the pipeline, which owns event time and the rules' state. Calls `on_result(rule_index, result)` for each rule applied:
     /// `Ok(true)` when it matched and updated its metric, `Ok(false)` when it did not
     /// match, `Err` when it matched but could not update.
     pub fn apply_simple(
@@ -201,7 +238,7 @@ impl RuleSet {
                 Rule::Counter(r) => r.apply(record, mask, registry),
                 Rule::Gauge(r) => r.apply(record, mask, registry),
                 Rule::Histogram(r) => r.apply(record, mask, registry),
-                Rule::Pair(_) => continue,
+                Rule::Pair(_) | Rule::Patterns(_) => continue,
             };
             on_result(index, result);
         }
@@ -217,6 +254,7 @@ fn assign_match_bits(rules: &mut [Rule]) -> MatchPlan {
             Rule::Counter(r) => matchers.push(&mut r.matcher),
             Rule::Gauge(r) => matchers.push(&mut r.matcher),
             Rule::Histogram(r) => matchers.push(&mut r.matcher),
+            Rule::Patterns(r) => matchers.push(&mut r.matcher),
             Rule::Pair(r) => {
                 let pair = r.as_mut();
                 matchers.push(&mut pair.end);
