@@ -32,6 +32,8 @@ struct SelfMetrics {
     series_dropped: FamilyId,
     pair_open: FamilyId,
     pair_overflow: FamilyId,
+    pattern_templates: FamilyId,
+    pattern_evictions: FamilyId,
     newest_event: FamilyId,
     pub(crate) reloads: FamilyId,
     pub(crate) checkpoint_writes: FamilyId,
@@ -96,6 +98,18 @@ impl SelfMetrics {
             pair_overflow: def(
                 "pair_overflow_total",
                 "Starts dropped because a pair rule held max_open starts.",
+                Counter,
+                &["rule"],
+            ),
+            pattern_templates: def(
+                "pattern_templates",
+                "Log templates held by each patterns rule.",
+                Gauge,
+                &["rule"],
+            ),
+            pattern_evictions: def(
+                "pattern_templates_evicted_total",
+                "Log templates evicted (least recently used) to stay within a patterns rule's max_clusters.",
                 Counter,
                 &["rule"],
             ),
@@ -276,6 +290,13 @@ impl Pipeline {
                 .set(m.pair_open, &name, pair.open_count() as f64);
             self.registry
                 .set(m.pair_overflow, &name, pair.overflow_count() as f64);
+        }
+        for patterns in self.rules.patterns() {
+            let name = [patterns.name()];
+            let held = patterns.templates().count() as f64;
+            self.registry.set(m.pattern_templates, &name, held);
+            self.registry
+                .set(m.pattern_evictions, &name, patterns.evicted() as f64);
         }
         if let Some(newest) = self.newest_event_ns {
             self.registry
