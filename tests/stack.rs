@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -761,4 +761,106 @@ store: {{ snapshot_path: {}, snapshot_interval: 1h }}
         log_tail(&detector_log, 20)
     );
     assert_eq!(stop(&mut restarted), saved);
+}
+
+/// The example configuration, with Prometheus remote-writing everything it scrapes (an
+/// agent, the detector, their `up` and `scrape_*` series) to the detector: only the
+/// agent's rule metrics are modelled, and what was skipped is counted by reason.
+#[test]
+fn the_example_config_models_no_up_scrape_alerts_or_omen_series() {
+    if !common::component_available("prometheus", "prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("inventory.log");
+    std::fs::copy(
+        common::repo_root().join("examples/agent/inventory.log"),
+        &log,
+    )
+    .expect("log");
+    let agent = LiveAgent::start(
+        &common::repo_root().join("examples/agent/inventory.yaml"),
+        &log.display().to_string(),
+        None,
+        free_port(),
+    );
+    let detector_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let example =
+        std::fs::read_to_string(common::repo_root().join("examples/detector/detect.yaml"))
+            .expect("example config");
+    // The example as it is, but on free ports and in this test's folder, without its
+    // scrape of the default agent port (Prometheus brings the agent's series here).
+    let config = example
+        .replace(
+            "listen: 127.0.0.1:9751",
+            &format!("listen: {detector_addr}"),
+        )
+        .replace(
+            "/var/lib/omen/detector.json",
+            &dir.path().join("detector.json").display().to_string(),
+        )
+        .replace(
+            "http://127.0.0.1:9750/metrics",
+            "http://127.0.0.1:9/metrics",
+        );
+    assert_ne!(
+        config, example,
+        "the example's listen and snapshot path are where the test expects"
+    );
+    let detector = LiveDetector::start(&config, detector_addr, &dir.path().join("detector.log"));
+    let _prometheus = Prometheus::start(
+        dir.path(),
+        &format!(
+            "global: {{ scrape_interval: 1s }}
+scrape_configs:
+  - job_name: omen-agent
+    static_configs: [{{ targets: ['{}'] }}]
+  - job_name: omen-detector
+    static_configs: [{{ targets: ['{detector_addr}'] }}]
+remote_write:
+  - url: http://{detector_addr}/api/v1/write
+    queue_config: {{ batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s }}
+",
+            agent.addr
+        ),
+    );
+    let modelled = |samples: &BTreeMap<String, f64>| -> Vec<String> {
+        samples
+            .keys()
+            .filter(|k| k.starts_with("omen_series_value{"))
+            .cloned()
+            .collect()
+    };
+    wait_for(
+        ACT_LIMIT,
+        "the agent's rule metrics modelled from remote_write",
+        || {
+            let samples = detector.samples();
+            let series = modelled(&samples);
+            let skipped = samples
+            .get("omen_detector_samples_skipped_total{reason=\"default_exclude\",source=\"remote_write\"}")
+            .copied()
+            .unwrap_or(0.0);
+            (series
+                .iter()
+                .any(|k| k.contains("metric=\"hard_deletes_total\""))
+                && skipped > 0.0)
+                .then_some(())
+        },
+    );
+    let samples = detector.samples();
+    for series in modelled(&samples) {
+        let metric = series
+            .split("metric=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("");
+        assert!(
+            !(metric == "up"
+                || metric.starts_with("scrape_")
+                || metric.starts_with("ALERTS")
+                || metric.starts_with("omen_")),
+            "{series} should not be modelled"
+        );
+    }
 }

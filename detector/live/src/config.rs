@@ -11,6 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::engine::select::{Selection, Selector};
 use omen_detector::model::detector::{SeriesDetector, SeriesDetectorConfig};
 
 /// Errors from loading or checking a detector configuration.
@@ -67,6 +68,8 @@ pub struct DetectConfig {
     pub alerting: AlertingConfig,
     /// Samples from a Kafka topic shared by a consumer group of detectors.
     pub kafka: Option<KafkaConfig>,
+    /// Which series of every source are modelled (each source may narrow it further).
+    pub select: Selection,
 }
 
 impl Default for DetectConfig {
@@ -82,6 +85,7 @@ impl Default for DetectConfig {
             correlation: CorrelationConfig::default(),
             alerting: AlertingConfig::default(),
             kafka: None,
+            select: Selection::default(),
         }
     }
 }
@@ -127,6 +131,12 @@ pub struct ScrapeConfig {
     /// Only metric names matching this are modelled (default: all).
     #[serde(rename = "match")]
     pub name_match: Option<NameMatch>,
+    /// Only series matching one of these are modelled (within the global `select`).
+    #[serde(default)]
+    pub include: Vec<Selector>,
+    /// Series matching one of these are not modelled.
+    #[serde(default)]
+    pub exclude: Vec<Selector>,
 }
 
 fn default_interval() -> Duration {
@@ -152,6 +162,10 @@ pub struct RemoteWriteConfig {
     pub max_decoded_bytes: usize,
     #[serde(rename = "match")]
     pub name_match: Option<NameMatch>,
+    /// Only series matching one of these are modelled (within the global `select`).
+    pub include: Vec<Selector>,
+    /// Series matching one of these are not modelled.
+    pub exclude: Vec<Selector>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -161,6 +175,8 @@ impl Default for RemoteWriteConfig {
             max_body_bytes: 1 << 20,
             max_decoded_bytes: 8 << 20,
             name_match: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }

@@ -201,6 +201,17 @@ fn ingest(out: &mut String, stats: &Stats) {
         let count = stats.samples.get(&source).copied().unwrap_or(0);
         sample(out, name, &[("source", source.as_str())], count as f64);
     }
+    let name = "omen_detector_samples_skipped_total";
+    write_header(
+        out,
+        name,
+        "Samples not modelled, by source and reason (default_exclude, exclude, not_included).",
+        MetricType::Counter,
+    );
+    for ((source, skip), count) in &stats.skipped {
+        let labels = [("source", source.as_str()), ("reason", skip.as_str())];
+        sample(out, name, &labels, *count as f64);
+    }
     let name = "omen_detector_ingest_errors_total";
     write_header(
         out,

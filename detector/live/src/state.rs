@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::engine::correlate::Evidence;
+use crate::engine::select::Skip;
 use crate::engine::{Engine, Mode, Notification, Origin};
 use crate::metrics;
 use crate::sinks::{counts_by_kind, Sink};
@@ -68,6 +69,13 @@ impl LiveState {
 
     pub fn count_error(&self, source: Origin, reason: &'static str) {
         self.engine().count_error(source, reason);
+    }
+
+    /// Counts samples a source's own `include`/`exclude` kept from the models.
+    pub fn count_skipped(&self, source: Origin, skip: Skip, count: u64) {
+        if count > 0 {
+            self.engine().count_skipped(source, skip, count);
+        }
     }
 
     /// Counts `count` failures of one kind at once.

@@ -44,7 +44,7 @@ pub(crate) fn metric_name_len(bytes: &[u8]) -> usize {
 }
 
 /// Length of the label name (`[a-zA-Z_][a-zA-Z0-9_]*`) at the start of `bytes`.
-pub(crate) fn label_name_len(bytes: &[u8]) -> usize {
+pub fn label_name_len(bytes: &[u8]) -> usize {
     match bytes.first() {
         Some(b) if b.is_ascii_alphabetic() || *b == b'_' => {}
         _ => return 0,
@@ -56,7 +56,7 @@ pub(crate) fn label_name_len(bytes: &[u8]) -> usize {
 }
 
 /// Whether all of `name` is a metric name.
-pub(crate) fn is_metric_name(name: &str) -> bool {
+pub fn is_metric_name(name: &str) -> bool {
     !name.is_empty() && metric_name_len(name.as_bytes()) == name.len()
 }
 

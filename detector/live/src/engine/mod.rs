@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod correlate;
+pub mod select;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use self::alert::{incident_alerts, selector, warning_alert, Alert, EarlyWarning};
 use self::correlate::{Correlator, Evidence, IncidentEvent};
+use self::select::Skip;
 use crate::config::DetectConfig;
 use omen_detector::model::detector::{Score, SeriesDetector, SeriesDetectorConfig, Transform};
 use omen_detector::model::forecast::WarningKind;
@@ -125,6 +127,8 @@ struct ModelledSeries {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub samples: BTreeMap<Origin, u64>,
+    /// Samples not modelled, by source and the selection's reason.
+    pub skipped: BTreeMap<(Origin, Skip), u64>,
     pub errors: BTreeMap<(Origin, &'static str), u64>,
     pub points: u64,
     pub latency_buckets: [u64; LATENCY_BUCKETS.len()],
@@ -276,11 +280,20 @@ impl Engine {
         std::mem::take(&mut self.notifications)
     }
 
+    /// Counts samples a source's own `include`/`exclude` kept from the models.
+    pub fn count_skipped(&mut self, source: Origin, skip: Skip, count: u64) {
+        *self.stats.skipped.entry((source, skip)).or_default() += count;
+    }
+
     /// Scores samples; `now_ms` stamps samples without a timestamp and is the TTL's clock.
+    /// Samples the global selection (`select`) refuses are counted and dropped.
     pub fn ingest(&mut self, source: Origin, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
         *self.stats.samples.entry(source).or_default() += samples.len() as u64;
         for sample in samples {
-            self.ingest_one(sample, now_ms, mode);
+            match self.config.select.admit(&sample) {
+                Ok(()) => self.ingest_one(sample, now_ms, mode),
+                Err(skip) => self.count_skipped(source, skip, 1),
+            }
         }
     }
 

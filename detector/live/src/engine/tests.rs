@@ -311,6 +311,44 @@ fn own_series_buckets_and_stale_markers_are_not_modelled() {
 }
 
 #[test]
+fn what_nobody_models_is_skipped_by_default_and_selection_is_counted_by_reason() {
+    let names = [
+        "up",
+        "scrape_samples_scraped",
+        "ALERTS",
+        "omen_agent_lines_total",
+        "go_info",
+        "queue_depth",
+    ];
+    let samples = |service: &str| -> Vec<Sample> {
+        names
+            .iter()
+            .map(|name| gauge(name, service, 1.0, 1_000))
+            .collect()
+    };
+    let mut engine = Engine::new(quick_config(""));
+    engine.ingest(Origin::RemoteWrite, samples("api"), 1_000, Mode::Live);
+    assert_eq!(engine.series_count(), 1, "only queue_depth is modelled");
+    let text = render(&engine, &[]);
+    assert!(
+        text.contains("omen_detector_samples_skipped_total{source=\"remote_write\",reason=\"default_exclude\"} 5\n"),
+        "{text}"
+    );
+    // The global include and exclude narrow every source; `defaults: false` models all.
+    let mut engine = Engine::new(quick_config(
+        "select: { defaults: false, include: ['{service=\"api\"}'], exclude: [go_info] }",
+    ));
+    engine.ingest(Origin::Scrape, samples("api"), 1_000, Mode::Live);
+    engine.ingest(Origin::Scrape, samples("web"), 1_000, Mode::Live);
+    assert_eq!(engine.series_count(), 5);
+    let text = render(&engine, &[]);
+    for (reason, count) in [("exclude", 2), ("not_included", 5)] {
+        let line = format!("omen_detector_samples_skipped_total{{source=\"scrape\",reason=\"{reason}\"}} {count}\n");
+        assert!(text.contains(&line), "{line}{text}");
+    }
+}
+
+#[test]
 fn the_store_is_bounded_and_forgets_vanished_series() {
     let mut engine = Engine::new(quick_config("store: { max_series: 2, ttl: 10s }"));
     for (i, name) in ["a", "b", "c"].iter().enumerate() {

@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
+use crate::engine::select::{admit, Skip};
 use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
 use omen_detector::wire::remote_write;
@@ -37,10 +38,16 @@ pub async fn receive(
         }
     };
     let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let (limit, name_match) = {
+    let (limit, name_match, include, exclude) = {
         let engine = state.engine();
         let config = &engine.config().remote_write;
-        (config.max_decoded_bytes, config.name_match.clone())
+        let selectors = (config.include.clone(), config.exclude.clone());
+        (
+            config.max_decoded_bytes,
+            config.name_match.clone(),
+            selectors.0,
+            selectors.1,
+        )
     };
     let decoded = remote_write::decode(
         header_text(header::CONTENT_TYPE),
@@ -55,14 +62,22 @@ pub async fn receive(
                 state.count_errors(Origin::RemoteWrite, "invalid_series", count);
                 warn!(series = count, first = %first, "remote_write series skipped");
             }
-            let samples = match name_match {
-                Some(m) => request
-                    .samples
-                    .into_iter()
-                    .filter(|s| m.is_match(&s.name))
-                    .collect(),
-                None => request.samples,
-            };
+            let mut skipped = [0u64; 3];
+            let samples: Vec<_> = request
+                .samples
+                .into_iter()
+                .filter(|s| name_match.as_ref().is_none_or(|m| m.is_match(&s.name)))
+                .filter(|s| match admit(&include, &exclude, s) {
+                    Ok(()) => true,
+                    Err(skip) => {
+                        skipped[skip as usize] += 1;
+                        false
+                    }
+                })
+                .collect();
+            for skip in [Skip::Excluded, Skip::NotIncluded] {
+                state.count_skipped(Origin::RemoteWrite, skip, skipped[skip as usize]);
+            }
             state.ingest(Origin::RemoteWrite, samples, now_ms(), Mode::Live);
             StatusCode::NO_CONTENT.into_response()
         }
