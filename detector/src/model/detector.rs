@@ -103,6 +103,26 @@ pub struct SeriesDetectorConfig {
 }
 
 impl SeriesDetectorConfig {
+    /// These settings with the ones that only judge what the models say (the alarm
+    /// level, suppression, warm-up, the spatial tolerance, forecasts) at their defaults.
+    fn state_settings(&self) -> Self {
+        let defaults = Self::default();
+        Self {
+            suppress_points: defaults.suppress_points,
+            alarm_level: defaults.alarm_level,
+            warmup_points: defaults.warmup_points,
+            spatial_tolerance: defaults.spatial_tolerance,
+            forecast: defaults.forecast,
+            ..self.clone()
+        }
+    }
+
+    /// Whether a model learnt under `other` goes on under these settings: they differ at
+    /// most in how its scores are judged, not in what it learns or keeps.
+    pub fn keeps_state_of(&self, other: &Self) -> bool {
+        self.state_settings() == other.state_settings()
+    }
+
     /// The levels and weights, each in the range where it means something: an alarm
     /// level of 2 or NaN would never alarm, one of -1 would alarm on every point.
     fn check_levels(&self) -> Result<(), DetectorError> {
@@ -276,6 +296,16 @@ impl SeriesDetector {
 
     pub fn config(&self) -> &SeriesDetectorConfig {
         &self.config
+    }
+
+    /// Goes on under `config` (checked by the caller) if it keeps this detector's state
+    /// ([`SeriesDetectorConfig::keeps_state_of`]); returns whether it does.
+    pub fn reconfigure(&mut self, config: &SeriesDetectorConfig) -> bool {
+        if !config.keeps_state_of(&self.config) {
+            return false;
+        }
+        self.config = config.clone();
+        true
     }
 
     pub fn baseline(&self) -> &SeasonalBaseline {
@@ -1184,5 +1214,35 @@ mod tests {
                 prop_assert!(s.likelihood.is_finite() && s.raw.is_finite());
             }
         }
+    }
+
+    #[test]
+    fn a_model_goes_on_under_new_judging_settings_but_not_under_new_learning_ones() {
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
+        for i in 0..500 {
+            detector.update(i * 60_000, (i % 7) as f64);
+        }
+        let judging = SeriesDetectorConfig {
+            alarm_level: 0.7,
+            suppress_points: 10,
+            warmup_points: 50,
+            spatial_tolerance: 0.1,
+            ..SeriesDetectorConfig::default()
+        };
+        let mut restored: SeriesDetector =
+            serde_json::from_str(&serde_json::to_string(&detector).unwrap()).unwrap();
+        assert!(restored.reconfigure(&judging));
+        assert_eq!(restored.config().alarm_level, 0.7);
+        let score = restored.update(500 * 60_000, 3.0);
+        assert!((0.0..=1.0).contains(&score.score));
+        let learning = SeriesDetectorConfig {
+            forest: OnlineForestConfig {
+                window: 128,
+                ..OnlineForestConfig::default()
+            },
+            ..SeriesDetectorConfig::default()
+        };
+        assert!(!detector.reconfigure(&learning));
+        assert_eq!(detector.config(), &SeriesDetectorConfig::default());
     }
 }

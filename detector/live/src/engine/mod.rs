@@ -160,6 +160,21 @@ pub struct Snapshot {
 
 const SNAPSHOT_VERSION: u32 = 1;
 
+/// What [`Engine::restore`] restored, and what it could not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Series restored (under the current settings).
+    pub series: usize,
+    /// Series whose model learns differently under the current settings.
+    pub other_settings: usize,
+    /// Series beyond `store.max_series`.
+    pub beyond_capacity: usize,
+    /// Series not restored, of all three kinds.
+    pub not_restored: usize,
+    /// The snapshot's version, when it is not this build's.
+    pub other_version: Option<u32>,
+}
+
 /// A change worth telling someone about.
 #[derive(Debug, Clone)]
 pub enum Notification {
@@ -521,25 +536,32 @@ impl Engine {
         }
     }
 
-    /// Restores saved state; returns the number of series restored. Series of a
-    /// different model configuration start afresh (their state would not fit).
-    pub fn restore(&mut self, snapshot: Snapshot, now_ms: i64) -> usize {
+    /// Restores saved state. A series goes on under the current settings when they keep
+    /// its model's state (an alarm level, suppression or forecast changed); one whose
+    /// model learns differently now, or beyond `store.max_series`, is not restored, and
+    /// nothing is from a snapshot of another version. The report says what was not.
+    pub fn restore(&mut self, snapshot: Snapshot, now_ms: i64) -> Restored {
+        let mut report = Restored::default();
         if snapshot.version != SNAPSHOT_VERSION {
-            return 0;
+            report.other_version = Some(snapshot.version);
+            report.not_restored = snapshot.series.len();
+            return report;
         }
-        let mut restored = 0;
         for (key, mut entry) in snapshot.series {
-            if *entry.detector.config() != self.model_config(&entry.name, entry.counter)
-                || self.series.len() >= self.config.store.max_series
-            {
-                continue;
+            let config = self.model_config(&entry.name, entry.counter);
+            if self.series.len() >= self.config.store.max_series {
+                report.beyond_capacity += 1;
+            } else if *entry.detector.config() == config || entry.detector.reconfigure(&config) {
+                entry.seen_ms = now_ms;
+                self.series.insert(key, entry);
+                report.series += 1;
+            } else {
+                report.other_settings += 1;
             }
-            entry.seen_ms = now_ms;
-            self.series.insert(key, entry);
-            restored += 1;
         }
+        report.not_restored = report.other_settings + report.beyond_capacity;
         self.correlator = snapshot.correlator;
-        restored
+        report
     }
 
     /// The store key of a sample's series.
@@ -566,8 +588,9 @@ impl Engine {
         let Ok(mut entry) = serde_json::from_str::<ModelledSeries>(state) else {
             return false;
         };
+        let config = self.model_config(&entry.name, entry.counter);
         if self.series.contains_key(key)
-            || *entry.detector.config() != self.model_config(&entry.name, entry.counter)
+            || !(*entry.detector.config() == config || entry.detector.reconfigure(&config))
             || self.series.len() >= self.config.store.max_series
         {
             return false;

@@ -7,8 +7,13 @@ use crate::sinks::SinkCounts;
 
 /// A detector that learns from a few dozen one-second points, as the live tests use.
 pub(crate) fn quick_config(extra: &str) -> DetectConfig {
+    quick_config_with("", extra)
+}
+
+/// [`quick_config`] with more `detector` settings.
+fn quick_config_with(detector: &str, extra: &str) -> DetectConfig {
     let text = format!(
-        "detector: {{ transform: none, warmup_points: 30, likelihood: {{ min_history: 30 }} }}
+        "detector: {{ transform: none, warmup_points: 30, likelihood: {{ min_history: 30 }} {detector} }}
 correlation: {{ window: 1m, quiet: 20s, onset_tolerance: 5s, labels: [], dependencies: {{ checkout: [inventory], inventory: [redis] }} }}
 {extra}"
     );
@@ -380,7 +385,7 @@ fn a_restored_snapshot_continues_where_it_left_off() {
     let json = serde_json::to_string(&original.snapshot(120_000)).unwrap();
     let mut restored = Engine::new(quick_config(""));
     let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
-    assert_eq!(restored.restore(snapshot, 120_000), 3);
+    assert_eq!(restored.restore(snapshot, 120_000).series, 3);
     feed(&mut original, 120..200, (150, 170));
     feed(&mut restored, 120..200, (150, 170));
     let count = |e: &mut Engine| e.take_notifications().len();
@@ -394,10 +399,37 @@ fn a_restored_snapshot_continues_where_it_left_off() {
     };
     assert_eq!(scores(&a), scores(&b));
     // Restoring respects the store bound.
-    let other = Engine::new(quick_config("store: { max_series: 1 }"));
-    let mut other = other;
+    let mut other = Engine::new(quick_config("store: { max_series: 1 }"));
     let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
-    assert_eq!(other.restore(snapshot, 0), 1, "bounded by max_series");
+    let report = other.restore(snapshot, 0);
+    assert_eq!(
+        (report.series, report.beyond_capacity),
+        (1, 2),
+        "bounded by max_series"
+    );
+}
+
+#[test]
+fn a_snapshot_from_before_a_change_of_alarm_level_keeps_its_models() {
+    let mut original = Engine::new(quick_config(""));
+    feed(&mut original, 0..120, (1000, 1000));
+    let json = serde_json::to_string(&original.snapshot(120_000)).unwrap();
+    // Judging settings changed: every model goes on, under the new settings.
+    let mut judged = Engine::new(quick_config_with(
+        ", alarm_level: 0.6, suppress_points: 20",
+        "",
+    ));
+    let report = judged.restore(serde_json::from_str(&json).unwrap(), 120_000);
+    assert_eq!((report.series, report.not_restored), (3, 0));
+    // A model that learns differently now starts afresh, and the report says so.
+    let mut relearnt = Engine::new(quick_config_with(", forest: { window: 64 }", ""));
+    let report = relearnt.restore(serde_json::from_str(&json).unwrap(), 120_000);
+    assert_eq!((report.series, report.other_settings), (0, 3));
+    // Another version restores nothing, and says which.
+    let mut snapshot: Snapshot = serde_json::from_str(&json).unwrap();
+    snapshot.version = 99;
+    let report = Engine::new(quick_config("")).restore(snapshot, 0);
+    assert_eq!((report.other_version, report.not_restored), (Some(99), 3));
 }
 
 #[test]
