@@ -39,7 +39,7 @@ type Point<'a> = (&'a str, &'a BTreeMap<String, String>, &'a LastPoint);
 /// One family per field of the last point, each series a sample.
 fn series_families(out: &mut String, points: &[Point<'_>]) {
     type Field = fn(&LastPoint) -> f64;
-    let families: [(&str, &str, Field); 5] = [
+    let families: [(&str, &str, Field); 6] = [
         (
             "omen_series_value",
             "The value modelled (a per-second rate for counters).",
@@ -64,6 +64,11 @@ fn series_families(out: &mut String, points: &[Point<'_>]) {
             "omen_baseline_upper",
             "Upper edge of the expected band.",
             |l| l.upper,
+        ),
+        (
+            "omen_series_learning",
+            "1 while the series' full model warms up (only an obvious change alarms), else 0.",
+            |l| l.learning,
         ),
     ];
     let labels: Vec<Vec<(&str, &str)>> = points

@@ -1,5 +1,6 @@
 //! The detector's HTTP server: `/metrics`, the remote_write receiver
 //! (`POST /api/v1/write`, handled in `ingest::remote_write`), `/api/v1/incidents`,
+//! `/api/v1/series` (each series' learning state),
 //! `/healthz` and `/ready`. The router is built in [`app`], so tests call it without a
 //! socket.
 
@@ -19,6 +20,7 @@ pub fn app(state: Arc<LiveState>) -> Router {
     let mut router = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/series", get(series))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready));
     if remote_write.enabled {
@@ -46,6 +48,16 @@ async fn ready(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
+}
+
+/// Every series modelled, with the points it has learnt and whether its full model still
+/// warms up.
+async fn series(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
+    let body = {
+        let engine = state.engine();
+        serde_json::json!({ "status": "success", "data": engine.series_states() }).to_string()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
 /// Open and recently resolved incidents, ranked members first.

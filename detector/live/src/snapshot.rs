@@ -136,7 +136,10 @@ mod tests {
         let kept = aside(dir.path());
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].ends_with(".unrestored"), "{kept:?}");
-        assert!(path.exists(), "the snapshot itself stays until the next one is written");
+        assert!(
+            path.exists(),
+            "the snapshot itself stays until the next one is written"
+        );
 
         std::fs::write(&path, b"{ not json").unwrap();
         assert!(load(&state(""), &path).is_none());

@@ -17,6 +17,7 @@
 //! | [`SpikeChannel`](super::spike::SpikeChannel) | residual `z` | deviation of a short log-surprise |
 //! | [`Envelope`](super::envelope::Envelope) | timestamp, value | whether a level never held before is held |
 //! | [`AnomalyLikelihood`](super::likelihood::AnomalyLikelihood) | a raw surprise | how many deviations it stands out |
+//! | [`ColdStart`](super::cold::ColdStart) | value, while the rest warm up | whether it is an obvious change |
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

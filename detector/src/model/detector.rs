@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use super::baseline::{BaselineConfig, BaselineError, BaselinePoint, SeasonalBaseline};
 use super::channel::{Channel, ChannelConfig};
+use super::cold::{ColdPoint, ColdStart, ColdStartConfig, ColdStartError, ColdVerdict};
 use super::envelope::{forget_towards, Envelope, EnvelopeConfig, EnvelopeError, EnvelopePoint};
 use super::forecast::{early_warning, ForecastConfig, ResidualDrift, Warning};
 pub use super::forest::OnlineForestConfig;
@@ -37,6 +38,8 @@ pub enum DetectorError {
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
     Spike(#[from] SpikeError),
+    #[error(transparent)]
+    ColdStart(#[from] ColdStartError),
     #[error("{field} must be in {range}, got {value}")]
     OutOfRange {
         field: &'static str,
@@ -100,6 +103,9 @@ pub struct SeriesDetectorConfig {
     /// A spike of one or two points bigger than the series' recent ones, which the
     /// likelihood's short mean would dilute (see [`super::spike`]).
     pub spike: SpikeConfig,
+    /// While the full model warms up, an obvious change still alarms (see
+    /// [`super::cold`]).
+    pub cold_start: ColdStartConfig,
 }
 
 impl SeriesDetectorConfig {
@@ -113,6 +119,7 @@ impl SeriesDetectorConfig {
             warmup_points: defaults.warmup_points,
             spatial_tolerance: defaults.spatial_tolerance,
             forecast: defaults.forecast,
+            cold_start: defaults.cold_start,
             ..self.clone()
         }
     }
@@ -172,6 +179,7 @@ impl Default for SeriesDetectorConfig {
             spatial_horizon: 200_000,
             envelope: EnvelopeConfig::default(),
             spike: SpikeConfig::default(),
+            cold_start: ColdStartConfig::default(),
         }
     }
 }
@@ -269,6 +277,9 @@ pub struct SeriesDetector {
         skip_serializing_if = "SpikeChannel::is_idle"
     )]
     spike: SpikeChannel,
+    /// The values of a young series, for the cold-start rule; empty once warm.
+    #[serde(default)]
+    cold: ColdStart,
 }
 
 impl SeriesDetector {
@@ -283,6 +294,7 @@ impl SeriesDetector {
             shape_likelihood: Some(config.likelihood.build()?),
             envelope: config.envelope.build()?,
             spike: config.spike.build()?,
+            cold: config.cold_start.build()?,
             since_alarm: usize::MAX,
             // Only `Auto` needs the first points to decide.
             transform: (config.transform != Transform::Auto).then_some(config.transform),
@@ -296,6 +308,17 @@ impl SeriesDetector {
 
     pub fn config(&self) -> &SeriesDetectorConfig {
         &self.config
+    }
+
+    /// Points learnt so far (those waiting for the transform included).
+    pub fn points_seen(&self) -> u64 {
+        self.baseline.seen() + self.pending.len() as u64
+    }
+
+    /// Whether the full model is still warming up (its first `warmup_points`): until then
+    /// only an obvious change alarms (the cold-start rule).
+    pub fn is_learning(&self) -> bool {
+        self.transform.is_none() || self.baseline.seen() < self.config.warmup_points as u64
     }
 
     /// Goes on under `config` (checked by the caller) if it keeps this detector's state
@@ -319,10 +342,21 @@ impl SeriesDetector {
 
     /// Scores the point at `timestamp_ms` from what came before, then learns it.
     pub fn update(&mut self, timestamp_ms: i64, value: f64) -> Score {
+        let cold = self.cold_start(value);
+        let obvious = cold.obvious;
         if self.transform.is_none() {
             self.pending.push((timestamp_ms, value));
             if self.pending.len() < TRANSFORM_DECISION_POINTS {
-                return Score::quiet(value);
+                let likelihood = if obvious { 1.0 } else { 0.0 };
+                let (expected, reach) = cold.band.unwrap_or((value, 0.0));
+                return Score {
+                    score: self.suppress(likelihood),
+                    likelihood,
+                    expected,
+                    lower: expected - reach,
+                    upper: expected + reach,
+                    ..Score::quiet(value)
+                };
             }
             let values: Vec<f64> = self.pending.iter().map(|&(_, v)| v).collect();
             self.transform = Some(self.config.transform.choose(&values));
@@ -331,15 +365,33 @@ impl SeriesDetector {
             // the next ones. This point is scored below, like any other.
             let mut pending = std::mem::take(&mut self.pending);
             pending.pop();
+            let since_alarm = self.since_alarm;
             for (t, v) in pending {
-                self.learn_and_score(t, v);
+                self.learn_and_score(t, v, false);
             }
-            self.since_alarm = usize::MAX;
+            self.since_alarm = since_alarm;
         }
-        self.learn_and_score(timestamp_ms, value)
+        self.learn_and_score(timestamp_ms, value, obvious)
     }
 
-    fn learn_and_score(&mut self, timestamp_ms: i64, value: f64) -> Score {
+    /// Whether `value` is an obvious change of a series too young for the full model
+    /// (see [`super::cold`]); once the model is warm, the rule forgets its values.
+    fn cold_start(&mut self, value: f64) -> ColdVerdict {
+        let warm =
+            self.transform.is_some() && self.baseline.seen() >= self.config.warmup_points as u64;
+        if warm {
+            self.cold.retire();
+            return ColdVerdict::default();
+        }
+        self.cold.update(ColdPoint {
+            config: &self.config.cold_start,
+            value,
+        })
+    }
+
+    /// Scores and learns one point; `obvious` when the cold-start rule judged it an
+    /// obvious change (only while the full model warms up).
+    fn learn_and_score(&mut self, timestamp_ms: i64, value: f64, obvious: bool) -> Score {
         let transform = self.transform.unwrap_or_default();
         // The detector's choice is the one source of truth (a snapshot from before the
         // baseline kept it restores the baseline's as `None`).
@@ -382,6 +434,8 @@ impl SeriesDetector {
         let warmed_up = self.baseline.seen() >= self.config.warmup_points as u64;
         let likelihood = if warmed_up {
             self.channel_likelihood(raw, shape, point.z)
+        } else if obvious {
+            1.0
         } else {
             0.0
         };
@@ -561,6 +615,7 @@ impl SeriesDetector {
                 .map_or(0, AnomalyLikelihood::heap_bytes)
             + self.envelope.heap_bytes()
             + self.spike.heap_bytes()
+            + self.cold.heap_bytes()
             + self.pending.capacity() * 16
     }
 }
@@ -941,9 +996,14 @@ mod tests {
         // The transform is chosen on the first 64 points, which are then replayed. With a
         // short warm-up a replayed point can alarm (100, beyond the wave's range); that
         // alarm was never reported, so it must not hold down the next one (1000, far
-        // beyond even that) as a suppression would.
+        // beyond even that) as a suppression would. (The cold-start rule, which would
+        // report the first, is off here.)
         let config = SeriesDetectorConfig {
             warmup_points: 10,
+            cold_start: ColdStartConfig {
+                min_points: 0,
+                ..ColdStartConfig::default()
+            },
             ..SeriesDetectorConfig::default()
         };
         let mut detector = SeriesDetector::new(config).unwrap();
@@ -1244,5 +1304,22 @@ mod tests {
         };
         assert!(!detector.reconfigure(&learning));
         assert_eq!(detector.config(), &SeriesDetectorConfig::default());
+    }
+
+    #[test]
+    fn a_young_series_pages_once_on_an_obvious_jump_and_the_rule_retires_when_warm() {
+        let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
+        let mut scores = Vec::new();
+        for i in 0..12 {
+            let value = if i < 10 { 25.0 + (i % 3) as f64 } else { 221.0 };
+            scores.push(detector.update(i * 15_000, value).score);
+        }
+        assert!(scores[..10].iter().all(|&s| s == 0.0), "{scores:?}");
+        assert!(scores[10] >= 0.5, "the jump pages: {scores:?}");
+        assert!(scores[11] < 0.5, "once: {scores:?}");
+        for i in 12..400 {
+            detector.update(i * 15_000, 25.0 + (i % 3) as f64);
+        }
+        assert_eq!(detector.cold.heap_bytes(), 0, "retired once warm");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod channel;
+pub mod cold;
 pub mod detector;
 pub mod envelope;
 pub mod forecast;

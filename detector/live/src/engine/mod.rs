@@ -90,6 +90,8 @@ pub struct LastPoint {
     pub expected: f64,
     pub lower: f64,
     pub upper: f64,
+    /// 1 while the full model warms up (only obvious changes alarm), else 0.
+    pub learning: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +161,20 @@ pub struct Snapshot {
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
+
+/// One modelled series, as `/api/v1/series` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesState<'a> {
+    #[serde(skip)]
+    pub key: &'a str,
+    #[serde(rename = "metric")]
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// Points learnt so far.
+    pub points: u64,
+    /// The full model still warms up: only an obvious change alarms.
+    pub learning: bool,
+}
 
 /// What [`Engine::restore`] restored, and what it could not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -393,6 +409,7 @@ impl Engine {
             expected: score.expected,
             lower: score.lower,
             upper: score.upper,
+            learning: f64::from(u8::from(entry.detector.is_learning())),
         });
         if mode == Mode::Live {
             self.judge(&key, timestamp_ms, value, &score);
@@ -663,6 +680,24 @@ impl Engine {
                     .map(|last| (series.name.as_str(), &series.labels, last))
             })
             .collect()
+    }
+
+    /// Every series modelled, sorted by key: name, labels, points learnt and whether
+    /// the full model still warms up (`/api/v1/series`).
+    pub fn series_states(&self) -> Vec<SeriesState<'_>> {
+        let mut states: Vec<SeriesState<'_>> = self
+            .series
+            .iter()
+            .map(|(key, series)| SeriesState {
+                key,
+                name: &series.name,
+                labels: &series.labels,
+                points: series.detector.points_seen(),
+                learning: series.detector.is_learning(),
+            })
+            .collect();
+        states.sort_by(|a, b| a.key.cmp(b.key));
+        states
     }
 
     /// The counts behind the self-metrics.

@@ -354,6 +354,46 @@ fn what_nobody_models_is_skipped_by_default_and_selection_is_counted_by_reason()
 }
 
 #[test]
+fn a_jump_on_a_series_with_minutes_of_history_pages_within_two_scrape_intervals() {
+    // The default settings, scraped every 15 s: 10 points (2.5 minutes) of a queue at
+    // about 25, then 221.
+    let mut engine = Engine::new(DetectConfig::default());
+    let mut opened_at = None;
+    for i in 0..16i64 {
+        let t = i * 15_000;
+        let value = if i < 10 { 25.0 + (i % 3) as f64 } else { 221.0 };
+        engine.ingest(
+            Origin::Scrape,
+            vec![gauge("queue_depth", "orders", value, t)],
+            t,
+            Mode::Live,
+        );
+        engine.tick(t);
+        let opened = incident_events(&engine.take_notifications())
+            .iter()
+            .any(|(change, _)| *change == Change::Opened);
+        if opened && opened_at.is_none() {
+            opened_at = Some(i);
+        }
+    }
+    assert_eq!(
+        opened_at,
+        Some(12),
+        "paged on the third point of the new level"
+    );
+    let text = render(&engine, &[]);
+    assert!(
+        text.contains("omen_series_learning{metric=\"queue_depth\",service=\"orders\"} 1\n"),
+        "{text}"
+    );
+    let states = engine.series_states();
+    assert_eq!(
+        (states.len(), states[0].points, states[0].learning),
+        (1, 16, true)
+    );
+}
+
+#[test]
 fn the_store_is_bounded_and_forgets_vanished_series() {
     let mut engine = Engine::new(quick_config("store: { max_series: 2, ttl: 10s }"));
     for (i, name) in ["a", "b", "c"].iter().enumerate() {

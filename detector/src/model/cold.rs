@@ -1,0 +1,210 @@
+//! Cold start: while a series is too young for the full model (its first `warmup_points`),
+//! an obvious change still alarms. A value is an obvious change when it lies farther from
+//! the median of the values seen so far than `deviations` scaled median absolute
+//! deviations, and than `relative` times the median's own size: robust to the few odd
+//! points a young series has, and conservative, so a series that merely wobbles while
+//! learning stays quiet. A queue that jumps from about 25 to 221, or an error ratio from
+//! 0.01 to 0.44, is one. Once the full model is warm, the channel forgets its values.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::channel::{Channel, ChannelConfig};
+
+/// Cold-start settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColdStartConfig {
+    /// Values needed before the rule may fire (0: the rule is off).
+    pub min_points: usize,
+    /// Scaled median absolute deviations a value must lie from the median.
+    pub deviations: f64,
+    /// ... and at least this multiple of the median's size.
+    pub relative: f64,
+}
+
+impl Default for ColdStartConfig {
+    fn default() -> Self {
+        Self {
+            min_points: 8,
+            deviations: 10.0,
+            relative: 1.0,
+        }
+    }
+}
+
+/// A cold-start setting out of its range.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ColdStartError {
+    #[error("cold_start.{field} must be a number at least 0, got {value}")]
+    Negative { field: &'static str, value: f64 },
+}
+
+impl ChannelConfig for ColdStartConfig {
+    type Channel = ColdStart;
+    type Error = ColdStartError;
+
+    fn check(&self) -> Result<(), ColdStartError> {
+        for (field, value) in [("deviations", self.deviations), ("relative", self.relative)] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(ColdStartError::Negative { field, value });
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<ColdStart, ColdStartError> {
+        self.check()?;
+        Ok(ColdStart::default())
+    }
+}
+
+/// The values of a young series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColdStart {
+    values: Vec<f64>,
+}
+
+/// What the cold-start rule says of a point.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ColdVerdict {
+    /// The value is an obvious change.
+    pub obvious: bool,
+    /// The median of the values before it, and how far from it a value is obvious: the
+    /// band of a series too young for the full model (`None` before `min_points`).
+    pub band: Option<(f64, f64)>,
+}
+
+/// What the cold-start rule reads of a point, with its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ColdPoint<'a> {
+    pub config: &'a ColdStartConfig,
+    pub value: f64,
+}
+
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n % 2 {
+        1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+impl ColdStart {
+    /// Forgets the values: the full model has taken over.
+    pub fn retire(&mut self) {
+        if self.values.capacity() > 0 {
+            self.values = Vec::new();
+        }
+    }
+}
+
+impl Channel for ColdStart {
+    type Input<'a> = ColdPoint<'a>;
+    type Output = ColdVerdict;
+
+    fn update(&mut self, point: ColdPoint<'_>) -> ColdVerdict {
+        let ColdPoint { config, value } = point;
+        if config.min_points == 0 || !value.is_finite() {
+            return ColdVerdict::default();
+        }
+        let band = (self.values.len() >= config.min_points).then(|| {
+            let mut sorted = self.values.clone();
+            let center = median(&mut sorted);
+            let mut spread: Vec<f64> = sorted.iter().map(|v| (v - center).abs()).collect();
+            // 1.4826 makes the median absolute deviation a standard deviation for normal data.
+            let scale = 1.4826 * median(&mut spread);
+            let reach = (config.deviations * scale)
+                .max(config.relative * center.abs())
+                .max(f64::EPSILON * center.abs().max(1.0));
+            (center, reach)
+        });
+        self.values.push(value);
+        ColdVerdict {
+            obvious: band.is_some_and(|(center, reach)| (value - center).abs() > reach),
+            band,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(values: &[f64]) -> Vec<bool> {
+        let config = ColdStartConfig::default();
+        let mut cold = config.build().unwrap();
+        values
+            .iter()
+            .map(|&value| {
+                cold.update(ColdPoint {
+                    config: &config,
+                    value,
+                })
+                .obvious
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_obvious_jump_alarms_after_a_few_points_and_a_wobble_does_not() {
+        let queue = [25.0, 24.0, 26.0, 25.0, 27.0, 23.0, 25.0, 26.0, 221.0];
+        assert_eq!(feed(&queue).iter().filter(|&&a| a).count(), 1);
+        assert!(feed(&queue)[8]);
+        let errors = [0.01, 0.012, 0.009, 0.01, 0.011, 0.01, 0.008, 0.01, 0.44];
+        assert!(feed(&errors)[8]);
+        let wobble = [25.0, 24.0, 26.0, 25.0, 27.0, 23.0, 25.0, 26.0, 31.0, 20.0];
+        assert!(feed(&wobble).iter().all(|&a| !a));
+        // Too few points to judge.
+        assert!(feed(&[25.0, 26.0, 221.0]).iter().all(|&a| !a));
+    }
+
+    #[test]
+    fn a_flat_series_needs_a_change_of_its_own_size_to_alarm() {
+        let mut flat = vec![10.0; 20];
+        flat.push(10.5);
+        flat.push(25.0);
+        let alarms = feed(&flat);
+        assert!(!alarms[20], "a 5% move on a flat series is not obvious");
+        assert!(alarms[21]);
+        let zeros = [0.0; 12];
+        assert!(feed(&zeros).iter().all(|&a| !a));
+    }
+
+    #[test]
+    fn missing_values_are_skipped_and_settings_checked() {
+        assert!(feed(&[f64::NAN; 20]).iter().all(|&a| !a));
+        let bad = ColdStartConfig {
+            deviations: -1.0,
+            ..ColdStartConfig::default()
+        };
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("cold_start.deviations"));
+        let off = ColdStartConfig {
+            min_points: 0,
+            ..ColdStartConfig::default()
+        };
+        let mut cold = off.build().unwrap();
+        for value in [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1000.0] {
+            assert!(
+                !cold
+                    .update(ColdPoint {
+                        config: &off,
+                        value
+                    })
+                    .obvious
+            );
+        }
+        cold.retire();
+        assert_eq!(cold.heap_bytes(), 0);
+    }
+}
