@@ -37,6 +37,9 @@ const START: &str = "2026-11-16 00:00:00";
 /// An incident counts for an injected one when it opens within this much of its window.
 const MATCH_BEFORE_MS: i64 = 5 * MINUTE_MS;
 const MATCH_AFTER_MS: i64 = 15 * MINUTE_MS;
+/// How long before an injected incident an early warning still foretells it: the
+/// forecast looks 48 points (minutes, here) ahead.
+const WARNING_LEAD_MS: i64 = 60 * MINUTE_MS;
 
 /// What `omen demo` was asked for.
 pub struct DemoOptions {
@@ -132,6 +135,14 @@ fn serve(
     }
 }
 
+/// What the detector raised: incidents as they stand, early warnings when raised.
+#[derive(Default)]
+struct Recorded {
+    incidents: Vec<Incident>,
+    /// (raised at, series).
+    warnings: Vec<(i64, String)>,
+}
+
 /// The outcome for one injected incident.
 struct Outcome {
     injected: Injected,
@@ -149,8 +160,8 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
     let pipeline = Pipeline::new(&rules, Path::new(RULES_PATH), clock.clone())?;
     let agent = Arc::new(AgentState::new(pipeline, clock.clone()));
     agent.set_ready();
-    let opened: Arc<Mutex<Vec<Incident>>> = Arc::default();
-    let detector = Arc::new(recording_detector(&scenario, opened.clone()));
+    let recorded: Arc<Mutex<Recorded>> = Arc::default();
+    let detector = Arc::new(recording_detector(&scenario, recorded.clone()));
     detector.set_ready();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -178,21 +189,34 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
         &agent,
         &detector,
     );
-    let opened = opened.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let passed = summarize(&scenario, &opened, lines, detector.engine().series_count());
+    let recorded = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
+    let passed = summarize(
+        &scenario,
+        &recorded,
+        lines,
+        detector.engine().series_count(),
+    );
     runtime.shutdown_background();
     Ok(passed || !options.check)
 }
 
 /// A detector that prints every notification and keeps the incidents opened in `opened`,
 /// up to date as members join and the incident resolves.
-fn recording_detector(scenario: &Scenario, opened: Arc<Mutex<Vec<Incident>>>) -> LiveState {
+fn recording_detector(scenario: &Scenario, recorded: Arc<Mutex<Recorded>>) -> LiveState {
     let scenario = scenario.clone();
     LiveState::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
         move |notification| {
             println!("{}", describe(&scenario, notification));
+            let mut recorded = recorded.lock().unwrap_or_else(|e| e.into_inner());
+            if let Notification::Warning(warning) = notification {
+                if warning.resolved_ms.is_none() {
+                    recorded
+                        .warnings
+                        .push((warning.since_ms, warning.series.clone()));
+                }
+            }
             if let Notification::Incident(event) = notification {
-                let mut opened = opened.lock().unwrap_or_else(|e| e.into_inner());
+                let opened = &mut recorded.incidents;
                 match event.change {
                     Change::Opened => opened.push(event.incident.clone()),
                     Change::Joined | Change::Resolved => {
@@ -282,8 +306,10 @@ fn simulate(
 }
 
 /// Matches the incidents opened to the injected ones and prints the summary; returns
-/// whether every injected incident was found and no other opened.
-fn summarize(scenario: &Scenario, opened: &[Incident], lines: usize, series: usize) -> bool {
+/// whether every injected incident was found, no other opened, and every early warning
+/// came before (by at most [`WARNING_LEAD_MS`]) or during an injected incident.
+fn summarize(scenario: &Scenario, recorded: &Recorded, lines: usize, series: usize) -> bool {
+    let opened = &recorded.incidents;
     let outcomes: Vec<Outcome> = scenario
         .injected
         .iter()
@@ -328,11 +354,70 @@ fn summarize(scenario: &Scenario, opened: &[Incident], lines: usize, series: usi
             incident.root_cause().series
         );
     }
+    let false_warnings: Vec<&(i64, String)> = recorded
+        .warnings
+        .iter()
+        .filter(|(at, _)| {
+            !scenario.injected.iter().any(|injected| {
+                (injected.start_ms - WARNING_LEAD_MS..=injected.end_ms + MATCH_AFTER_MS)
+                    .contains(at)
+            })
+        })
+        .collect();
+    for (at, series) in &false_warnings {
+        println!(
+            "  FALSE     early warning at {} ({series}): no injected incident followed",
+            sim_time(scenario, *at)
+        );
+    }
     println!(
-        "  {} of {} injected incidents detected, {} false incidents",
+        "  {} of {} injected incidents detected, {} false incidents; {} early warnings, {} not followed by an injected incident",
         outcomes.iter().filter(|o| o.incident.is_some()).count(),
         outcomes.len(),
-        unexplained.len()
+        unexplained.len(),
+        recorded.warnings.len(),
+        false_warnings.len()
     );
-    outcomes.iter().all(|o| o.incident.is_some()) && unexplained.is_empty()
+    outcomes.iter().all(|o| o.incident.is_some())
+        && unexplained.is_empty()
+        && false_warnings.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omen_detector_live::engine::correlate::Member;
+
+    #[test]
+    fn an_early_warning_that_foretells_no_injected_incident_fails_the_check() {
+        let scenario = Scenario::new(parse_timestamp(START).unwrap(), 1);
+        let first = scenario.injected[0];
+        let before = (first.start_ms - 10 * MINUTE_MS, "a".to_owned());
+        let mut recorded = Recorded::default();
+        recorded.warnings.push(before);
+        // No incident was opened, so the check fails anyway; with the injected ones
+        // matched, only the warnings decide.
+        for (i, injected) in scenario.injected.iter().enumerate() {
+            let member = Member {
+                series: "x".to_owned(),
+                labels: Default::default(),
+                onset_ms: injected.start_ms,
+                last_active_ms: injected.start_ms,
+                peak: 1.0,
+                off_band_points: 3,
+            };
+            recorded.incidents.push(Incident {
+                id: format!("inc-{i}"),
+                started_ms: injected.start_ms,
+                last_active_ms: injected.start_ms,
+                members: vec![member],
+                resolved_ms: None,
+                confirmed: true,
+            });
+        }
+        assert!(summarize(&scenario, &recorded, 0, 0));
+        let far = (first.start_ms - 3 * WARNING_LEAD_MS, "b".to_owned());
+        recorded.warnings.push(far);
+        assert!(!summarize(&scenario, &recorded, 0, 0));
+    }
 }

@@ -47,8 +47,13 @@ pub struct EarlyWarningMetrics {
     pub detected: usize,
     /// Over those windows: minutes from the first warning to the first alarm.
     pub mean_minutes_gained: Option<f64>,
-    /// Share of scored rows outside windows that carry a warning (its false-alarm rate).
+    pub median_minutes_gained: Option<f64>,
+    /// Share of scored rows outside windows that carry a warning.
     pub warned_share_outside_windows: f64,
+    /// Warning episodes (runs of consecutive warned rows) that start outside windows, per
+    /// 10,000 scored rows outside windows: the early warnings' false-alarm rate, counted
+    /// as a person sees them.
+    pub episodes_outside_windows_per_10k_rows: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,18 +192,21 @@ fn early_warning_metrics(runs: &[SeriesRun], threshold: f64) -> EarlyWarningMetr
     let mut warned_before_alarm = 0;
     let mut detected = 0;
     let mut gained = Vec::new();
-    let (mut outside, mut warned_outside) = (0usize, 0usize);
+    let (mut outside, mut warned_outside, mut episodes) = (0usize, 0usize, 0usize);
     for run in runs {
         let probation = probationary_length(run.scores.len());
         let mut in_window = vec![false; run.scores.len()];
         for &(first, last) in &run.windows {
             in_window[first..=last].iter_mut().for_each(|w| *w = true);
         }
+        let mut warned_before = false;
         for (inside, warning) in in_window.iter().zip(&run.warnings).skip(probation) {
             if !inside {
                 outside += 1;
                 warned_outside += usize::from(warning.is_some());
+                episodes += usize::from(warning.is_some() && !warned_before);
             }
+            warned_before = warning.is_some();
         }
         for &(first, last) in &run.windows {
             let start = first.max(probation);
@@ -217,12 +225,18 @@ fn early_warning_metrics(runs: &[SeriesRun], threshold: f64) -> EarlyWarningMetr
             }
         }
     }
+    gained.sort_by(f64::total_cmp);
     EarlyWarningMetrics {
         warned_before_alarm,
         detected,
         mean_minutes_gained: (!gained.is_empty())
             .then(|| gained.iter().sum::<f64>() / gained.len() as f64),
+        median_minutes_gained: (!gained.is_empty()).then(|| {
+            let n = gained.len();
+            (gained[(n - 1) / 2] + gained[n / 2]) / 2.0
+        }),
         warned_share_outside_windows: warned_outside as f64 / outside.max(1) as f64,
+        episodes_outside_windows_per_10k_rows: 10_000.0 * episodes as f64 / outside.max(1) as f64,
     }
 }
 
@@ -375,10 +389,12 @@ impl Report {
         if let Some(w) = &self.early_warning {
             let _ = writeln!(
                 out,
-                "early warning: raised before the first alarm in {}/{} detected windows, mean {} min ahead; on {:.1}% of rows outside windows",
+                "early warning: raised before the first alarm in {}/{} detected windows, median {} min ahead (mean {}); outside windows {:.1} episodes per 10,000 rows, on {:.1}% of rows",
                 w.warned_before_alarm,
                 w.detected,
+                w.median_minutes_gained.map_or("-".to_owned(), |l| format!("{l:.0}")),
                 w.mean_minutes_gained.map_or("-".to_owned(), |l| format!("{l:.0}")),
+                w.episodes_outside_windows_per_10k_rows,
                 100.0 * w.warned_share_outside_windows
             );
         }

@@ -280,6 +280,9 @@ pub struct SeriesDetector {
     /// The values of a young series, for the cold-start rule; empty once warm.
     #[serde(default)]
     cold: ColdStart,
+    /// Points in a row the forecast has warned on.
+    #[serde(default)]
+    warning_streak: u32,
 }
 
 impl SeriesDetector {
@@ -295,6 +298,7 @@ impl SeriesDetector {
             envelope: config.envelope.build()?,
             spike: config.spike.build()?,
             cold: config.cold_start.build()?,
+            warning_streak: 0,
             since_alarm: usize::MAX,
             // Only `Auto` needs the first points to decide.
             transform: (config.transform != Transform::Auto).then_some(config.transform),
@@ -453,8 +457,10 @@ impl SeriesDetector {
         if value.is_finite() {
             self.drift.update(point.z * point.scale);
         }
-        // A band still being learnt says nothing about where the series is heading.
-        let warning = if warmed_up {
+        // A band still being learnt says nothing about where the series is heading, and
+        // a series recovering from an alarm heads back: no warning then.
+        let recovering = self.since_alarm < self.config.suppress_points;
+        let warning = if warmed_up && !recovering {
             early_warning(
                 &self.baseline,
                 &self.drift,
@@ -466,6 +472,12 @@ impl SeriesDetector {
         } else {
             None
         };
+        // Sustained: raised once the forecast has said so on `persistence` points in a row.
+        self.warning_streak = match warning {
+            Some(_) => self.warning_streak.saturating_add(1),
+            None => 0,
+        };
+        let warning = warning.filter(|_| self.warning_streak >= self.config.forecast.persistence);
         Score {
             score: score.clamp(0.0, 1.0),
             likelihood,

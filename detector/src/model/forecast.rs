@@ -14,6 +14,9 @@ pub struct ForecastConfig {
     /// Warn when the forecast will cross these limits (value units).
     pub upper_limit: Option<f64>,
     pub lower_limit: Option<f64>,
+    /// Consecutive points the forecast must say "trouble ahead" before a warning is
+    /// raised: one point's drift is noise.
+    pub persistence: u32,
 }
 
 impl Default for ForecastConfig {
@@ -22,6 +25,7 @@ impl Default for ForecastConfig {
             horizon: 48,
             upper_limit: None,
             lower_limit: None,
+            persistence: 3,
         }
     }
 }

@@ -64,9 +64,6 @@ const OWN_FAMILIES: [&str; 4] = [
 ];
 const OWN_SERIES_VALUE: &str = "omen_series_value";
 
-/// Consecutive points a forecast must say "trouble ahead" before a warning is raised.
-const WARNING_PERSISTENCE: u32 = 3;
-
 /// How far ahead of the detector's clock a sample may be stamped: senders' clocks drift,
 /// but not by minutes.
 pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
@@ -100,8 +97,6 @@ struct WarningState {
     since_ms: i64,
     last_ms: i64,
     at_ms: i64,
-    /// Consecutive points with a warning (raised at [`WARNING_PERSISTENCE`]).
-    streak: u32,
     raised: bool,
 }
 
@@ -472,7 +467,6 @@ impl Engine {
             (Some(warning), Some(state)) => {
                 state.last_ms = timestamp_ms;
                 state.at_ms = warning.at_ms;
-                state.streak += 1;
             }
             (Some(warning), None) => {
                 entry.warning = Some(WarningState {
@@ -480,7 +474,6 @@ impl Engine {
                     since_ms: timestamp_ms,
                     last_ms: timestamp_ms,
                     at_ms: warning.at_ms,
-                    streak: 1,
                     raised: false,
                 });
             }
@@ -488,7 +481,8 @@ impl Engine {
             (None, _) => {}
         }
         if let Some(state) = entry.warning.as_mut() {
-            if !state.raised && state.streak >= WARNING_PERSISTENCE && !in_incident {
+            // The model raises a warning once it is sustained (`forecast.persistence`).
+            if !state.raised && !in_incident {
                 state.raised = true;
                 self.stats.warnings += 1;
                 self.notifications.push(Notification::Warning(EarlyWarning {
