@@ -73,6 +73,10 @@ fn the_demo_detects_every_injected_incident_and_nothing_else() {
         stdout.contains("3 of 3 injected incidents detected, 0 false incidents"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(" 0 not followed by an injected incident"),
+        "{stdout}"
+    );
     for trouble in ["crash window", "sale peak", "hard-delete burst"] {
         let line = stdout
             .lines()
@@ -81,5 +85,5 @@ fn the_demo_detects_every_injected_incident_and_nothing_else() {
         assert!(line.contains("min after it began"), "{line}");
     }
     // The hard-delete burst's root cause is the table that was deleted from.
-    assert!(stdout.contains("root cause hard_deletes_total{instance=\"demo:9750\",job=\"inventory\",table=\"orders\"}"), "{stdout}");
+    assert!(stdout.contains("root cause hard_deletes_total{instance=\"demo:9750\",job=\"inventory\",service=\"inventory\",table=\"orders\"}"), "{stdout}");
 }

@@ -35,12 +35,12 @@ fn broker_in(dir: &Path) -> Option<Broker> {
 }
 
 /// The record of queue `q`'s depth at `at_ms`, keyed by series, in prometheus-kafka-adapter's
-/// JSON. All queues share `job`, so their anomalies belong to one incident.
+/// JSON. All queues are one service's, so their anomalies belong to one incident.
 fn depth_record(q: u64, value: u64, at_ms: i64) -> (String, String) {
     (
         format!("queue_depth{{queue=\"q{q}\"}}"),
         format!(
-            r#"{{"name":"queue_depth","labels":{{"__name__":"queue_depth","job":"queues","queue":"q{q}"}},"value":"{value}","timestamp":{at_ms}}}"#
+            r#"{{"name":"queue_depth","labels":{{"__name__":"queue_depth","job":"queues","queue":"q{q}","service":"queues"}},"value":"{value}","timestamp":{at_ms}}}"#
         ),
     )
 }

@@ -276,12 +276,19 @@ fn simulate(
             pipeline.end_batch();
             pipeline.render_rules()
         };
-        // What a scrape of the agent at the end of the minute would give.
+        // What a scrape of the agent at the end of the minute would give, with the
+        // `service` label a scrape config's relabelling would add.
         let samples = exposition::parse(&exposition)
             .samples
             .into_iter()
             .map(|mut sample| {
                 target_labels(&mut sample, "inventory", "demo:9750");
+                let at = sample
+                    .labels
+                    .partition_point(|(k, _)| k.as_str() < "service");
+                sample
+                    .labels
+                    .insert(at, ("service".to_owned(), "inventory".to_owned()));
                 sample
             })
             .collect();

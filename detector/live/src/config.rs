@@ -267,7 +267,9 @@ pub struct CorrelationConfig {
     /// An incident resolves when none of its series has been anomalous for this long.
     #[serde(with = "omen_common::duration")]
     pub quiet: Duration,
-    /// Anomalies sharing a value of any of these labels belong together.
+    /// Anomalies sharing a value of any of these labels belong together. Not `job` or
+    /// `instance` by default: every series of a target shares them, so they would join
+    /// whatever goes wrong on one host into one incident.
     pub labels: Vec<String>,
     /// The label naming a series' service, for `dependencies`.
     pub service_label: String,
@@ -287,11 +289,7 @@ impl Default for CorrelationConfig {
         Self {
             window: Duration::from_secs(5 * 60),
             quiet: Duration::from_secs(5 * 60),
-            labels: vec![
-                "service".to_owned(),
-                "instance".to_owned(),
-                "job".to_owned(),
-            ],
+            labels: vec!["service".to_owned()],
             service_label: "service".to_owned(),
             dependencies: BTreeMap::new(),
             onset_tolerance: Duration::from_secs(30),

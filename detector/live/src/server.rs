@@ -64,12 +64,84 @@ async fn series(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
 async fn incidents(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
     let engine = state.engine();
     let correlator = engine.correlator();
+    // An open incident resolves once every member has been quiet for `quiet`: the member
+    // active last is the one keeping it open.
+    let open: Vec<serde_json::Value> = correlator
+        .open()
+        .iter()
+        .map(|incident| {
+            let mut value = serde_json::to_value(incident).unwrap_or_default();
+            if let Some(member) = incident.members.iter().max_by_key(|m| m.last_active_ms) {
+                value["kept_open_by"] = serde_json::json!({
+                    "series": member.series,
+                    "last_active_ms": member.last_active_ms,
+                    "onset_ms": member.onset_ms,
+                });
+            }
+            value
+        })
+        .collect();
     let body = serde_json::json!({
-        "open": correlator.open(),
+        "open": open,
         "resolved": correlator.recent().collect::<Vec<_>>(),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use omen_detector::wire::{Sample, ValueKind};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::DetectConfig;
+    use crate::engine::{Engine, Mode, Origin};
+
+    async fn get_json(state: &Arc<LiveState>, uri: &str) -> serde_json::Value {
+        let request = Request::get(uri).body(Body::empty()).unwrap();
+        let response = app(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn incidents_say_which_member_keeps_them_open_and_series_say_they_learn() {
+        let state = Arc::new(LiveState::new(
+            Engine::new(DetectConfig::default()),
+            Vec::new(),
+        ));
+        for i in 0..14i64 {
+            let t = i * 15_000;
+            let value = if i < 10 { 25.0 + (i % 3) as f64 } else { 221.0 };
+            let sample = Sample {
+                name: "queue_depth".to_owned(),
+                labels: vec![("service".to_owned(), "orders".to_owned())],
+                value,
+                timestamp_ms: Some(t),
+                kind: ValueKind::Gauge,
+            };
+            state.ingest(Origin::Scrape, vec![sample], t, Mode::Live);
+            state.tick(t);
+        }
+        let incidents = get_json(&state, "/api/v1/incidents").await;
+        let open = incidents["open"].as_array().unwrap();
+        assert_eq!(open.len(), 1, "{incidents}");
+        let kept = &open[0]["kept_open_by"];
+        assert_eq!(
+            kept["series"], "queue_depth{service=\"orders\"}",
+            "{incidents}"
+        );
+        assert_eq!(kept["last_active_ms"], 13 * 15_000);
+        let series = get_json(&state, "/api/v1/series").await;
+        assert_eq!(series["data"][0]["metric"], "queue_depth");
+        assert_eq!(series["data"][0]["learning"], true);
+        assert_eq!(series["data"][0]["points"], 14);
+    }
 }

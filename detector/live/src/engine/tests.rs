@@ -394,6 +394,44 @@ fn a_jump_on_a_series_with_minutes_of_history_pages_within_two_scrape_intervals(
 }
 
 #[test]
+fn series_that_share_only_job_and_instance_are_separate_incidents() {
+    let mut engine = Engine::new(DetectConfig::default());
+    let sample = |name: &str, service: &str, value: f64, t: i64| Sample {
+        name: name.to_owned(),
+        labels: vec![
+            ("instance".to_owned(), "host:9100".to_owned()),
+            ("job".to_owned(), "node".to_owned()),
+            ("service".to_owned(), service.to_owned()),
+        ],
+        value,
+        timestamp_ms: Some(t),
+        kind: ValueKind::Gauge,
+    };
+    let mut opened = Vec::new();
+    for i in 0..16i64 {
+        let t = i * 15_000;
+        let (a, b) = if i < 10 {
+            (25.0 + (i % 3) as f64, 3.0 + (i % 2) as f64)
+        } else {
+            (221.0, 40.0)
+        };
+        let samples = vec![
+            sample("queue_depth", "orders", a, t),
+            sample("open_files", "billing", b, t),
+        ];
+        engine.ingest(Origin::Scrape, samples, t, Mode::Live);
+        engine.tick(t);
+        opened.extend(
+            incident_events(&engine.take_notifications())
+                .into_iter()
+                .filter(|(change, _)| *change == Change::Opened)
+                .map(|(_, incident)| incident.members.len()),
+        );
+    }
+    assert_eq!(opened, [1, 1], "two incidents of one member each");
+}
+
+#[test]
 fn the_store_is_bounded_and_forgets_vanished_series() {
     let mut engine = Engine::new(quick_config("store: { max_series: 2, ttl: 10s }"));
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
