@@ -144,4 +144,41 @@ mod tests {
         assert_eq!(series["data"][0]["learning"], true);
         assert_eq!(series["data"][0]["points"], 14);
     }
+
+    #[tokio::test]
+    async fn remote_write_takes_its_own_include_and_exclude_and_counts_what_it_skips() {
+        let config = DetectConfig::parse(
+            "remote_write: { include: ['queue_depth'], exclude: ['{queue=\"q2\"}'] }",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        let state = Arc::new(LiveState::new(Engine::new(config), Vec::new()));
+        let sample = |name: &str, queue: &str| Sample {
+            name: name.to_owned(),
+            labels: vec![("queue".to_owned(), queue.to_owned())],
+            value: 1.0,
+            timestamp_ms: Some(1_000),
+            kind: ValueKind::Gauge,
+        };
+        let body = omen_detector::wire::remote_write::encode(&[
+            sample("queue_depth", "q1"),
+            sample("queue_depth", "q2"),
+            sample("open_files", "q1"),
+        ]);
+        let request = Request::post("/api/v1/write")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_ENCODING, "snappy")
+            .body(Body::from(body))
+            .unwrap();
+        let response = app(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let series = get_json(&state, "/api/v1/series").await;
+        assert_eq!(series["data"].as_array().unwrap().len(), 1, "{series}");
+        assert_eq!(series["data"][0]["labels"]["queue"], "q1");
+        let text = state.render();
+        for (reason, count) in [("exclude", 1), ("not_included", 1)] {
+            let line = format!("omen_detector_samples_skipped_total{{source=\"remote_write\",reason=\"{reason}\"}} {count}\n");
+            assert!(text.contains(&line), "{line}{text}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::engine::correlate::Evidence;
-use crate::engine::select::Skip;
+use crate::engine::select::{admit, Selector, Skip};
 use crate::engine::{Engine, Mode, Notification, Origin};
 use crate::metrics;
 use crate::sinks::{counts_by_kind, Sink};
@@ -71,11 +71,31 @@ impl LiveState {
         self.engine().count_error(source, reason);
     }
 
-    /// Counts samples a source's own `include`/`exclude` kept from the models.
-    pub fn count_skipped(&self, source: Origin, skip: Skip, count: u64) {
-        if count > 0 {
-            self.engine().count_skipped(source, skip, count);
+    /// The samples a source's own `include`/`exclude` admit; the others are counted.
+    pub fn select(
+        &self,
+        source: Origin,
+        (include, exclude): (&[Selector], &[Selector]),
+        samples: impl IntoIterator<Item = Sample>,
+    ) -> Vec<Sample> {
+        let mut skipped = [0u64; 3];
+        let kept = samples
+            .into_iter()
+            .filter(|s| match admit(include, exclude, s) {
+                Ok(()) => true,
+                Err(skip) => {
+                    skipped[skip as usize] += 1;
+                    false
+                }
+            })
+            .collect();
+        for skip in [Skip::Excluded, Skip::NotIncluded] {
+            if skipped[skip as usize] > 0 {
+                self.engine()
+                    .count_skipped(source, skip, skipped[skip as usize]);
+            }
         }
+        kept
     }
 
     /// Counts `count` failures of one kind at once.

@@ -13,7 +13,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
-use crate::engine::select::{admit, Skip};
 use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
 use omen_detector::wire::remote_write;
@@ -62,22 +61,11 @@ pub async fn receive(
                 state.count_errors(Origin::RemoteWrite, "invalid_series", count);
                 warn!(series = count, first = %first, "remote_write series skipped");
             }
-            let mut skipped = [0u64; 3];
-            let samples: Vec<_> = request
+            let samples = request
                 .samples
                 .into_iter()
-                .filter(|s| name_match.as_ref().is_none_or(|m| m.is_match(&s.name)))
-                .filter(|s| match admit(&include, &exclude, s) {
-                    Ok(()) => true,
-                    Err(skip) => {
-                        skipped[skip as usize] += 1;
-                        false
-                    }
-                })
-                .collect();
-            for skip in [Skip::Excluded, Skip::NotIncluded] {
-                state.count_skipped(Origin::RemoteWrite, skip, skipped[skip as usize]);
-            }
+                .filter(|s| name_match.as_ref().is_none_or(|m| m.is_match(&s.name)));
+            let samples = state.select(Origin::RemoteWrite, (&include, &exclude), samples);
             state.ingest(Origin::RemoteWrite, samples, now_ms(), Mode::Live);
             StatusCode::NO_CONTENT.into_response()
         }

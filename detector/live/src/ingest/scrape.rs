@@ -7,7 +7,6 @@ use tracing::warn;
 
 use super::body::read_body;
 use crate::config::{NameMatch, ScrapeConfig};
-use crate::engine::select::{admit, Skip};
 use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
 use omen_detector::wire::{exposition, Sample};
@@ -51,26 +50,16 @@ pub async fn scrape_loop(config: ScrapeConfig, shared: Arc<LiveState>, client: r
                     shared.count_error(Origin::Scrape, "malformed_lines");
                     warn!(url = %config.url, lines = parsed.malformed, first = parsed.first_error.as_deref().unwrap_or(""), "scrape had malformed lines");
                 }
-                let mut skipped = [0u64; 3];
-                let samples: Vec<Sample> = parsed
+                let samples = parsed
                     .samples
                     .into_iter()
                     .filter(|s| keep(config.name_match.as_ref(), s))
                     .map(|mut s| {
                         target_labels(&mut s, &config.job, &instance);
                         s
-                    })
-                    .filter(|s| match admit(&config.include, &config.exclude, s) {
-                        Ok(()) => true,
-                        Err(skip) => {
-                            skipped[skip as usize] += 1;
-                            false
-                        }
-                    })
-                    .collect();
-                for skip in [Skip::Excluded, Skip::NotIncluded] {
-                    shared.count_skipped(Origin::Scrape, skip, skipped[skip as usize]);
-                }
+                    });
+                let selectors = (&config.include[..], &config.exclude[..]);
+                let samples = shared.select(Origin::Scrape, selectors, samples);
                 shared.ingest(Origin::Scrape, samples, now, Mode::Live);
             }
             Err((reason, error)) => {
