@@ -68,9 +68,31 @@ impl MinerConfig {
 #[serde(transparent)]
 pub struct PatternId(pub u32);
 
+impl PatternId {
+    /// The id's 8 hex digits, written without allocating (a label value on every line).
+    pub fn hex(self) -> PatternHex {
+        let mut digits = [0u8; 8];
+        for (i, digit) in digits.iter_mut().enumerate() {
+            let nibble = (self.0 >> (28 - 4 * i)) & 0xf;
+            *digit = b"0123456789abcdef"[nibble as usize];
+        }
+        PatternHex(digits)
+    }
+}
+
+/// A [`PatternId`] as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatternHex([u8; 8]);
+
+impl PatternHex {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 impl fmt::Display for PatternId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -420,6 +442,16 @@ mod tests {
         let odd = miner.add("\u{0}\u{1}=,,==");
         assert_ne!(odd.id, empty.id);
         assert!(miner.template(empty.id).is_some());
+    }
+
+    #[test]
+    fn ids_are_eight_hex_digits() {
+        assert_eq!(PatternId(0x00ab_cdef).to_string(), "00abcdef");
+        assert_eq!(PatternId(u32::MAX).hex().as_str(), "ffffffff");
+        assert_eq!(
+            format!("{}", PatternId(0x1234_5678)),
+            format!("{:08x}", 0x1234_5678)
+        );
     }
 
     #[test]

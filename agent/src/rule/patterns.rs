@@ -73,14 +73,22 @@ impl PatternsRule {
             None => record.raw,
         };
         let assignment = self.miner.add(message);
-        let pattern = assignment.id.to_string();
+        let pattern = assignment.id.hex();
         let level = self.level.as_ref().and_then(|f| event.get(f)).unwrap_or("");
         let (lines, new) = (self.metrics.lines.id, self.metrics.new.id);
         self.labels.with_values(&event, |values| {
-            let mut all: Vec<&str> = Vec::with_capacity(values.len() + 2);
-            all.extend_from_slice(values);
-            all.extend([level, pattern.as_str()]);
-            registry.inc(lines, &all, 1.0);
+            // The rule's labels, then `level` and `pattern`: on the stack for up to eight
+            // labels, as `Labels::with_values` keeps them.
+            const ON_STACK: usize = 10;
+            let extra = [level, pattern.as_str()];
+            if values.len() + extra.len() <= ON_STACK {
+                let mut all = [""; ON_STACK];
+                all[..values.len()].copy_from_slice(values);
+                all[values.len()..values.len() + 2].copy_from_slice(&extra);
+                registry.inc(lines, &all[..values.len() + 2], 1.0);
+            } else {
+                registry.inc(lines, &[values, &extra].concat(), 1.0);
+            }
             if assignment.new {
                 registry.inc(new, values, 1.0);
             }
