@@ -562,7 +562,7 @@ impl Engine {
             let config = self.model_config(&entry.name, entry.counter);
             if self.series.len() >= self.config.store.max_series {
                 report.beyond_capacity += 1;
-            } else if *entry.detector.config() == config || entry.detector.reconfigure(&config) {
+            } else if entry.detector.reconfigure(&config) {
                 entry.seen_ms = now_ms;
                 self.series.insert(key, entry);
                 report.series += 1;
@@ -601,7 +601,7 @@ impl Engine {
         };
         let config = self.model_config(&entry.name, entry.counter);
         if self.series.contains_key(key)
-            || !(*entry.detector.config() == config || entry.detector.reconfigure(&config))
+            || !entry.detector.reconfigure(&config)
             || self.series.len() >= self.config.store.max_series
         {
             return false;
