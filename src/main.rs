@@ -1,6 +1,7 @@
 //! `omen`: the command line. Parses arguments and calls the agent and detector libraries.
 
 mod demo;
+mod rca;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,17 @@ enum Command {
     Backtest(BacktestArgs),
     /// Agent and detector on a simulated inventory service with injected incidents.
     Demo(DemoArgs),
+    /// Replay recorded fault cases (spans) and rank each one's root-cause services.
+    Rca(RcaArgs),
+}
+
+#[derive(Args)]
+struct RcaArgs {
+    /// One case directory (with case.json and spans.csv.gz), or a directory of them
+    cases: PathBuf,
+    /// Output directory: predictions.json (case id → services, best first) and report.json
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -219,6 +231,13 @@ fn main() -> ExitCode {
         },
         Command::Detect(args) => detect(args),
         Command::Demo(args) => demo(&args),
+        Command::Rca(args) => match rca::run(&args.cases, &args.out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {}", error_line(&error));
+                ExitCode::FAILURE
+            }
+        },
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -4,6 +4,7 @@ pub mod backtest;
 pub mod ingest;
 pub mod model;
 pub mod series;
+pub mod traces;
 pub mod wire;
 
 /// At most `chars` characters of `text`, with `…` after a cut: what an error quotes of an
