@@ -420,6 +420,7 @@ mod tests {
                 members: vec![member],
                 resolved_ms: None,
                 confirmed: true,
+                traces: None,
             });
         }
         assert!(summarize(&scenario, &recorded, 0, 0));

@@ -70,6 +70,8 @@ pub struct DetectConfig {
     pub kafka: Option<KafkaConfig>,
     /// Which series of every source are modelled (each source may narrow it further).
     pub select: Selection,
+    /// OTLP trace receivers; without this section no spans are read.
+    pub traces: Option<TracesConfig>,
 }
 
 impl Default for DetectConfig {
@@ -86,6 +88,7 @@ impl Default for DetectConfig {
             alerting: AlertingConfig::default(),
             kafka: None,
             select: Selection::default(),
+            traces: None,
         }
     }
 }
@@ -149,6 +152,52 @@ fn default_timeout() -> Duration {
 
 fn default_job() -> String {
     "scrape".to_owned()
+}
+
+/// The OTLP trace receivers (gRPC and HTTP, plus `POST /v1/traces` on the detector's own
+/// listener) and what they build from spans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// OTLP/gRPC listener (`null`: none).
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listener (`null`: none; `/v1/traces` on `listen` stays).
+    pub otlp_http: Option<SocketAddr>,
+    /// How often the per-service and per-edge series are sampled for the models.
+    #[serde(with = "omen_common::duration")]
+    pub interval: Duration,
+    /// A trace is complete once no span of it has ended for this long.
+    #[serde(with = "omen_common::duration")]
+    pub wait: Duration,
+    /// Largest request body (compressed) or gRPC message accepted.
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted.
+    pub max_decoded_bytes: usize,
+    /// Span-metrics series kept before further keys fold into the overflow series.
+    pub max_span_series: usize,
+    /// Service-graph edges kept before further edges fold into the overflow edge.
+    pub max_edges: usize,
+    /// Spans held while their traces complete.
+    pub max_held_spans: usize,
+    /// Requests waiting to be processed; past it a request is refused as retryable.
+    pub queue: usize,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            otlp_grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
+            otlp_http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
+            interval: Duration::from_secs(15),
+            wait: Duration::from_secs(10),
+            max_body_bytes: 4 << 20,
+            max_decoded_bytes: 16 << 20,
+            max_span_series: 10_000,
+            max_edges: 10_000,
+            max_held_spans: 1_000_000,
+            queue: 256,
+        }
+    }
 }
 
 /// The remote_write receiver.
@@ -462,6 +511,22 @@ impl DetectConfig {
                     field,
                     "must be at least 1 (every request would be refused)",
                 ));
+            }
+        }
+        if let Some(traces) = &self.traces {
+            positive("traces.interval".to_owned(), traces.interval)?;
+            positive("traces.wait".to_owned(), traces.wait)?;
+            for (field, value) in [
+                ("traces.max_body_bytes", traces.max_body_bytes),
+                ("traces.max_decoded_bytes", traces.max_decoded_bytes),
+                ("traces.max_span_series", traces.max_span_series),
+                ("traces.max_edges", traces.max_edges),
+                ("traces.max_held_spans", traces.max_held_spans),
+                ("traces.queue", traces.queue),
+            ] {
+                if value == 0 {
+                    return Err(invalid(field, "must be at least 1"));
+                }
             }
         }
         for (i, limit) in self.limits.iter().enumerate() {

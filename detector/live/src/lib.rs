@@ -10,3 +10,4 @@ pub mod server;
 pub mod sinks;
 pub mod snapshot;
 pub mod state;
+pub mod traces;

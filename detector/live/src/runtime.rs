@@ -10,13 +10,14 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
-use crate::config::DetectConfig;
+use crate::config::{DetectConfig, TracesConfig};
 use crate::engine::Engine;
 use crate::ingest::promql::prometheus_loop;
 use crate::ingest::scrape::scrape_loop;
 use crate::sinks::{Sink, Target};
 use crate::snapshot::{self, SnapshotError};
 use crate::state::{now_ms, LiveState};
+use crate::traces::Traces;
 use crate::{kafka, server};
 
 /// Errors that stop `omen detect` from starting or stopping cleanly.
@@ -98,6 +99,49 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Binds the OTLP receivers the configuration names and serves them until `stop` fires.
+async fn spawn_trace_receivers<F>(
+    config: &TracesConfig,
+    shared: &Arc<LiveState>,
+    stop: &(impl Fn() -> F + Send + Sync),
+) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })
+    };
+    let mut tasks = Vec::new();
+    if let Some(addr) = config.otlp_http {
+        let listener = bind(addr).await?;
+        let app = crate::traces::http::routes(config.max_body_bytes).with_state(shared.clone());
+        let shutdown = stop();
+        info!(%addr, "OTLP/HTTP trace receiver listening");
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                error!(error = %e, "OTLP/HTTP receiver stopped");
+            }
+        }));
+    }
+    if let Some(addr) = config.otlp_grpc {
+        let listener = bind(addr).await?;
+        let (shared, limit, shutdown) = (shared.clone(), config.max_body_bytes, stop());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                crate::traces::grpc::serve(listener, addr, shared, limit, shutdown).await
+            {
+                error!(error = %e, "OTLP/gRPC receiver stopped");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
 /// Serves until `shutdown` completes.
 pub async fn serve(
     config: DetectConfig,
@@ -116,7 +160,29 @@ pub async fn serve(
     let sinks = sinks(&config);
     let (scrapes, polls) = (config.scrape.clone(), config.prometheus.clone());
     let kafka = config.kafka.clone();
-    let shared = Arc::new(LiveState::new(Engine::new(config), sinks));
+    let traces_config = config.traces.clone();
+    let mut state = LiveState::new(Engine::new(config), sinks);
+    let mut trace_queue = None;
+    if let Some(traces_config) = &traces_config {
+        let (traces, queue) = Traces::new(traces_config.clone());
+        state = state.with_traces(traces);
+        trace_queue = Some(queue);
+    }
+    let shared = Arc::new(state);
+    // Every server stops when `shutdown` completes.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut receivers = Vec::new();
+    if let (Some(traces_config), Some(queue)) = (&traces_config, trace_queue) {
+        let traces = shared.traces().expect("set above").clone();
+        tokio::spawn(crate::traces::run(traces, queue, shared.clone()));
+        receivers = spawn_trace_receivers(traces_config, &shared, &stop_signal).await?;
+    }
     if let Some(path) = &snapshot_path {
         snapshot::load(&shared, path);
     }
@@ -163,8 +229,14 @@ pub async fn serve(
     info!(%addr, "omen detect listening");
     let app = server::app(shared.clone());
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await;
+    for receiver in receivers {
+        let _ = receiver.await;
+    }
     ticker.abort();
     if let Some(task) = snapshots {
         task.abort();

@@ -1,6 +1,7 @@
 //! The detector's HTTP server: `/metrics`, the remote_write receiver
 //! (`POST /api/v1/write`, handled in `ingest::remote_write`), `/api/v1/incidents`,
-//! `/api/v1/series` (each series' learning state),
+//! `/api/v1/series` (each series' learning state), OTLP/HTTP `POST /v1/traces` when traces
+//! are enabled (handled in `traces::http`),
 //! `/healthz` and `/ready`. The router is built in [`app`], so tests call it without a
 //! socket.
 
@@ -23,6 +24,9 @@ pub fn app(state: Arc<LiveState>) -> Router {
         .route("/api/v1/series", get(series))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready));
+    if let Some(traces) = state.traces() {
+        router = router.merge(crate::traces::http::routes(traces.config.max_body_bytes));
+    }
     if remote_write.enabled {
         router = router.route(
             "/api/v1/write",

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::engine::correlate::Evidence;
+use crate::engine::correlate::{Change, Evidence};
 use crate::engine::select::{admit, Selector, Skip};
 use crate::engine::{Engine, Mode, Notification, Origin};
 use crate::metrics;
 use crate::sinks::{counts_by_kind, Sink};
+use crate::traces::Traces;
 use omen_detector::wire::Sample;
 
 /// Unix milliseconds now.
@@ -30,6 +31,8 @@ pub struct LiveState {
     ready: AtomicBool,
     /// Called with every notification (the demo prints them).
     observer: Option<Observer>,
+    /// The OTLP trace receivers' end, when traces are enabled.
+    traces: Option<Arc<Traces>>,
 }
 
 impl LiveState {
@@ -39,7 +42,18 @@ impl LiveState {
             sinks,
             ready: AtomicBool::new(false),
             observer: None,
+            traces: None,
         }
+    }
+
+    /// Serves OTLP traces into `traces`.
+    pub fn with_traces(mut self, traces: Arc<Traces>) -> Self {
+        self.traces = Some(traces);
+        self
+    }
+
+    pub fn traces(&self) -> Option<&Arc<Traces>> {
+        self.traces.as_ref()
     }
 
     /// Calls `observe` with every notification, before the sinks get its alerts.
@@ -134,10 +148,11 @@ impl LiveState {
         self.dispatch(notifications, now_ms);
     }
 
-    fn dispatch(&self, notifications: Vec<Notification>, now_ms: i64) {
+    fn dispatch(&self, mut notifications: Vec<Notification>, now_ms: i64) {
         if notifications.is_empty() {
             return;
         }
+        self.add_trace_context(&mut notifications, now_ms);
         let dashboard_url = self.engine().config().alerting.dashboard_url.clone();
         for notification in notifications {
             if let Some(observe) = &self.observer {
@@ -151,9 +166,35 @@ impl LiveState {
         }
     }
 
+    /// Attaches what spans say to each incident opened or joined, in the notification (so
+    /// its alert carries it) and in the engine (so the API does).
+    fn add_trace_context(&self, notifications: &mut [Notification], now_ms: i64) {
+        let Some(traces) = &self.traces else {
+            return;
+        };
+        for notification in notifications {
+            let Notification::Incident(event) = notification else {
+                continue;
+            };
+            if event.change == Change::Resolved {
+                continue;
+            }
+            let context = traces.pipeline().context(event.incident.started_ms, now_ms);
+            if let Some(context) = context {
+                self.engine()
+                    .annotate_incident(&event.incident.id, context.clone());
+                event.incident.traces = Some(context);
+            }
+        }
+    }
+
     /// `/metrics`.
     pub fn render(&self) -> String {
         let counts = counts_by_kind(&self.sinks);
-        metrics::render(&self.engine(), &counts)
+        let mut out = metrics::render(&self.engine(), &counts);
+        if let Some(traces) = &self.traces {
+            crate::traces::render::render(&mut out, traces);
+        }
+        out
     }
 }

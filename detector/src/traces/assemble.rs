@@ -55,6 +55,8 @@ pub struct TraceFacts {
     pub trace_id: TraceId,
     pub spans: Vec<SpanFacts>,
     pub edges: Vec<EdgeFacts>,
+    /// Spans naming a parent that is not in the trace (lost, or sampled away).
+    pub unpaired: usize,
 }
 
 impl TraceFacts {
@@ -67,18 +69,19 @@ impl TraceFacts {
             .map(|(i, s)| (s.span_id, i))
             .collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+        let mut unpaired = 0;
         for (i, span) in spans.iter().enumerate() {
-            if let Some(parent) = span.parent_id.and_then(|p| index.get(&p)) {
-                if *parent != i {
-                    children[*parent].push(i);
-                }
+            match span.parent_id.map(|p| index.get(&p)) {
+                Some(Some(&parent)) if parent != i => children[parent].push(i),
+                Some(None) => unpaired += 1,
+                _ => {}
             }
         }
         let mut edges = Vec::new();
         let mut facts = Vec::with_capacity(spans.len());
         for (i, span) in spans.iter().enumerate() {
             let kids = &children[i];
-            let origin_error = span.error && !kids.iter().any(|&k| spans[k].error);
+            let origin_error = span.is_error() && !kids.iter().any(|&k| spans[k].is_error());
             let self_nano = span
                 .duration_nano
                 .saturating_sub(covered(span, kids.iter().map(|&k| &spans[k])));
@@ -93,7 +96,7 @@ impl TraceFacts {
                         start_unix_nano: child.start_unix_nano,
                         client_nano: span.duration_nano,
                         server_nano: child.duration_nano,
-                        failed: span.error || child.error,
+                        failed: span.is_error() || child.is_error(),
                     });
                 }
             }
@@ -113,6 +116,7 @@ impl TraceFacts {
             trace_id,
             spans,
             edges,
+            unpaired,
         }
     }
 }
@@ -278,7 +282,7 @@ impl TraceAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traces::span::SpanKind;
+    use crate::traces::span::{SpanKind, StatusCode};
 
     pub(crate) fn span(
         trace: u8,
@@ -297,7 +301,7 @@ mod tests {
             kind: SpanKind::Unspecified,
             start_unix_nano: start,
             duration_nano: dur,
-            error: false,
+            status: StatusCode::Unset,
         }
     }
 
@@ -310,7 +314,7 @@ mod tests {
             span(1, 3, Some(1), "cart", 30, 30),
             span(1, 4, Some(1), "front", 80, 40), // runs past the parent's end
         ];
-        spans[1].error = true;
+        spans[1].status = StatusCode::Error;
         let facts = TraceFacts::from_spans(TraceId([1; 16]), spans);
         let root = &facts.spans[0];
         assert_eq!(root.self_nano, 100 - 50 - 20);

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::assemble::{AssemblerLimits, TraceAssembler, TraceFacts};
 use super::rca::{Candidate, Evidence, RcaParams};
-use super::span::{Names, Span, SpanId, SpanKind, TraceId};
+use super::span::{Names, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// How long after the alarm spans are judged: the cases' faults last 180 s.
 pub const JUDGED_NANO: u64 = 180_000_000_000;
@@ -175,7 +175,11 @@ pub fn read_spans(path: &Path, names: &mut Names) -> Result<Vec<Span>, CaseError
             kind: SpanKind::Unspecified,
             start_unix_nano: field(start).parse().map_err(|_| bad("start_unix_nano"))?,
             duration_nano: field(duration).parse().map_err(|_| bad("duration_nano"))?,
-            error: status.is_some_and(|i| field(i) == "ERROR"),
+            status: match status.map(field) {
+                Some("ERROR") => StatusCode::Error,
+                Some("OK") => StatusCode::Ok,
+                _ => StatusCode::Unset,
+            },
         });
     }
     spans.sort_by_key(|s| s.start_unix_nano);

@@ -6,9 +6,12 @@
 
 pub mod assemble;
 pub mod case;
+pub mod otlp;
 pub mod rca;
+pub mod red;
+pub mod series;
 pub mod span;
 
 pub use assemble::{EdgeFacts, SpanFacts, TraceAssembler, TraceFacts};
 pub use rca::{Candidate, Evidence, RcaParams};
-pub use span::{Names, Span, SpanId, SpanKind, TraceId};
+pub use span::{Names, Span, SpanId, SpanKind, StatusCode, TraceId};

@@ -376,7 +376,7 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traces::span::{Span, SpanId, SpanKind, TraceId};
+    use crate::traces::span::{Span, SpanId, SpanKind, StatusCode, TraceId};
 
     /// A trace `a → b → c` starting at `at`: each service works `work` ns of its own, and
     /// `wire` ns pass between a's client span and b's span (b's ingress).
@@ -408,15 +408,19 @@ mod tests {
             kind: SpanKind::Unspecified,
             start_unix_nano: start,
             duration_nano: dur,
-            error: false,
+            status: StatusCode::Unset,
         };
         let c_dur = work[2];
         let b_dur = work[1] + c_dur;
         let a_dur = work[0] + wire + b_dur;
         let mut c = span(3, Some(2), "c", at + work[0] + wire + work[1], c_dur);
-        c.error = error_in_c;
+        if error_in_c {
+            c.status = StatusCode::Error;
+        }
         let mut b = span(2, Some(4), "b", at + work[0] + wire, b_dur);
-        b.error = error_in_c;
+        if error_in_c {
+            b.status = StatusCode::Error;
+        }
         // a's client span: the call as a sees it, wire included.
         let client = span(4, Some(1), "a", at + work[0], wire + b_dur);
         let spans = vec![span(1, None, "a", at, a_dur), client, b, c];

@@ -126,11 +126,43 @@ pub struct Span {
     pub kind: SpanKind,
     pub start_unix_nano: u64,
     pub duration_nano: u64,
-    /// Status `ERROR`.
-    pub error: bool,
+    pub status: StatusCode,
+}
+
+/// OTLP's span status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    /// The name Tempo's span metrics use in their `status_code` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "STATUS_CODE_UNSET",
+            StatusCode::Ok => "STATUS_CODE_OK",
+            StatusCode::Error => "STATUS_CODE_ERROR",
+        }
+    }
+
+    /// From OTLP's enum value; unknown values are `Unset`.
+    pub fn from_otlp(value: i32) -> Self {
+        match value {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
 }
 
 impl Span {
+    pub fn is_error(&self) -> bool {
+        self.status == StatusCode::Error
+    }
+
     pub fn end_unix_nano(&self) -> u64 {
         self.start_unix_nano.saturating_add(self.duration_nano)
     }

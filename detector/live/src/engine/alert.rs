@@ -138,7 +138,7 @@ fn incident_alert(incident: &Incident, root_cause: &str, dashboard_url: &str) ->
         "{dashboard_url}?from={}&to=now",
         incident.started_ms - 3_600_000
     );
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (
             "summary".to_owned(),
             format!(
@@ -152,6 +152,14 @@ fn incident_alert(incident: &Incident, root_cause: &str, dashboard_url: &str) ->
         ("started".to_owned(), format_rfc3339(incident.started_ms)),
         ("dashboard".to_owned(), dashboard.clone()),
     ]);
+    if let Some(traces) = &incident.traces {
+        if let Some((service, _)) = traces.ranking.first() {
+            annotations.insert("trace_root_cause".to_owned(), service.clone());
+        }
+        if !traces.exemplar_trace_ids.is_empty() {
+            annotations.insert("trace_ids".to_owned(), traces.exemplar_trace_ids.join(","));
+        }
+    }
     Alert {
         labels,
         annotations,
@@ -252,6 +260,7 @@ mod tests {
             ],
             resolved_ms: None,
             confirmed: true,
+            traces: None,
         };
         let event = IncidentEvent {
             change: Change::Joined,

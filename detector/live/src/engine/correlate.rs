@@ -43,6 +43,19 @@ pub struct Incident {
     /// Whether enough evidence came in to raise it (see [`CorrelationConfig::confirm_points`]);
     /// an unconfirmed incident that goes quiet is dropped without a word.
     pub confirmed: bool,
+    /// What spans say about it, when traces are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TraceContext>,
+}
+
+/// The root cause spans point at, and traces that show the incident (exemplars to open in
+/// Tempo or Jaeger).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// Services ranked by span evidence since the incident began, best first, with scores.
+    pub ranking: Vec<(String, f64)>,
+    /// Trace ids through the top-ranked service, slowest or failed first.
+    pub exemplar_trace_ids: Vec<String>,
 }
 
 impl Incident {
@@ -125,6 +138,13 @@ impl Correlator {
 
     pub fn recent(&self) -> impl Iterator<Item = &Incident> {
         self.recent.iter()
+    }
+
+    /// Attaches what spans say to the open incident `id`.
+    pub fn annotate(&mut self, id: &str, context: TraceContext) {
+        if let Some(incident) = self.open.iter_mut().find(|i| i.id == id) {
+            incident.traces = Some(context);
+        }
     }
 
     /// Whether `series` belongs to an open incident.
@@ -216,6 +236,7 @@ impl Correlator {
             members: vec![member],
             resolved_ms: None,
             confirmed: false,
+            traces: None,
         };
         let event = confirm(config, &mut incident);
         self.open.push(incident);

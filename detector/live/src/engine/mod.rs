@@ -27,14 +27,16 @@ pub enum Origin {
     RemoteWrite,
     Prometheus,
     Kafka,
+    Traces,
 }
 
 impl Origin {
-    pub const ALL: [Origin; 4] = [
+    pub const ALL: [Origin; 5] = [
         Origin::Scrape,
         Origin::RemoteWrite,
         Origin::Prometheus,
         Origin::Kafka,
+        Origin::Traces,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Origin {
             Self::RemoteWrite => "remote_write",
             Self::Prometheus => "prometheus",
             Self::Kafka => "kafka",
+            Self::Traces => "traces",
         }
     }
 }
@@ -269,6 +272,27 @@ impl Engine {
 
     pub fn correlator(&self) -> &Correlator {
         &self.correlator
+    }
+
+    /// Attaches what spans say to the open incident `id`.
+    pub fn annotate_incident(&mut self, id: &str, context: correlate::TraceContext) {
+        self.correlator.annotate(id, context);
+    }
+
+    /// Merges call edges learnt from spans (client, server) into correlation's dependency
+    /// graph: a service and the services it calls join one incident, the callee ranked
+    /// deeper. Configured dependencies stay; learnt ones only add.
+    pub fn learn_dependencies<'a>(&mut self, edges: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let dependencies = &mut self.config.correlation.dependencies;
+        for (client, server) in edges {
+            if client == server {
+                continue;
+            }
+            let callees = dependencies.entry(client.to_owned()).or_default();
+            if !callees.iter().any(|c| c == server) {
+                callees.push(server.to_owned());
+            }
+        }
     }
 
     pub fn series_count(&self) -> usize {

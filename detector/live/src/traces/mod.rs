@@ -1,0 +1,320 @@
+//! Spans in, through OTLP (gRPC in [`grpc`], HTTP in [`http`]): each request is decoded by
+//! the core (`omen_detector::traces::otlp`) and its spans queued; one task feeds them to
+//! the [`TracePipeline`], which counts span metrics as spans arrive, assembles traces, and
+//! from completed traces builds the service graph, the per-service series the models watch
+//! and the root-cause evidence. Every second the pipeline completes idle traces and, once
+//! per `interval`, hands its series to the engine like any other source's samples.
+//!
+//! Bounded everywhere: the body, the queue (a full queue refuses the request as retryable,
+//! so the sender keeps the spans), the spans held, the series kept; each bound counted.
+
+pub mod grpc;
+pub mod http;
+pub mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use omen_detector::traces::assemble::AssemblerLimits;
+use omen_detector::traces::red::{ServiceGraph, SpanMetrics, OVERFLOW};
+use omen_detector::traces::series::ServiceSeries;
+use omen_detector::traces::{Evidence, RcaParams, Span, TraceAssembler, TraceFacts, TraceId};
+use omen_detector::wire::Sample;
+use tokio::sync::mpsc;
+
+use crate::config::TracesConfig;
+use crate::engine::correlate::TraceContext;
+use crate::engine::{Mode, Origin};
+use crate::state::{now_ms, LiveState};
+
+/// Which receiver a request came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    Http,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Grpc, Protocol::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// What the pipeline learns from spans; see the module doc.
+pub struct TracePipeline {
+    assembler: TraceAssembler,
+    pub(crate) span_metrics: SpanMetrics,
+    pub(crate) graph: ServiceGraph,
+    series: ServiceSeries,
+    evidence: Evidence,
+    done: Vec<TraceFacts>,
+    /// Recent traces, for exemplars: oldest first, at most [`RECENT_TRACES`].
+    recent: VecDeque<RecentTrace>,
+    interval_ms: i64,
+    next_sample_ms: i64,
+    /// Edges already handed to correlation.
+    edges_learnt: usize,
+}
+
+/// Traces kept for exemplars.
+const RECENT_TRACES: usize = 20_000;
+/// Exemplars and ranked services an incident carries.
+const EXEMPLARS: usize = 5;
+const RANKED: usize = 5;
+
+/// What an exemplar search needs of a trace: per service, its slowest request into the
+/// service and whether an error started there.
+struct RecentTrace {
+    trace_id: TraceId,
+    start_nano: u64,
+    services: Vec<(Arc<str>, u64, bool)>,
+}
+
+impl RecentTrace {
+    fn of(trace: &TraceFacts) -> Self {
+        let mut services: Vec<(Arc<str>, u64, bool)> = Vec::new();
+        for fact in &trace.spans {
+            let span = &fact.span;
+            match services.iter_mut().find(|(s, _, _)| *s == span.service) {
+                Some(entry) => {
+                    entry.1 = entry.1.max(span.duration_nano);
+                    entry.2 |= fact.origin_error;
+                }
+                None => {
+                    services.push((span.service.clone(), span.duration_nano, fact.origin_error))
+                }
+            }
+        }
+        Self {
+            trace_id: trace.trace_id,
+            start_nano: trace.spans.first().map_or(0, |f| f.span.start_unix_nano),
+            services,
+        }
+    }
+}
+
+impl TracePipeline {
+    pub fn new(config: &TracesConfig) -> Self {
+        let limits = AssemblerLimits {
+            wait_nano: config.wait.as_nanos().min(u128::from(u64::MAX)) as u64,
+            max_spans: config.max_held_spans,
+            ..AssemblerLimits::default()
+        };
+        Self {
+            assembler: TraceAssembler::new(limits),
+            span_metrics: SpanMetrics::new(config.max_span_series),
+            graph: ServiceGraph::new(config.max_edges),
+            series: ServiceSeries::new(config.max_span_series),
+            evidence: Evidence::new(RcaParams::default()),
+            done: Vec::new(),
+            recent: VecDeque::new(),
+            interval_ms: config.interval.as_millis().max(1) as i64,
+            next_sample_ms: 0,
+            edges_learnt: 0,
+        }
+    }
+
+    /// Counts the spans and holds them until their traces complete.
+    pub fn push(&mut self, spans: Vec<Span>) {
+        for span in spans {
+            self.span_metrics.observe(&span);
+            self.assembler.push(span, &mut self.done);
+        }
+        self.complete();
+    }
+
+    /// Completes traces idle at `now_ms`; once per interval, the series' samples.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Sample> {
+        let now_nano = u64::try_from(now_ms).unwrap_or(0).saturating_mul(1_000_000);
+        self.assembler.flush(now_nano, &mut self.done);
+        self.complete();
+        if now_ms < self.next_sample_ms {
+            return Vec::new();
+        }
+        self.next_sample_ms = now_ms - now_ms.rem_euclid(self.interval_ms) + self.interval_ms;
+        self.series.take_samples(now_ms)
+    }
+
+    fn complete(&mut self) {
+        for trace in self.done.drain(..) {
+            self.graph.observe(&trace);
+            self.series.observe(&trace);
+            self.evidence.observe(&trace);
+            if self.recent.len() == RECENT_TRACES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(RecentTrace::of(&trace));
+        }
+    }
+
+    /// Call edges not yet handed to correlation (all of them when there are new ones).
+    pub fn new_edges(&mut self) -> Option<Vec<(String, String)>> {
+        if self.graph.len() == self.edges_learnt {
+            return None;
+        }
+        self.edges_learnt = self.graph.len();
+        Some(
+            self.graph
+                .edges()
+                .into_iter()
+                .filter(|((c, s), _)| &**c != OVERFLOW && &**s != OVERFLOW)
+                .map(|((c, s), _)| (c.to_string(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    /// What spans say of an incident that began at `since_ms`: services ranked by span
+    /// evidence, and the traces through the top one, failed or slowest first. `None` while
+    /// spans point nowhere.
+    pub fn context(&self, since_ms: i64, now_ms: i64) -> Option<TraceContext> {
+        let nano = |ms: i64| u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000);
+        let ranking: Vec<(String, f64)> = self
+            .evidence
+            .rank(nano(since_ms), nano(now_ms).saturating_add(1), &[])
+            .into_iter()
+            .filter(|c| c.score > 0.0)
+            .take(RANKED)
+            .map(|c| (c.service, c.score))
+            .collect();
+        let top = ranking.first()?.0.clone();
+        let mut through: Vec<(bool, u64, TraceId)> = self
+            .recent
+            .iter()
+            .rev()
+            .take_while(|t| t.start_nano >= nano(since_ms))
+            .filter_map(|t| {
+                let (_, latency, error) = t.services.iter().find(|(s, _, _)| **s == *top)?;
+                Some((*error, *latency, t.trace_id))
+            })
+            .collect();
+        through.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        Some(TraceContext {
+            ranking,
+            exemplar_trace_ids: through
+                .into_iter()
+                .take(EXEMPLARS)
+                .map(|(_, _, id)| id.to_string())
+                .collect(),
+        })
+    }
+
+    pub fn assembler(&self) -> &TraceAssembler {
+        &self.assembler
+    }
+
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    pub fn series_dropped(&self) -> u64 {
+        self.series.dropped
+    }
+}
+
+/// Counters of the receivers.
+#[derive(Default)]
+pub struct TraceCounters {
+    /// Spans accepted, per [`Protocol`].
+    pub received: [AtomicU64; 2],
+    /// Spans rejected as unusable (partial success), per [`Protocol`].
+    pub rejected: [AtomicU64; 2],
+    /// Spans refused because the queue was full (the sender was told to retry).
+    pub refused: AtomicU64,
+}
+
+/// The receivers' shared end: the queue into the pipeline, and the pipeline itself.
+pub struct Traces {
+    pipeline: Mutex<TracePipeline>,
+    queue: mpsc::Sender<Vec<Span>>,
+    pub counters: TraceCounters,
+    pub config: TracesConfig,
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    QueueFull,
+    Closed,
+}
+
+impl Traces {
+    /// The shared end and the queue's receiving end (for [`run`]).
+    pub fn new(config: TracesConfig) -> (Arc<Self>, mpsc::Receiver<Vec<Span>>) {
+        let (queue, receiver) = mpsc::channel(config.queue);
+        let traces = Arc::new(Self {
+            pipeline: Mutex::new(TracePipeline::new(&config)),
+            queue,
+            counters: TraceCounters::default(),
+            config,
+        });
+        (traces, receiver)
+    }
+
+    pub fn pipeline(&self) -> MutexGuard<'_, TracePipeline> {
+        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a request's spans; counts them as received, or as refused.
+    pub fn offer(
+        &self,
+        protocol: Protocol,
+        spans: Vec<Span>,
+        rejected: u64,
+    ) -> Result<(), Refused> {
+        let count = spans.len() as u64;
+        self.counters.rejected[protocol as usize].fetch_add(rejected, Ordering::Relaxed);
+        if spans.is_empty() {
+            return Ok(());
+        }
+        match self.queue.try_send(spans) {
+            Ok(()) => {
+                self.counters.received[protocol as usize].fetch_add(count, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.refused.fetch_add(count, Ordering::Relaxed);
+                Err(Refused::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Refused::Closed),
+        }
+    }
+}
+
+/// Feeds queued spans to the pipeline and, every second, ticks it and hands its series to
+/// the engine. Runs until the queue closes.
+pub async fn run(traces: Arc<Traces>, mut queue: mpsc::Receiver<Vec<Span>>, state: Arc<LiveState>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            batch = queue.recv() => match batch {
+                Some(spans) => traces.pipeline().push(spans),
+                None => return,
+            },
+            _ = ticker.tick() => {
+                let now = now_ms();
+                let (samples, edges) = {
+                    let mut pipeline = traces.pipeline();
+                    (pipeline.tick(now), pipeline.new_edges())
+                };
+                if let Some(edges) = edges {
+                    state
+                        .engine()
+                        .learn_dependencies(edges.iter().map(|(c, s)| (c.as_str(), s.as_str())));
+                }
+                if !samples.is_empty() {
+                    state.ingest(Origin::Traces, samples, now, Mode::Live);
+                }
+            }
+        }
+    }
+}
