@@ -17,6 +17,23 @@ use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
 use omen_detector::wire::remote_write;
 
+/// A request body; a body over the limit (or cut short) is counted for `origin`
+/// (`too_large` or `unreadable`) and its rejection answers the request.
+pub fn accept_body(
+    state: &LiveState,
+    origin: Origin,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, BytesRejection> {
+    body.inspect_err(|rejection| {
+        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "unreadable"
+        };
+        state.count_error(origin, reason);
+    })
+}
+
 /// `POST /api/v1/write`: decodes the body and hands its samples to the engine.
 pub async fn receive(
     State(state): State<Arc<LiveState>>,
@@ -24,17 +41,9 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // A body over the limit (or cut short) is refused before it is decoded, and counted.
-    let body = match body {
+    let body = match accept_body(&state, Origin::RemoteWrite, body) {
         Ok(body) => body,
-        Err(rejection) => {
-            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "unreadable"
-            };
-            state.count_error(Origin::RemoteWrite, reason);
-            return rejection.into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let (limit, name_match, include, exclude) = {

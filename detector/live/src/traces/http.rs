@@ -25,6 +25,7 @@ use prost::Message;
 
 use super::{Protocol, Refused};
 use crate::engine::Origin;
+use crate::ingest::remote_write::accept_body;
 use crate::state::LiveState;
 
 /// The OTLP/HTTP routes, for the detector's listener or a listener of their own.
@@ -110,17 +111,9 @@ async fn receive(
             "traces are not enabled".into(),
         );
     };
-    let body = match body {
+    let body = match accept_body(&state, Origin::Traces, body) {
         Ok(body) => body,
-        Err(rejection) => {
-            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "unreadable"
-            };
-            state.count_error(Origin::Traces, reason);
-            return rejection.into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)

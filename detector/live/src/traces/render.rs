@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use omen_common::exposition::{write_header, write_sample, MetricType};
-use omen_detector::traces::red::Histogram;
+use omen_detector::traces::red::{Histogram, SpanKey};
 
 use super::{Protocol, Traces};
 
@@ -29,6 +29,15 @@ fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogra
     );
 }
 
+fn span_labels(key: &SpanKey) -> [(&str, &str); 4] {
+    [
+        ("service", &*key.service),
+        ("span_name", &*key.span_name),
+        ("span_kind", key.kind.0),
+        ("status_code", key.status.0),
+    ]
+}
+
 /// Appends the traces' families to `out`.
 pub fn render(out: &mut String, traces: &Traces) {
     let pipeline = traces.pipeline();
@@ -40,12 +49,7 @@ pub fn render(out: &mut String, traces: &Traces) {
         MetricType::Counter,
     );
     for (key, stats) in &spans {
-        let labels = [
-            ("service", &*key.service),
-            ("span_name", &*key.span_name),
-            ("span_kind", key.kind.0),
-            ("status_code", key.status.0),
-        ];
+        let labels = span_labels(key);
         write_sample(
             out,
             "traces_spanmetrics_calls_total",
@@ -60,12 +64,7 @@ pub fn render(out: &mut String, traces: &Traces) {
         MetricType::Histogram,
     );
     for (key, stats) in &spans {
-        let labels = [
-            ("service", &*key.service),
-            ("span_name", &*key.span_name),
-            ("span_kind", key.kind.0),
-            ("status_code", key.status.0),
-        ];
+        let labels = span_labels(key);
         histogram(out, "traces_spanmetrics_latency", &labels, &stats.latency);
     }
     let edges = pipeline.graph.edges();
