@@ -732,3 +732,30 @@ impl Redis {
         self.process = Self::spawn(&self.dir, self.addr);
     }
 }
+
+/// Every `expr` in a dashboard's panels (rows included), with Grafana's variables
+/// substituted as it would for "All" (the detector's `$series` becomes one modelled
+/// series' labels, as its query_result variable would pick).
+pub fn dashboard_expressions(dashboard: &serde_json::Value, series: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut panels: Vec<&serde_json::Value> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    while let Some(panel) = panels.pop() {
+        panels.extend(panel["panels"].as_array().into_iter().flatten());
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                let title = panel["title"].as_str().unwrap_or("").to_owned();
+                let expr = expr
+                    .replace("$__rate_interval", "1m")
+                    .replace("$job", ".*")
+                    .replace("$instance", ".*")
+                    .replace("$series", series);
+                out.push((title, expr));
+            }
+        }
+    }
+    out
+}
