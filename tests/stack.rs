@@ -776,7 +776,9 @@ fn the_example_config_models_no_up_scrape_alerts_or_omen_series() {
         .replace(
             "http://127.0.0.1:9750/metrics",
             "http://127.0.0.1:9/metrics",
-        );
+        )
+        .replace("127.0.0.1:4317", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", free_port()));
     assert_ne!(
         config, example,
         "the example's listen and snapshot path are where the test expects"

@@ -624,6 +624,23 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
                 .upper_limit,
             Some(500.0)
         );
+        let traces = config.traces.expect("the example enables traces");
+        assert_eq!(traces.otlp_grpc, TracesConfig::default().otlp_grpc);
+        assert_eq!(traces.interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn bad_traces_settings_name_the_field() {
+        for (text, field) in [
+            ("traces: { interval: 0s }", "traces.interval"),
+            ("traces: { queue: 0 }", "traces.queue"),
+            ("traces: { max_body_bytes: 0 }", "traces.max_body_bytes"),
+        ] {
+            let error = DetectConfig::parse(text, Path::new("t.yaml")).unwrap_err();
+            assert!(error.to_string().contains(field), "{text}: {error}");
+        }
+        let error = DetectConfig::parse("traces: { otlp: 1 }", Path::new("t.yaml")).unwrap_err();
+        assert!(error.to_string().contains("unknown field"), "{error}");
     }
 
     #[test]

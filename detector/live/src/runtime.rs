@@ -180,7 +180,7 @@ pub async fn serve(
     let mut receivers = Vec::new();
     if let (Some(traces_config), Some(queue)) = (&traces_config, trace_queue) {
         let traces = shared.traces().expect("set above").clone();
-        tokio::spawn(crate::traces::run(traces, queue, shared.clone()));
+        tokio::spawn(crate::traces::task::run(traces, queue, shared.clone()));
         receivers = spawn_trace_receivers(traces_config, &shared, &stop_signal).await?;
     }
     if let Some(path) = &snapshot_path {

@@ -3,7 +3,7 @@
 //! the [`TracePipeline`], which counts span metrics as spans arrive, assembles traces, and
 //! from completed traces builds the service graph, the per-service series the models watch
 //! and the root-cause evidence. Every second the pipeline completes idle traces and, once
-//! per `interval`, hands its series to the engine like any other source's samples.
+//! per `interval`, hands its series to the engine like any other source's samples ([`task::run`]).
 //!
 //! Bounded everywhere: the body, the queue (a full queue refuses the request as retryable,
 //! so the sender keeps the spans), the spans held, the series kept; each bound counted.
@@ -11,13 +11,13 @@
 pub mod grpc;
 pub mod http;
 pub mod render;
+pub mod task;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use omen_detector::traces::assemble::AssemblerLimits;
 use omen_detector::traces::red::{ServiceGraph, SpanMetrics, OVERFLOW};
@@ -28,8 +28,6 @@ use tokio::sync::mpsc;
 
 use crate::config::TracesConfig;
 use crate::engine::correlate::TraceContext;
-use crate::engine::{Mode, Origin};
-use crate::state::{now_ms, LiveState};
 
 /// Which receiver a request came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,36 +283,6 @@ impl Traces {
                 Err(Refused::QueueFull)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Refused::Closed),
-        }
-    }
-}
-
-/// Feeds queued spans to the pipeline and, every second, ticks it and hands its series to
-/// the engine. Runs until the queue closes.
-pub async fn run(traces: Arc<Traces>, mut queue: mpsc::Receiver<Vec<Span>>, state: Arc<LiveState>) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            batch = queue.recv() => match batch {
-                Some(spans) => traces.pipeline().push(spans),
-                None => return,
-            },
-            _ = ticker.tick() => {
-                let now = now_ms();
-                let (samples, edges) = {
-                    let mut pipeline = traces.pipeline();
-                    (pipeline.tick(now), pipeline.new_edges())
-                };
-                if let Some(edges) = edges {
-                    state
-                        .engine()
-                        .learn_dependencies(edges.iter().map(|(c, s)| (c.as_str(), s.as_str())));
-                }
-                if !samples.is_empty() {
-                    state.ingest(Origin::Traces, samples, now, Mode::Live);
-                }
-            }
         }
     }
 }

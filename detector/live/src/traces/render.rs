@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use omen_common::exposition::{write_header, write_sample, MetricType};
 use omen_detector::traces::red::{Histogram, SpanKey};
 
-use super::{Protocol, Traces};
+use super::{Protocol, TracePipeline, Traces};
 
 fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
     let bucket = format!("{name}_bucket");
@@ -41,6 +41,12 @@ fn span_labels(key: &SpanKey) -> [(&str, &str); 4] {
 /// Appends the traces' families to `out`.
 pub fn render(out: &mut String, traces: &Traces) {
     let pipeline = traces.pipeline();
+    span_families(out, &pipeline);
+    graph_families(out, &pipeline);
+    self_metrics(out, traces, &pipeline);
+}
+
+fn span_families(out: &mut String, pipeline: &TracePipeline) {
     let spans = pipeline.span_metrics.series();
     write_header(
         out,
@@ -67,6 +73,9 @@ pub fn render(out: &mut String, traces: &Traces) {
         let labels = span_labels(key);
         histogram(out, "traces_spanmetrics_latency", &labels, &stats.latency);
     }
+}
+
+fn graph_families(out: &mut String, pipeline: &TracePipeline) {
     let edges = pipeline.graph.edges();
     type Field = fn(&omen_detector::traces::red::EdgeStats) -> u64;
     let counters: [(&str, &str, Field); 2] = [
@@ -114,6 +123,9 @@ pub fn render(out: &mut String, traces: &Traces) {
             histogram(out, name, &[("client", client), ("server", server)], h);
         }
     }
+}
+
+fn self_metrics(out: &mut String, traces: &Traces, pipeline: &TracePipeline) {
     let assembler = pipeline.assembler().counts();
     let plain: [(&str, &str, MetricType, f64); 8] = [
         ("traces_service_graph_unpaired_spans_total", "Spans whose parent never arrived.", MetricType::Counter, pipeline.graph.unpaired as f64),
