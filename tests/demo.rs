@@ -70,20 +70,28 @@ fn the_demo_detects_every_injected_incident_and_nothing_else() {
     );
     assert!(started.elapsed() < DEMO_LIMIT);
     assert!(
-        stdout.contains("3 of 3 injected incidents detected, 0 false incidents"),
+        stdout.contains("4 of 4 injected incidents detected, 0 false incidents"),
         "{stdout}"
     );
     assert!(
         stdout.contains(" 0 not followed by an injected incident"),
         "{stdout}"
     );
-    for trouble in ["crash window", "sale peak", "hard-delete burst"] {
+    for trouble in ["crash window", "sale peak", "hard-delete burst", "payments"] {
         let line = stdout
             .lines()
             .find(|l| l.contains(trouble) && l.trim_start().starts_with("detected"))
             .unwrap_or_else(|| panic!("no summary line for {trouble}:\n{stdout}"));
         assert!(line.contains("min after it began"), "{line}");
     }
+    // The slow payments service is found through spans alone, rooted where it is slow.
+    let payments = stdout
+        .lines()
+        .find(|l| l.contains("payments") && l.trim_start().starts_with("detected"))
+        .expect("a summary line for the payments fault");
+    assert!(payments.contains("{service=\"payments\"}"), "{payments}");
+    assert!(payments.contains("spans point at payments"), "{payments}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
     // The hard-delete burst's root cause is the table that was deleted from.
     assert!(stdout.contains("root cause hard_deletes_total{instance=\"demo:9750\",job=\"inventory\",service=\"inventory\",table=\"orders\"}"), "{stdout}");
 }

@@ -8,6 +8,7 @@
 
 pub mod kafka;
 mod sim;
+mod spans;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,13 +22,15 @@ use omen_agent::pipeline::Pipeline;
 use omen_agent::state::AgentState;
 use omen_detector::series::parse_timestamp;
 use omen_detector::wire::exposition;
-use omen_detector_live::config::DetectConfig;
+use omen_detector_live::config::{DetectConfig, TracesConfig};
 use omen_detector_live::engine::correlate::{Change, Incident};
 use omen_detector_live::engine::{Engine, Mode, Notification, Origin};
 use omen_detector_live::ingest::scrape::target_labels;
 use omen_detector_live::state::LiveState;
+use omen_detector_live::traces::{task, Traces};
 
-use self::sim::{Generator, Injected, Scenario, DAY_MS, MINUTE_MS};
+use self::sim::{Generator, Injected, Scenario, Trouble, DAY_MS, MINUTE_MS};
+use self::spans::SpanGenerator;
 
 /// The demo's rules: the example inventory rules, built in so the demo needs no files.
 const RULES: &str = include_str!("../../examples/agent/inventory.yaml");
@@ -204,8 +207,17 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<bool> {
 /// up to date as members join and the incident resolves.
 fn recording_detector(scenario: &Scenario, recorded: Arc<Mutex<Recorded>>) -> LiveState {
     let scenario = scenario.clone();
-    LiveState::new(Engine::new(DetectConfig::default()), Vec::new()).with_observer(
-        move |notification| {
+    // Spans are handed to the pipeline directly, as log lines are to the agent: no queue.
+    let (traces, _queue) = Traces::new(TracesConfig {
+        otlp_grpc: None,
+        otlp_http: None,
+        interval: Duration::from_secs(60),
+        wait: Duration::from_secs(5),
+        ..TracesConfig::default()
+    });
+    LiveState::new(Engine::new(DetectConfig::default()), Vec::new())
+        .with_traces(traces)
+        .with_observer(move |notification| {
             println!("{}", describe(&scenario, notification));
             let mut recorded = recorded.lock().unwrap_or_else(|e| e.into_inner());
             if let Notification::Warning(warning) = notification {
@@ -226,8 +238,7 @@ fn recording_detector(scenario: &Scenario, recorded: Arc<Mutex<Recorded>>) -> Li
                     }
                 }
             }
-        },
-    )
+        })
 }
 
 /// What the demo will do, and where its metrics are served.
@@ -260,6 +271,11 @@ fn simulate(
     detector: &LiveState,
 ) -> usize {
     let mut lines = 0usize;
+    let mut spans = SpanGenerator::new(scenario.clone(), options.seed);
+    let traces = detector
+        .traces()
+        .expect("the demo's detector reads spans")
+        .clone();
     let mut minute = scenario.start_ms;
     while minute < scenario.end_ms() {
         let minute_end = minute + MINUTE_MS;
@@ -294,6 +310,8 @@ fn simulate(
             .collect();
         let mode = if live { Mode::Live } else { Mode::Warmup };
         detector.ingest(Origin::Scrape, samples, minute_end, mode);
+        traces.pipeline().push(spans.minute(minute));
+        task::step(&traces, detector, minute_end, mode);
         detector.tick(minute_end);
         minute = minute_end;
         if minute % (6 * 3_600_000) == 0 {
@@ -310,6 +328,15 @@ fn simulate(
         }
     }
     lines
+}
+
+/// The service an injected trouble's incident must name as its root cause, where the demo
+/// knows it (the slow downstream service, found through the call graph learnt from spans).
+fn expected_root_service(trouble: Trouble) -> Option<&'static str> {
+    match trouble {
+        Trouble::SlowPayments => Some("payments"),
+        _ => None,
+    }
 }
 
 /// Matches the incidents opened to the injected ones and prints the summary; returns
@@ -341,15 +368,36 @@ fn summarize(scenario: &Scenario, recorded: &Recorded, lines: usize, series: usi
         .collect();
 
     println!("\nsummary ({lines} log lines, {series} series):");
+    let mut wrong_root = 0;
     for outcome in &outcomes {
         let what = outcome.injected.trouble.describe();
         match &outcome.incident {
-            Some(incident) => println!(
-                "  detected  {what}: incident {} opened {} min after it began, root cause {}",
-                incident.id,
-                (incident.started_ms - outcome.injected.start_ms) / MINUTE_MS,
-                incident.root_cause().series
-            ),
+            Some(incident) => {
+                let spans = incident
+                    .traces
+                    .as_ref()
+                    .and_then(|t| t.ranking.first())
+                    .map(|(service, _)| format!("; spans point at {service}"))
+                    .unwrap_or_default();
+                println!(
+                    "  detected  {what}: incident {} opened {} min after it began, root cause {}{spans}",
+                    incident.id,
+                    (incident.started_ms - outcome.injected.start_ms) / MINUTE_MS,
+                    incident.root_cause().series
+                );
+                if let Some(expected) = expected_root_service(outcome.injected.trouble) {
+                    if incident
+                        .root_cause()
+                        .labels
+                        .get("service")
+                        .map(String::as_str)
+                        != Some(expected)
+                    {
+                        println!("  WRONG     root cause of {what}: expected service {expected}");
+                        wrong_root += 1;
+                    }
+                }
+            }
             None => println!("  MISSED    {what}"),
         }
     }
@@ -386,6 +434,7 @@ fn summarize(scenario: &Scenario, recorded: &Recorded, lines: usize, series: usi
         false_warnings.len()
     );
     outcomes.iter().all(|o| o.incident.is_some())
+        && wrong_root == 0
         && unexplained.is_empty()
         && false_warnings.is_empty()
 }
@@ -405,9 +454,10 @@ mod tests {
         // No incident was opened, so the check fails anyway; with the injected ones
         // matched, only the warnings decide.
         for (i, injected) in scenario.injected.iter().enumerate() {
+            let service = expected_root_service(injected.trouble).unwrap_or("inventory");
             let member = Member {
                 series: "x".to_owned(),
-                labels: Default::default(),
+                labels: [("service".to_owned(), service.to_owned())].into(),
                 onset_ms: injected.start_ms,
                 last_active_ms: injected.start_ms,
                 peak: 1.0,
@@ -426,6 +476,17 @@ mod tests {
         assert!(summarize(&scenario, &recorded, 0, 0));
         let far = (first.start_ms - 3 * WARNING_LEAD_MS, "b".to_owned());
         recorded.warnings.push(far);
+        assert!(!summarize(&scenario, &recorded, 0, 0));
+        // A found incident rooted at the wrong service fails the check too.
+        recorded.warnings.pop();
+        let slow = scenario
+            .injected
+            .iter()
+            .position(|i| i.trouble == Trouble::SlowPayments)
+            .unwrap();
+        recorded.incidents[slow].members[0]
+            .labels
+            .insert("service".to_owned(), "checkout".to_owned());
         assert!(!summarize(&scenario, &recorded, 0, 0));
     }
 }

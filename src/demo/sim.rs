@@ -41,6 +41,8 @@ pub enum Trouble {
     HardDeleteBurst,
     /// The daily sale does not happen (a broken campaign, a dead checkout).
     MissingSalePeak,
+    /// The payments service, called by checkout, slows down: seen only in spans.
+    SlowPayments,
 }
 
 impl Trouble {
@@ -49,6 +51,7 @@ impl Trouble {
             Self::CrashWindow => "crash window: half the Kafka publishes lost",
             Self::HardDeleteBurst => "hard-delete burst on table orders",
             Self::MissingSalePeak => "the noon sale peak does not come",
+            Self::SlowPayments => "payments, behind checkout, answers 8x slower (spans only)",
         }
     }
 }
@@ -72,7 +75,7 @@ pub struct Scenario {
 
 impl Scenario {
     /// `history_days` of normal days from `start_ms` (a midnight), then one live day with
-    /// the three incidents.
+    /// the four incidents.
     pub fn new(start_ms: i64, history_days: i64) -> Self {
         let live = start_ms + history_days * DAY_MS;
         let at = |hour: i64, minute: i64| live + hour * HOUR_MS + minute * MINUTE_MS;
@@ -91,6 +94,11 @@ impl Scenario {
                     end_ms: at(13, 0),
                 },
                 Injected {
+                    trouble: Trouble::SlowPayments,
+                    start_ms: at(14, 30),
+                    end_ms: at(14, 50),
+                },
+                Injected {
                     trouble: Trouble::HardDeleteBurst,
                     start_ms: at(16, 0),
                     end_ms: at(16, 10),
@@ -107,7 +115,7 @@ impl Scenario {
         self.live_start_ms() + DAY_MS
     }
 
-    fn active(&self, trouble: Trouble, at_ms: i64) -> bool {
+    pub fn active(&self, trouble: Trouble, at_ms: i64) -> bool {
         self.injected
             .iter()
             .any(|i| i.trouble == trouble && (i.start_ms..i.end_ms).contains(&at_ms))
@@ -124,7 +132,7 @@ pub struct Generator {
 }
 
 /// Share of the day's peak traffic at `ms` (a smooth day/night curve, lowest at 03:00).
-fn daily_shape(ms: i64) -> f64 {
+pub fn daily_shape(ms: i64) -> f64 {
     let hours = ms.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64;
     0.5 - 0.5 * ((hours - 3.0) / 24.0 * std::f64::consts::TAU).cos()
 }

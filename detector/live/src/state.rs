@@ -179,7 +179,17 @@ impl LiveState {
             if event.change == Change::Resolved {
                 continue;
             }
-            let context = traces.pipeline().context(event.incident.started_ms, now_ms);
+            // Spans speak only of incidents with a member in a service they have seen.
+            let pipeline = traces.pipeline();
+            let traced = event.incident.members.iter().any(|m| {
+                m.labels
+                    .get("service")
+                    .is_some_and(|s| pipeline.evidence().services().any(|seen| **seen == **s))
+            });
+            let context = traced
+                .then(|| pipeline.context(event.incident.started_ms, now_ms))
+                .flatten();
+            drop(pipeline);
             if let Some(context) = context {
                 self.engine()
                     .annotate_incident(&event.incident.id, context.clone());

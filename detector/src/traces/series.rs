@@ -12,7 +12,11 @@
 //! | `traces_service_self_seconds{service}` | mean per interval | a slow service, not its callees |
 //! | `traces_service_graph_gap_seconds{client, server, service}` | mean per interval | a delay on the wire or at the callee's door |
 //!
-//! A mean is sent only for intervals that saw spans: no traffic is no evidence.
+//! A mean is taken over at least [`MIN_VALUES`] requests: an interval with fewer sends no
+//! sample and its requests count towards the next one. So a mean's noise does not swell
+//! at night when traffic is thin (a model's bands, learnt over the whole day, fit every
+//! hour of it), samples never share a request (an excursion is not repeated), and no
+//! traffic is no evidence.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +24,10 @@ use std::sync::Arc;
 use super::assemble::TraceFacts;
 use crate::wire::{Sample, ValueKind};
 
+/// Requests a mean is taken over, at least.
+pub const MIN_VALUES: usize = 20;
+
+/// The mean of the values since the last mean, once there are [`MIN_VALUES`] of them.
 #[derive(Clone, Copy, Debug, Default)]
 struct Mean {
     sum: f64,
@@ -33,9 +41,12 @@ impl Mean {
     }
 
     fn take(&mut self) -> Option<f64> {
-        let mean = (self.count > 0).then(|| self.sum / self.count as f64);
+        if (self.count as usize) < MIN_VALUES {
+            return None;
+        }
+        let mean = self.sum / self.count as f64;
         *self = Mean::default();
-        mean
+        Some(mean)
     }
 }
 
@@ -203,7 +214,9 @@ mod tests {
                 db,
             ],
         );
-        series.observe(&trace);
+        for _ in 0..MIN_VALUES {
+            series.observe(&trace);
+        }
         let samples = series.take_samples(1_000);
         let find = |name: &str, service: &str| {
             samples
@@ -211,14 +224,18 @@ mod tests {
                 .find(|s| {
                     s.name == name && s.labels.iter().any(|(k, v)| k == "service" && v == service)
                 })
-                .map(|s| s.value)
+                // Means of repeated sums: compare at the microsecond.
+                .map(|s| (s.value * 1e6).round() / 1e6)
         };
         assert_eq!(
             find("traces_service_calls_total", "web"),
-            Some(1.0),
-            "one request entered web"
+            Some(MIN_VALUES as f64),
+            "one request a trace entered web"
         );
-        assert_eq!(find("traces_service_errors_total", "db"), Some(1.0));
+        assert_eq!(
+            find("traces_service_errors_total", "db"),
+            Some(MIN_VALUES as f64)
+        );
         assert_eq!(find("traces_service_latency_seconds", "web"), Some(0.010));
         // web's server span works 10 - 6 = 4 ms; its client span (calls db) is not work.
         assert_eq!(find("traces_service_self_seconds", "web"), Some(0.004));
@@ -229,5 +246,26 @@ mod tests {
             4,
             "only the two counters per service: {quiet:?}"
         );
+    }
+
+    #[test]
+    fn a_thin_interval_waits_for_enough_requests() {
+        let mut mean = Mean::default();
+        for _ in 0..MIN_VALUES {
+            mean.add(1.0);
+        }
+        assert_eq!(mean.take(), Some(1.0));
+        mean.add(3.0);
+        assert_eq!(mean.take(), None, "one request is not a mean");
+        for _ in 1..MIN_VALUES {
+            mean.add(1.0);
+        }
+        let expected = (3.0 + (MIN_VALUES - 1) as f64) / MIN_VALUES as f64;
+        assert_eq!(
+            mean.take(),
+            Some(expected),
+            "the thin interval's request counts next time"
+        );
+        assert_eq!(mean.take(), None, "no request, no evidence");
     }
 }

@@ -170,10 +170,12 @@ impl TracePipeline {
         )
     }
 
-    /// What spans say of an incident that began at `since_ms`: services ranked by span
+    /// What spans say of an incident that began at `started_ms`: services ranked by span
     /// evidence, and the traces through the top one, failed or slowest first. `None` while
-    /// spans point nowhere.
-    pub fn context(&self, since_ms: i64, now_ms: i64) -> Option<TraceContext> {
+    /// spans point nowhere. A span series' sample at `started_ms` sums the interval before
+    /// it, so the spans judged start one interval earlier.
+    pub fn context(&self, started_ms: i64, now_ms: i64) -> Option<TraceContext> {
+        let since_ms = started_ms.saturating_sub(self.interval_ms);
         let nano = |ms: i64| u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000);
         let ranking: Vec<(String, f64)> = self
             .evidence

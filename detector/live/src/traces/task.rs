@@ -23,21 +23,25 @@ pub async fn run(traces: Arc<Traces>, mut queue: mpsc::Receiver<Vec<Span>>, stat
                 Some(spans) => traces.pipeline().push(spans),
                 None => return,
             },
-            _ = ticker.tick() => {
-                let now = now_ms();
-                let (samples, edges) = {
-                    let mut pipeline = traces.pipeline();
-                    (pipeline.tick(now), pipeline.new_edges())
-                };
-                if let Some(edges) = edges {
-                    state
-                        .engine()
-                        .learn_dependencies(edges.iter().map(|(c, s)| (c.as_str(), s.as_str())));
-                }
-                if !samples.is_empty() {
-                    state.ingest(Origin::Traces, samples, now, Mode::Live);
-                }
-            }
+            _ = ticker.tick() => step(&traces, &state, now_ms(), Mode::Live),
         }
+    }
+}
+
+/// One tick at `now_ms`: completes idle traces, hands new call edges to correlation and,
+/// when the interval is up, the span series to the engine. The demo calls it in simulated
+/// time.
+pub fn step(traces: &Traces, state: &LiveState, now_ms: i64, mode: Mode) {
+    let (samples, edges) = {
+        let mut pipeline = traces.pipeline();
+        (pipeline.tick(now_ms), pipeline.new_edges())
+    };
+    if let Some(edges) = edges {
+        state
+            .engine()
+            .learn_dependencies(edges.iter().map(|(c, s)| (c.as_str(), s.as_str())));
+    }
+    if !samples.is_empty() {
+        state.ingest(Origin::Traces, samples, now_ms, mode);
     }
 }
