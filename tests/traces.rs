@@ -161,6 +161,26 @@ scrape_configs:
         );
     }
 
+    // The isolation forest over trace features ranks the fault's traces most anomalous.
+    let (status, body) = common::http_get(listen, "/api/v1/traces/anomalous").unwrap();
+    assert_eq!(status, 200);
+    let anomalous: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let top = anomalous["data"].as_array().unwrap();
+    assert!(top.len() >= 5, "{anomalous:#}");
+    for trace in &top[..5] {
+        let start_ms = trace["start_unix_nano"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            / 1_000_000;
+        assert!(
+            start_ms as i64 >= fault_at - 1_000,
+            "a trace of the fault (at {fault_at}): {trace}\n{anomalous:#}"
+        );
+        assert!(sent_ids.contains(&trace["trace_id"].as_str().unwrap()));
+    }
+
     // Prometheus scrapes the detector; every query of the traces dashboard returns data.
     let path = common::repo_root().join("dashboards/omen-traces.json");
     let dashboard: serde_json::Value =

@@ -1,7 +1,7 @@
 //! The detector's HTTP server: `/metrics`, the remote_write receiver
 //! (`POST /api/v1/write`, handled in `ingest::remote_write`), `/api/v1/incidents`,
-//! `/api/v1/series` (each series' learning state), OTLP/HTTP `POST /v1/traces` when traces
-//! are enabled (handled in `traces::http`),
+//! `/api/v1/series` (each series' learning state), OTLP/HTTP `POST /v1/traces` and
+//! `/api/v1/traces/anomalous` when traces are enabled (handled in `traces::http`),
 //! `/healthz` and `/ready`. The router is built in [`app`], so tests call it without a
 //! socket.
 
@@ -25,7 +25,9 @@ pub fn app(state: Arc<LiveState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready));
     if let Some(traces) = state.traces() {
-        router = router.merge(crate::traces::http::routes(traces.config.max_body_bytes));
+        router = router
+            .merge(crate::traces::http::routes(traces.config.max_body_bytes))
+            .route("/api/v1/traces/anomalous", get(anomalous_traces));
     }
     if remote_write.enabled {
         router = router.route(
@@ -44,6 +46,16 @@ async fn metrics(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
         )],
         state.render(),
     )
+}
+
+/// The most anomalous recent traces, by the isolation forest over trace features.
+async fn anomalous_traces(State(state): State<Arc<LiveState>>) -> impl IntoResponse {
+    let data = state
+        .traces()
+        .map(|t| t.pipeline().most_anomalous(20))
+        .unwrap_or_default();
+    let body = serde_json::json!({ "status": "success", "data": data }).to_string();
+    ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
 async fn ready(State(state): State<Arc<LiveState>>) -> impl IntoResponse {

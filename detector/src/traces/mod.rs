@@ -4,6 +4,7 @@
 //! [`rca::Evidence`] keeps a bounded sample of those over time and ranks the services that
 //! may have caused an incident; [`case`] replays recorded fault cases through the same path.
 
+pub mod anomalous;
 pub mod assemble;
 pub mod case;
 pub mod otlp;

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use omen_detector::traces::anomalous::TraceScorer;
 use omen_detector::traces::assemble::AssemblerLimits;
 use omen_detector::traces::red::{ServiceGraph, SpanMetrics, OVERFLOW};
 use omen_detector::traces::series::ServiceSeries;
@@ -54,6 +55,7 @@ pub struct TracePipeline {
     pub(crate) graph: ServiceGraph,
     series: ServiceSeries,
     evidence: Evidence,
+    scorer: TraceScorer,
     done: Vec<TraceFacts>,
     /// Recent traces, for exemplars: oldest first, at most [`RECENT_TRACES`].
     recent: VecDeque<RecentTrace>,
@@ -75,10 +77,12 @@ struct RecentTrace {
     trace_id: TraceId,
     start_nano: u64,
     services: Vec<(Arc<str>, u64, bool)>,
+    /// The isolation forest's score (0 before its first fit).
+    score: f64,
 }
 
 impl RecentTrace {
-    fn of(trace: &TraceFacts) -> Self {
+    fn of(trace: &TraceFacts, score: f64) -> Self {
         let mut services: Vec<(Arc<str>, u64, bool)> = Vec::new();
         for fact in &trace.spans {
             let span = &fact.span;
@@ -96,6 +100,7 @@ impl RecentTrace {
             trace_id: trace.trace_id,
             start_nano: trace.spans.first().map_or(0, |f| f.span.start_unix_nano),
             services,
+            score,
         }
     }
 }
@@ -113,6 +118,7 @@ impl TracePipeline {
             graph: ServiceGraph::new(config.max_edges),
             series: ServiceSeries::new(config.max_span_series),
             evidence: Evidence::new(RcaParams::default()),
+            scorer: TraceScorer::new(),
             done: Vec::new(),
             recent: VecDeque::new(),
             interval_ms: config.interval.as_millis().max(1) as i64,
@@ -150,7 +156,8 @@ impl TracePipeline {
             if self.recent.len() == RECENT_TRACES {
                 self.recent.pop_front();
             }
-            self.recent.push_back(RecentTrace::of(&trace));
+            let score = self.scorer.score(&trace).unwrap_or(0.0);
+            self.recent.push_back(RecentTrace::of(&trace, score));
         }
     }
 
@@ -186,23 +193,29 @@ impl TracePipeline {
             .map(|c| (c.service, c.score))
             .collect();
         let top = ranking.first()?.0.clone();
-        let mut through: Vec<(bool, u64, TraceId)> = self
+        let mut through: Vec<&RecentTrace> = self
             .recent
             .iter()
             .rev()
             .take_while(|t| t.start_nano >= nano(since_ms))
-            .filter_map(|t| {
-                let (_, latency, error) = t.services.iter().find(|(s, _, _)| **s == *top)?;
-                Some((*error, *latency, t.trace_id))
-            })
+            .filter(|t| t.services.iter().any(|(s, _, _)| **s == *top))
             .collect();
-        through.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        // The most anomalous first; then failed at the top service, then slowest there.
+        let at_top = |t: &RecentTrace| {
+            let (_, latency, error) = t.services.iter().find(|(s, _, _)| **s == *top)?;
+            Some((*error, *latency))
+        };
+        through.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| at_top(b).cmp(&at_top(a)))
+        });
         Some(TraceContext {
             ranking,
             exemplar_trace_ids: through
                 .into_iter()
                 .take(EXEMPLARS)
-                .map(|(_, _, id)| id.to_string())
+                .map(|t| t.trace_id.to_string())
                 .collect(),
         })
     }
@@ -217,6 +230,29 @@ impl TracePipeline {
 
     pub fn series_dropped(&self) -> u64 {
         self.series.dropped
+    }
+
+    pub fn scorer(&self) -> &TraceScorer {
+        &self.scorer
+    }
+
+    /// The `limit` most anomalous of the recent traces, most anomalous first: trace id,
+    /// score, start (ns) and the services it passed through.
+    pub fn most_anomalous(&self, limit: usize) -> Vec<serde_json::Value> {
+        let mut ranked: Vec<&RecentTrace> = self.recent.iter().filter(|t| t.score > 0.0).collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked
+            .into_iter()
+            .take(limit)
+            .map(|t| {
+                serde_json::json!({
+                    "trace_id": t.trace_id.to_string(),
+                    "score": t.score,
+                    "start_unix_nano": t.start_nano.to_string(),
+                    "services": t.services.iter().map(|(s, _, _)| s.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
     }
 }
 

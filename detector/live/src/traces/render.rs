@@ -127,7 +127,8 @@ fn graph_families(out: &mut String, pipeline: &TracePipeline) {
 
 fn self_metrics(out: &mut String, traces: &Traces, pipeline: &TracePipeline) {
     let assembler = pipeline.assembler().counts();
-    let plain: [(&str, &str, MetricType, f64); 8] = [
+    let plain: [(&str, &str, MetricType, f64); 9] = [
+        ("omen_traces_features", "Columns of the trace feature space (services' self time and errors, edges' gaps).", MetricType::Gauge, pipeline.scorer().features_used() as f64),
         ("traces_service_graph_unpaired_spans_total", "Spans whose parent never arrived.", MetricType::Counter, pipeline.graph.unpaired as f64),
         ("omen_traces_completed_total", "Traces completed and learnt from.", MetricType::Counter, assembler.traces as f64),
         ("omen_traces_forced_total", "Traces completed early to stay within max_held_spans.", MetricType::Counter, assembler.forced as f64),
