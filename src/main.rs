@@ -42,6 +42,9 @@ struct RcaArgs {
     /// Output directory: predictions.json (case id → services, best first) and report.json
     #[arg(long)]
     out: PathBuf,
+    /// Rank from spans alone, without the cases' logs
+    #[arg(long)]
+    no_logs: bool,
 }
 
 #[derive(Args)]
@@ -231,7 +234,7 @@ fn main() -> ExitCode {
         },
         Command::Detect(args) => detect(args),
         Command::Demo(args) => demo(&args),
-        Command::Rca(args) => match rca::run(&args.cases, &args.out) {
+        Command::Rca(args) => match rca::run(&args.cases, &args.out, !args.no_logs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", error_line(&error));

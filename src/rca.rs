@@ -5,15 +5,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use omen_agent::pattern::{MinerConfig, TemplateMiner};
 use omen_detector::traces::case::{self, CaseRanking};
 use omen_detector::traces::RcaParams;
 
 /// Candidates per case whose evidence the report spells out.
 const REPORTED: usize = 5;
 
-pub fn run(cases: &Path, out: &Path) -> anyhow::Result<()> {
+pub fn run(cases: &Path, out: &Path, logs: bool) -> anyhow::Result<()> {
     let dirs = case::find_cases(cases)?;
-    let rankings = replay_all(&dirs)?;
+    let rankings = replay_all(&dirs, logs)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let predictions: serde_json::Map<String, serde_json::Value> = rankings
         .iter()
@@ -32,6 +33,8 @@ pub fn run(cases: &Path, out: &Path) -> anyhow::Result<()> {
                 "spans": r.spans,
                 "traces": r.traces,
                 "reference_spans": r.reference_spans,
+                "logs": r.logs,
+                "logs_skipped": r.logs_skipped,
                 "ranking": r.ranking.iter().map(|c| &c.service).collect::<Vec<_>>(),
                 "evidence": &r.ranking[..r.ranking.len().min(REPORTED)],
             })
@@ -46,8 +49,23 @@ pub fn run(cases: &Path, out: &Path) -> anyhow::Result<()> {
     print_scores(&dirs, &rankings)
 }
 
+/// Replays one case; with `logs`, its log messages are mined into templates by the
+/// agent's miner (one per case, fresh) and count towards the ranking.
+fn replay(dir: &Path, logs: bool) -> anyhow::Result<CaseRanking> {
+    if !logs {
+        return Ok(case::replay_case(dir, RcaParams::default(), None)?);
+    }
+    let mut miner = TemplateMiner::new(MinerConfig::default())?;
+    let mut templates = |message: &str| u64::from(miner.add(message).id.0);
+    Ok(case::replay_case(
+        dir,
+        RcaParams::default(),
+        Some(&mut templates),
+    )?)
+}
+
 /// Replays the cases on every core, in the order given.
-fn replay_all(dirs: &[PathBuf]) -> anyhow::Result<Vec<CaseRanking>> {
+fn replay_all(dirs: &[PathBuf], logs: bool) -> anyhow::Result<Vec<CaseRanking>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = dirs.len().div_ceil(workers).max(1);
     std::thread::scope(|scope| {
@@ -56,7 +74,7 @@ fn replay_all(dirs: &[PathBuf]) -> anyhow::Result<Vec<CaseRanking>> {
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|dir| case::replay_case(dir, RcaParams::default()))
+                        .map(|dir| replay(dir, logs))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })

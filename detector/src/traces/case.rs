@@ -1,5 +1,6 @@
 //! Replays fault cases in the layout of `shared/traces` (one directory per case with
-//! `case.json` and `spans.csv.gz`; fault-free minutes under `_reference/<system-day>/`)
+//! `case.json`, `spans.csv.gz` and, when present, `logs.csv.gz`; fault-free minutes under
+//! `_reference/<system-day>/`)
 //! through the same assembler and [`Evidence`] as the live path, in time order, and ranks
 //! root-cause candidates at the case's alarm time. `ground_truth.json` is read only by
 //! [`score`], never to predict.
@@ -58,6 +59,10 @@ pub struct CaseRanking {
     pub spans: u64,
     pub traces: u64,
     pub reference_spans: u64,
+    /// Log records read (0 without logs, or when logs were not asked for).
+    pub logs: u64,
+    /// Log records skipped for a time that does not parse.
+    pub logs_skipped: u64,
     pub ranking: Vec<Candidate>,
 }
 
@@ -120,13 +125,7 @@ pub fn read_ground_truth(dir: &Path) -> Result<Option<GroundTruth>, CaseError> {
 /// service, pod, operation, start_unix_nano, duration_nano, status_code`, by header name.
 /// Returns the spans sorted by start time.
 pub fn read_spans(path: &Path, names: &mut Names) -> Result<Vec<Span>, CaseError> {
-    let file = File::open(path).map_err(io(path))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(GzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(BufReader::new(file))
-    };
-    let mut csv = csv::Reader::from_reader(reader);
+    let mut csv = open_csv(path)?;
     let headers = csv
         .headers()
         .map_err(|e| format(path, e.to_string()))?
@@ -186,6 +185,67 @@ pub fn read_spans(path: &Path, names: &mut Names) -> Result<Vec<Span>, CaseError
     Ok(spans)
 }
 
+/// Opens a CSV file, gunzipped when its name ends in `.gz`.
+fn open_csv(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, CaseError> {
+    let file = File::open(path).map_err(io(path))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(GzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    Ok(csv::Reader::from_reader(reader))
+}
+
+/// One log record of a case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub time_unix_nano: u64,
+    pub service: std::sync::Arc<str>,
+    pub message: String,
+}
+
+/// Reads `logs.csv.gz`: `time_unix_nano, service, ..., message`, by header name, sorted by
+/// time. Records whose time is not a non-negative integer (the source holds some overflowed
+/// ones) are skipped and counted in the second value.
+pub fn read_logs(path: &Path, names: &mut Names) -> Result<(Vec<LogRecord>, u64), CaseError> {
+    let mut csv = open_csv(path)?;
+    let headers = csv
+        .headers()
+        .map_err(|e| format(path, e.to_string()))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format(path, format!("no column {name}")))
+    };
+    let (time, service, message) = (
+        column("time_unix_nano")?,
+        column("service")?,
+        column("message")?,
+    );
+    let mut logs = Vec::new();
+    let mut skipped = 0;
+    let mut record = csv::StringRecord::new();
+    while csv
+        .read_record(&mut record)
+        .map_err(|e| format(path, e.to_string()))?
+    {
+        let field = |i: usize| record.get(i).unwrap_or("");
+        let Ok(time_unix_nano) = field(time).parse() else {
+            skipped += 1;
+            continue;
+        };
+        logs.push(LogRecord {
+            time_unix_nano,
+            service: names.get(field(service)),
+            message: field(message).to_owned(),
+        });
+    }
+    logs.sort_by_key(|l| l.time_unix_nano);
+    Ok((logs, skipped))
+}
+
 /// Feeds spans in time order through an assembler, completing traces as span time passes.
 fn assemble(spans: Vec<Span>, mut each: impl FnMut(&TraceFacts)) -> u64 {
     let mut assembler = TraceAssembler::new(AssemblerLimits::default());
@@ -205,28 +265,51 @@ fn assemble(spans: Vec<Span>, mut each: impl FnMut(&TraceFacts)) -> u64 {
     assembler.counts().traces
 }
 
-/// The fault-free reference minute of the case's system and day: `../_reference/<id less
-/// its last dash-part>/spans.csv.gz`, when present.
-fn reference_spans(dir: &Path, case_id: &str) -> Option<PathBuf> {
+/// A file of the fault-free reference minute of the case's system and day:
+/// `../_reference/<id less its last dash-part>/<file>`, when present.
+fn reference_file(dir: &Path, case_id: &str, file: &str) -> Option<PathBuf> {
     let day = case_id.rsplit_once('-')?.0;
-    let path = dir
-        .parent()?
-        .join("_reference")
-        .join(day)
-        .join("spans.csv.gz");
+    let path = dir.parent()?.join("_reference").join(day).join(file);
     path.is_file().then_some(path)
 }
 
-/// Replays one case and ranks its services at the alarm.
-pub fn replay_case(dir: &Path, params: RcaParams) -> Result<CaseRanking, CaseError> {
+/// Maps a log message to its template id (the agent's template miner, in `omen rca`).
+pub type Templater<'a> = dyn FnMut(&str) -> u64 + 'a;
+
+/// Replays one case and ranks its services at the alarm. With `templates`, the case's
+/// logs (and the reference's) count towards the ranking too.
+pub fn replay_case(
+    dir: &Path,
+    params: RcaParams,
+    templates: Option<&mut Templater<'_>>,
+) -> Result<CaseRanking, CaseError> {
     let info = read_case_info(dir)?;
     let mut names = Names::default();
     let mut evidence = Evidence::new(params);
     let mut reference_count = 0;
-    if let Some(path) = reference_spans(dir, &info.case_id) {
+    if let Some(path) = reference_file(dir, &info.case_id, "spans.csv.gz") {
         let spans = read_spans(&path, &mut names)?;
         reference_count = spans.len() as u64;
         assemble(spans, |trace| evidence.observe_reference(trace));
+    }
+    let (mut log_count, mut logs_skipped) = (0, 0);
+    if let Some(templates) = templates {
+        if let Some(path) = reference_file(dir, &info.case_id, "logs.csv.gz") {
+            for log in read_logs(&path, &mut names)?.0 {
+                let template = templates(&log.message);
+                evidence.observe_reference_log(&log.service, template, log.time_unix_nano);
+            }
+        }
+        let path = dir.join("logs.csv.gz");
+        if path.is_file() {
+            let (logs, skipped) = read_logs(&path, &mut names)?;
+            logs_skipped = skipped;
+            for log in logs {
+                let template = templates(&log.message);
+                evidence.observe_log(&log.service, template, log.time_unix_nano);
+                log_count += 1;
+            }
+        }
     }
     let spans = read_spans(&dir.join("spans.csv.gz"), &mut names)?;
     let span_count = spans.len() as u64;
@@ -239,6 +322,8 @@ pub fn replay_case(dir: &Path, params: RcaParams) -> Result<CaseRanking, CaseErr
         spans: span_count,
         traces,
         reference_spans: reference_count,
+        logs: log_count,
+        logs_skipped,
         ranking,
     })
 }

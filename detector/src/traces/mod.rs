@@ -7,6 +7,7 @@
 pub mod anomalous;
 pub mod assemble;
 pub mod case;
+pub mod logs;
 pub mod otlp;
 pub mod rca;
 pub mod red;

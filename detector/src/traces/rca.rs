@@ -15,6 +15,8 @@
 //!   On a tie the callee ranks first.
 //! - **origin errors**: error spans none of whose children failed, where errors start
 //!   rather than where they are passed up (log odds of the error rate).
+//! - **log templates** (when logs are given, `logs.rs`): the largest rate change of one of
+//!   the service's templates: an exception that starts, a line that stops.
 //!
 //! A service's score is the sum. Where the time before the incident holds fewer than
 //! `min_before` values of a key, a fault-free reference period (when given) tops it up.
@@ -27,6 +29,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
 use super::assemble::TraceFacts;
+use super::logs::LogRates;
 
 /// The ranking's settings: one set for every system.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -166,8 +169,13 @@ pub struct Evidence {
     params: RcaParams,
     live: Keys,
     reference: Keys,
+    logs: LogRates,
+    reference_logs: LogRates,
     rng: Xoshiro256PlusPlus,
 }
+
+/// Log-template keys (service, template) kept, live and in the reference each.
+const MAX_LOG_KEYS: usize = 50_000;
 
 /// One service's place in a ranking, with the evidence behind it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -182,6 +190,8 @@ pub struct Candidate {
     pub egress_gap: f64,
     /// Rise of the origin-error rate (log odds past noise).
     pub errors: f64,
+    /// The largest rate change of one of the service's log templates (e-folds past noise).
+    pub logs: f64,
     pub spans_before: usize,
     pub spans_during: usize,
     /// Median self time before and during (ms), when there were spans.
@@ -287,6 +297,8 @@ impl Evidence {
             params,
             live: Keys::default(),
             reference: Keys::default(),
+            logs: LogRates::new(MAX_LOG_KEYS),
+            reference_logs: LogRates::new(MAX_LOG_KEYS),
             rng: Xoshiro256PlusPlus::seed_from_u64(0x6f6d_656e),
         }
     }
@@ -299,6 +311,16 @@ impl Evidence {
     /// Records a trace of a fault-free reference period.
     pub fn observe_reference(&mut self, trace: &TraceFacts) {
         self.reference.observe(trace, &self.params, &mut self.rng);
+    }
+
+    /// Records a log line of `service` whose template is `template`, at `at_nano`.
+    pub fn observe_log(&mut self, service: &Arc<str>, template: u64, at_nano: u64) {
+        self.logs.observe(service, template, at_nano);
+    }
+
+    /// Records a log line of a fault-free reference period.
+    pub fn observe_reference_log(&mut self, service: &Arc<str>, template: u64, at_nano: u64) {
+        self.reference_logs.observe(service, template, at_nano);
     }
 
     /// Services seen so far, live or in the reference.
@@ -334,7 +356,11 @@ impl Evidence {
                 entry.1 = Some((rise, edge));
             }
         }
+        let log_shifts = self
+            .logs
+            .shifts(&self.reference_logs, at, until, params.noise_multiplier);
         let mut names: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        names.extend(log_shifts.keys().map(|s| &**s));
         names.extend(self.services().map(|s| &**s));
         names.sort_unstable();
         names.dedup();
@@ -348,9 +374,11 @@ impl Evidence {
                 let errors = error_shift(errors(&before), errors(&during), params);
                 let (ingress_gap, worst) = ingress.remove(service).unwrap_or_default();
                 let egress_gap = egress.get(service).copied().unwrap_or(0.0);
+                let logs = log_shifts.get(service).copied().unwrap_or(0.0);
                 Candidate {
                     service: service.to_owned(),
-                    score: self_time + ingress_gap + egress_gap + errors,
+                    score: self_time + ingress_gap + egress_gap + errors + logs,
+                    logs,
                     self_time,
                     ingress_gap,
                     egress_gap,
