@@ -119,6 +119,9 @@ impl LiveState {
 
     /// Scores samples and sends what changed.
     pub fn ingest(&self, source: Origin, samples: Vec<Sample>, now_ms: i64, mode: Mode) {
+        if let Some(traces) = &self.traces {
+            traces.pipeline().observe_pattern_counts(&samples, now_ms);
+        }
         let notifications = {
             let mut engine = self.engine();
             engine.ingest(source, samples, now_ms, mode);

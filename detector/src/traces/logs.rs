@@ -41,6 +41,12 @@ impl LogRates {
     }
 
     pub fn observe(&mut self, service: &Arc<str>, template: u64, at_nano: u64) {
+        self.observe_count(service, template, at_nano, 1);
+    }
+
+    /// Records `count` lines at once (a counter's increase, from the agent's pattern
+    /// metrics).
+    pub fn observe_count(&mut self, service: &Arc<str>, template: u64, at_nano: u64, count: u64) {
         let second = at_nano / NANO;
         let key = (service.clone(), template);
         if !self.counts.contains_key(&key) && self.counts.len() >= self.max_keys {
@@ -49,11 +55,11 @@ impl LogRates {
         }
         let buckets = self.counts.entry(key).or_default();
         match buckets.back_mut() {
-            Some((s, n)) if *s == second => *n += 1,
+            Some((s, n)) if *s == second => *n += count,
             _ => {
                 // Out-of-order lines within a second or two land in their own bucket; the
                 // order of buckets only matters for dropping the oldest.
-                buckets.push_back((second, 1));
+                buckets.push_back((second, count));
                 if let Some((oldest, _)) = buckets.front() {
                     if second.saturating_sub(*oldest) > KEPT_SECONDS {
                         buckets.pop_front();

@@ -318,6 +318,17 @@ impl Evidence {
         self.logs.observe(service, template, at_nano);
     }
 
+    /// Records `count` log lines of one template at once.
+    pub fn observe_log_count(
+        &mut self,
+        service: &Arc<str>,
+        template: u64,
+        at_nano: u64,
+        count: u64,
+    ) {
+        self.logs.observe_count(service, template, at_nano, count);
+    }
+
     /// Records a log line of a fault-free reference period.
     pub fn observe_reference_log(&mut self, service: &Arc<str>, template: u64, at_nano: u64) {
         self.reference_logs.observe(service, template, at_nano);

@@ -15,7 +15,7 @@ pub mod task;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -23,7 +23,9 @@ use omen_detector::traces::anomalous::TraceScorer;
 use omen_detector::traces::assemble::AssemblerLimits;
 use omen_detector::traces::red::{ServiceGraph, SpanMetrics, OVERFLOW};
 use omen_detector::traces::series::ServiceSeries;
-use omen_detector::traces::{Evidence, RcaParams, Span, TraceAssembler, TraceFacts, TraceId};
+use omen_detector::traces::{
+    Evidence, Names, RcaParams, Span, TraceAssembler, TraceFacts, TraceId,
+};
 use omen_detector::wire::Sample;
 use tokio::sync::mpsc;
 
@@ -57,12 +59,25 @@ pub struct TracePipeline {
     evidence: Evidence,
     scorer: TraceScorer,
     done: Vec<TraceFacts>,
+    /// Last value of each pattern counter seen (series key → value).
+    pattern_counters: HashMap<String, f64>,
+    names: Names,
     /// Recent traces, for exemplars: oldest first, at most [`RECENT_TRACES`].
     recent: VecDeque<RecentTrace>,
     interval_ms: i64,
     next_sample_ms: i64,
     /// Edges already handed to correlation.
     edges_learnt: usize,
+}
+
+/// Pattern counters followed for log evidence.
+const MAX_PATTERN_COUNTERS: usize = 50_000;
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Traces kept for exemplars.
@@ -120,6 +135,8 @@ impl TracePipeline {
             evidence: Evidence::new(RcaParams::default()),
             scorer: TraceScorer::new(),
             done: Vec::new(),
+            pattern_counters: HashMap::new(),
+            names: Names::default(),
             recent: VecDeque::new(),
             interval_ms: config.interval.as_millis().max(1) as i64,
             next_sample_ms: 0,
@@ -158,6 +175,55 @@ impl TracePipeline {
             }
             let score = self.scorer.score(&trace).unwrap_or(0.0);
             self.recent.push_back(RecentTrace::of(&trace, score));
+        }
+    }
+
+    /// Takes the agent's pattern counters (`*_lines_total` with `service` and `pattern`
+    /// labels) from any source as log evidence: each increase is that many lines of the
+    /// template, at the sample's time.
+    pub fn observe_pattern_counts(&mut self, samples: &[Sample], now_ms: i64) {
+        for sample in samples {
+            if !sample.name.ends_with("_lines_total") {
+                continue;
+            }
+            let label = |name: &str| {
+                sample
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let (Some(service), Some(pattern)) = (label("service"), label("pattern")) else {
+                continue;
+            };
+            let key = format!("{}{:?}", sample.name, sample.labels);
+            let followed = self.pattern_counters.len();
+            let previous = match self.pattern_counters.get_mut(&key) {
+                Some(previous) => std::mem::replace(previous, sample.value),
+                None => {
+                    if followed < MAX_PATTERN_COUNTERS {
+                        self.pattern_counters.insert(key, sample.value);
+                    }
+                    continue;
+                }
+            };
+            // A drop is a restart of the counter: the new value is all new lines.
+            let increase = if sample.value >= previous {
+                sample.value - previous
+            } else {
+                sample.value
+            };
+            if increase >= 1.0 {
+                let at = sample.timestamp_ms.unwrap_or(now_ms);
+                let service = self.names.get(service);
+                let template = u64::from_str_radix(pattern, 16).unwrap_or_else(|_| hash(pattern));
+                self.evidence.observe_log_count(
+                    &service,
+                    template,
+                    u64::try_from(at).unwrap_or(0).saturating_mul(1_000_000),
+                    increase as u64,
+                );
+            }
         }
     }
 

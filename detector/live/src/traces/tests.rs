@@ -382,3 +382,45 @@ async fn grpc_export_is_counted_and_garbage_gets_a_grpc_error() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_agents_pattern_counters_are_log_evidence_for_their_service() {
+    use crate::engine::{Mode, Origin};
+    use omen_detector::wire::{Sample, ValueKind};
+    let (state, _queue) = state(TracesConfig::default());
+    let counter = |pattern: &str, value: f64, t: i64| Sample {
+        name: "app_lines_total".to_owned(),
+        labels: vec![
+            ("level".to_owned(), "error".to_owned()),
+            ("pattern".to_owned(), pattern.to_owned()),
+            ("service".to_owned(), "billing".to_owned()),
+        ],
+        value,
+        timestamp_ms: Some(t),
+        kind: ValueKind::Counter,
+    };
+    // A steady template for two minutes, then a new exception every second for a minute.
+    let mut steady = 0.0;
+    let mut fresh = 0.0;
+    for second in 0..180i64 {
+        let t = 1_000_000 + second * 1_000;
+        steady += 2.0;
+        let mut samples = vec![counter("00000000000000aa", steady, t)];
+        if second >= 120 {
+            fresh += 3.0;
+            samples.push(counter("00000000000000bb", fresh, t));
+        }
+        state.ingest(Origin::Scrape, samples, t, Mode::Live);
+    }
+    let traces = state.traces().unwrap();
+    let pipeline = traces.pipeline();
+    let ranking = pipeline
+        .evidence()
+        .rank(1_120_000 * 1_000_000, 1_180_000 * 1_000_000, &[]);
+    let billing = ranking.iter().find(|c| c.service == "billing").unwrap();
+    assert!(billing.logs > 1.0, "{ranking:?}");
+    let quiet = pipeline
+        .evidence()
+        .rank(1_060_000 * 1_000_000, 1_120_000 * 1_000_000, &[]);
+    assert_eq!(quiet.iter().find(|c| c.service == "billing").unwrap().logs, 0.0);
+}
