@@ -216,8 +216,21 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
 channel = grpc.insecure_channel("{grpc}")
 export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     request_serializer=None, response_deserializer=None)
+def field(number, payload):
+    key, n, out = (number << 3) | 2, len(payload), b""
+    for v in (key, n):
+        while v >= 0x80:
+            out += bytes([v & 0x7f | 0x80]); v >>= 7
+        out += bytes([v])
+    return out + payload
+# An attribute value nested 300 levels deep (kvlist -> key-value -> value ...).
+value = field(1, b"x")
+for _ in range(300):
+    value = field(6, field(1, field(1, b"k") + field(2, value)))
+deep_span = field(1, bytes(range(1, 17))) + field(2, bytes(range(1, 9))) + field(9, field(1, b"deep") + field(2, value))
+deep = field(1, field(2, field(2, deep_span)))
 codes = []
-for body in [os.urandom(4096), b"\x0a\xff\xff\xff\xff\x0f", b"\x0a" * 3 + b"\x00" * (5 << 20)]:
+for body in [os.urandom(4096), b"\x0a\xff\xff\xff\xff\x0f", b"\x0a" * 3 + b"\x00" * (5 << 20), deep]:
     try:
         export(body, timeout=10)
         codes.append("OK")
@@ -228,6 +241,14 @@ span = good.resource_spans.add().scope_spans.add().spans.add()
 span.trace_id = bytes(range(1, 17)); span.span_id = bytes(range(1, 9)); span.name = "ok"
 span.start_time_unix_nano = 1; span.end_time_unix_nano = 2
 export(good.SerializeToString(), timeout=10)
+# A span with 100,000 attributes fits the message limit: taken, its attributes not kept.
+wide = pb.ExportTraceServiceRequest()
+span = wide.resource_spans.add().scope_spans.add().spans.add()
+span.trace_id = bytes(range(2, 18)); span.span_id = bytes(range(2, 10)); span.name = "wide"
+span.start_time_unix_nano = 1; span.end_time_unix_nano = 2
+for i in range(100_000):
+    attribute = span.attributes.add(); attribute.key = "a%d" % i; attribute.value.int_value = i
+export(wide.SerializeToString(), timeout=30)
 print(",".join(codes))
 "#
     );
@@ -238,13 +259,13 @@ print(",".join(codes))
     assert!(run.status.success(), "{}", common::stderr(&run));
     let codes = String::from_utf8_lossy(&run.stdout).trim().to_owned();
     assert!(!codes.contains("OK"), "every hostile body refused: {codes}");
-    let samples = wait_for(common::LIMIT, "the good span counted", || {
+    let samples = wait_for(common::LIMIT, "the good and the wide span counted", || {
         let samples = detector.samples();
         (sum(
             &samples,
             "omen_traces_spans_received_total",
             &["protocol=\"grpc\""],
-        ) == 1.0)
+        ) == 2.0)
             .then_some(samples)
     });
     let refused = sum(
@@ -252,7 +273,16 @@ print(",".join(codes))
         "omen_detector_ingest_errors_total",
         &["source=\"traces\""],
     );
-    assert_eq!(refused, 3.0, "each refusal counted ({codes})");
+    assert_eq!(refused, 4.0, "each refusal counted ({codes})");
+    // Memory stays bounded: what the detector holds after all this is a few dozen MB.
+    let pid = detector.process.0.as_ref().expect("running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 200_000, "resident {rss_kb} kB");
     let (status, _) = common::http_get(listen, "/healthz").expect("still serving");
     assert_eq!(status, 200);
 }

@@ -422,5 +422,8 @@ async fn the_agents_pattern_counters_are_log_evidence_for_their_service() {
     let quiet = pipeline
         .evidence()
         .rank(1_060_000 * 1_000_000, 1_120_000 * 1_000_000, &[]);
-    assert_eq!(quiet.iter().find(|c| c.service == "billing").unwrap().logs, 0.0);
+    assert_eq!(
+        quiet.iter().find(|c| c.service == "billing").unwrap().logs,
+        0.0
+    );
 }
