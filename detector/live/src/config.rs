@@ -179,7 +179,8 @@ pub struct TracesConfig {
     pub max_edges: usize,
     /// Spans held while their traces complete.
     pub max_held_spans: usize,
-    /// Requests waiting to be processed; past it a request is refused as retryable.
+    /// Spans waiting to be processed; a request that would take the queue past it is
+    /// refused as retryable.
     pub queue: usize,
 }
 
@@ -195,7 +196,7 @@ impl Default for TracesConfig {
             max_span_series: 10_000,
             max_edges: 10_000,
             max_held_spans: 1_000_000,
-            queue: 256,
+            queue: 200_000,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Spans arrive one by one, in any order within a trace; what omen learns from them needs
 //! the whole trace (a span's self time needs its children, an edge needs both halves). The
-//! [`TraceAssembler`] holds each trace until no span of it has arrived for `wait` (in the
-//! spans' own time, as the agent's pair rule does), then hands it over as [`TraceFacts`].
+//! [`TraceAssembler`] holds each trace until `wait` has passed since the latest end of its
+//! spans, by the clock the caller gives [`TraceAssembler::flush`] (span time in a replay,
+//! as the agent's pair rule does; the wall clock live, so a span stamped in the future
+//! cannot make every trace look idle), then hands it over as [`TraceFacts`].
 //!
 //! Bounded: at most `max_spans` spans are held; past that the oldest traces are completed
 //! early (counted in `forced`), and a trace past `max_spans_per_trace` drops its further
@@ -27,7 +29,8 @@ pub struct SpanFacts {
 }
 
 /// A call between two services: a parent span and its child in another service (a client
-/// span and its server span when kinds are set; any cross-service pair when they are not).
+/// span and its server span, or any cross-service pair: kinds are not required, as the
+/// replayed cases have none).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeFacts {
     pub client: Arc<str>,
@@ -204,7 +207,7 @@ impl TraceAssembler {
         self.held
     }
 
-    /// The latest span end seen: the assembler's clock.
+    /// The latest span start seen: how far the feed has come.
     pub fn clock(&self) -> u64 {
         self.clock
     }
@@ -213,7 +216,7 @@ impl TraceAssembler {
     pub fn push(&mut self, span: Span, done: &mut Vec<TraceFacts>) {
         self.counts.spans += 1;
         let end = span.end_unix_nano();
-        self.clock = self.clock.max(end);
+        self.clock = self.clock.max(span.start_unix_nano);
         let trace = match self.open.get_mut(&span.trace_id) {
             Some(trace) => trace,
             None => {
@@ -242,10 +245,10 @@ impl TraceAssembler {
         }
     }
 
-    /// Completes every trace idle for `wait` at `now` (span time; the live path passes the
-    /// wall clock so that a quiet stream still completes its traces).
+    /// Completes every trace idle for `wait` at `now` (span time in a replay; the wall
+    /// clock live, so that a quiet stream still completes its traces).
     pub fn flush(&mut self, now_unix_nano: u64, done: &mut Vec<TraceFacts>) {
-        let now = now_unix_nano.max(self.clock);
+        let now = now_unix_nano;
         let wait = self.limits.wait_nano;
         let mut kept = VecDeque::with_capacity(self.arrival.len());
         while let Some(id) = self.arrival.pop_front() {

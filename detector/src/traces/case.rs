@@ -256,7 +256,7 @@ fn assemble(spans: Vec<Span>, mut each: impl FnMut(&TraceFacts)) -> u64 {
         assembler.push(span, &mut done);
         if start >= next_flush {
             assembler.flush(start, &mut done);
-            next_flush = start + 1_000_000_000;
+            next_flush = start.saturating_add(1_000_000_000);
         }
         done.drain(..).for_each(|trace| each(&trace));
     }
@@ -315,7 +315,7 @@ pub fn replay_case(
     let span_count = spans.len() as u64;
     let traces = assemble(spans, |trace| evidence.observe(trace));
     let at = info.alarm_time_unix.saturating_mul(1_000_000_000);
-    let ranking = evidence.rank(at, at + JUDGED_NANO, &info.candidate_services);
+    let ranking = evidence.rank(at, at.saturating_add(JUDGED_NANO), &info.candidate_services);
     Ok(CaseRanking {
         case_id: info.case_id,
         alarm_time_unix: info.alarm_time_unix,

@@ -5,8 +5,8 @@
 //! e-folds the rate moved, less `z` standard errors of its estimate (Poisson counts).
 //!
 //! Templates are ids the caller gives (the agent's template miner); counts are kept in
-//! one-second buckets, the last [`KEPT_SECONDS`] of them per key, at most `max_keys` keys
-//! (further keys are counted in `dropped`).
+//! one-second buckets covering the [`KEPT_SECONDS`] before each key's newest, at most
+//! `max_keys` keys (further keys are counted in `dropped`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -55,15 +55,21 @@ impl LogRates {
         }
         let buckets = self.counts.entry(key).or_default();
         match buckets.back_mut() {
-            Some((s, n)) if *s == second => *n += count,
+            Some((s, n)) if *s == second => *n = n.saturating_add(count),
             _ => {
-                // Out-of-order lines within a second or two land in their own bucket; the
-                // order of buckets only matters for dropping the oldest.
+                // Out-of-order lines land in a bucket of their own; bucket order matters only
+                // for dropping the oldest, and the count stays bounded by the seconds kept.
                 buckets.push_back((second, count));
-                if let Some((oldest, _)) = buckets.front() {
-                    if second.saturating_sub(*oldest) > KEPT_SECONDS {
-                        buckets.pop_front();
-                    }
+                let newest = buckets.iter().map(|(s, _)| *s).max().unwrap_or(second);
+                while buckets.len() > 1
+                    && buckets
+                        .front()
+                        .is_some_and(|(s, _)| newest.saturating_sub(*s) > KEPT_SECONDS)
+                {
+                    buckets.pop_front();
+                }
+                while buckets.len() as u64 > 2 * KEPT_SECONDS {
+                    buckets.pop_front();
                 }
             }
         }
@@ -75,8 +81,7 @@ impl LogRates {
         buckets
             .iter()
             .filter(|(s, _)| (from..to).contains(s))
-            .map(|(_, n)| n)
-            .sum()
+            .fold(0u64, |total, (_, n)| total.saturating_add(*n))
     }
 
     /// Per service, the largest rate change of one of its templates between before `at`
@@ -95,7 +100,12 @@ impl LogRates {
         };
         let at = at_nano / NANO;
         let until = (until_nano / NANO).min(self.last_second + 1);
-        let kept_from = at.saturating_sub(KEPT_SECONDS).max(first);
+        // Only seconds still kept count as time before: counts older than
+        // `KEPT_SECONDS` before the newest are gone.
+        let kept_from = at
+            .saturating_sub(KEPT_SECONDS)
+            .max(first)
+            .max(self.last_second.saturating_sub(KEPT_SECONDS));
         let before_seconds = at.saturating_sub(kept_from) as f64;
         let during_seconds = until.saturating_sub(at) as f64;
         if during_seconds < 1.0 {

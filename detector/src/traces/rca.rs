@@ -14,7 +14,7 @@
 //!   caller's outgoing edges; a caller that is slow to send rises on all its outgoing ones.
 //!   On a tie the callee ranks first.
 //! - **origin errors**: error spans none of whose children failed, where errors start
-//!   rather than where they are passed up (log odds of the error rate).
+//!   rather than where they are passed up (the log ratio of the error rates).
 //! - **log templates** (when logs are given, `logs.rs`): the largest rate change of one of
 //!   the service's templates: an exception that starts, a line that stops.
 //!
@@ -48,6 +48,8 @@ pub struct RcaParams {
     pub bucket_nano: u64,
     /// Buckets kept per key (older ones are dropped).
     pub buckets: usize,
+    /// Services kept, and edges kept (each); samples of further ones are counted.
+    pub max_keys: usize,
 }
 
 impl Default for RcaParams {
@@ -60,6 +62,7 @@ impl Default for RcaParams {
             sample_per_bucket: 256,
             bucket_nano: 10_000_000_000,
             buckets: 90,
+            max_keys: 2_000,
         }
     }
 }
@@ -132,6 +135,8 @@ impl Samples {
 struct Keys {
     services: HashMap<Arc<str>, Samples>,
     edges: HashMap<(Arc<str>, Arc<str>), Samples>,
+    /// Samples of services or edges past `max_keys`, not kept.
+    dropped: u64,
 }
 
 impl Keys {
@@ -142,10 +147,16 @@ impl Keys {
                 nano: (!fact.calls_out).then_some(fact.self_nano as f32),
                 error: fact.origin_error,
             };
-            self.services
-                .entry(fact.span.service.clone())
-                .or_default()
-                .add(sample, params, rng);
+            let room = self.services.len() < params.max_keys;
+            match self.services.get_mut(&fact.span.service) {
+                Some(samples) => samples.add(sample, params, rng),
+                None if room => self
+                    .services
+                    .entry(fact.span.service.clone())
+                    .or_default()
+                    .add(sample, params, rng),
+                None => self.dropped += 1,
+            }
         }
         for edge in &trace.edges {
             let sample = Sample {
@@ -153,10 +164,13 @@ impl Keys {
                 nano: Some(edge.gap_nano() as f32),
                 error: edge.failed,
             };
-            self.edges
-                .entry((edge.client.clone(), edge.server.clone()))
-                .or_default()
-                .add(sample, params, rng);
+            let key = (edge.client.clone(), edge.server.clone());
+            let room = self.edges.len() < params.max_keys;
+            match self.edges.get_mut(&key) {
+                Some(samples) => samples.add(sample, params, rng),
+                None if room => self.edges.entry(key).or_default().add(sample, params, rng),
+                None => self.dropped += 1,
+            }
         }
     }
 }
@@ -188,7 +202,7 @@ pub struct Candidate {
     pub ingress_gap: f64,
     /// Summed rise of the gap on calls out of the service.
     pub egress_gap: f64,
-    /// Rise of the origin-error rate (log odds past noise).
+    /// Rise of the origin-error rate (log rate ratio past noise).
     pub errors: f64,
     /// The largest rate change of one of the service's log templates (e-folds past noise).
     pub logs: f64,
@@ -241,7 +255,8 @@ fn log_shift(before: &[f64], during: &[f64], params: &RcaParams) -> f64 {
     (md - mb - params.noise_multiplier * se).max(0.0)
 }
 
-/// The rise of the error rate in log odds, less `z` standard errors.
+/// The rise of the error rate as a log rate ratio, less `z` standard errors (of the two
+/// counts, Poisson).
 fn error_shift(before: (usize, usize), during: (usize, usize), params: &RcaParams) -> f64 {
     let ((nb, eb), (nd, ed)) = (before, during);
     if nd < params.min_values || nb < params.min_values || ed == 0 {
@@ -335,6 +350,12 @@ impl Evidence {
     }
 
     /// Services seen so far, live or in the reference.
+    /// Samples not kept: of services or edges past `max_keys`, and log lines past the
+    /// template keys kept.
+    pub fn dropped(&self) -> u64 {
+        self.live.dropped + self.reference.dropped + self.logs.dropped + self.reference_logs.dropped
+    }
+
     pub fn services(&self) -> impl Iterator<Item = &Arc<str>> {
         self.live
             .services

@@ -1,6 +1,6 @@
 //! One span as the trace pipeline sees it: what OTLP and the replayed case files both map
-//! onto. Service and span names are shared `Arc<str>`s from a [`Names`] interner, so a
-//! span costs no allocation once its names have been seen.
+//! onto. Service and span names are shared `Arc<str>`s from a [`Names`] interner, so the
+//! spans of one request (or one replayed file) share one allocation per distinct name.
 
 use std::collections::HashMap;
 use std::fmt;

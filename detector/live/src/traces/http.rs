@@ -4,7 +4,9 @@
 //! (its partial success naming the spans rejected), 400 for a body that does not decode,
 //! 413 past the size limits, 415 for another content type or encoding, 503 (retryable)
 //! when the queue is full. Every refusal is counted in
-//! `omen_detector_ingest_errors_total{source="traces", reason}`.
+//! `omen_detector_ingest_errors_total{source="traces", reason}`. A refusal's body is a
+//! `google.rpc.Status` in the request's encoding (plain text when the content type is not
+//! one OTLP has).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -42,14 +44,51 @@ enum Encoding {
     Json,
 }
 
+/// `google.rpc.Status`, the body OTLP/HTTP gives a refusal in the request's encoding.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub(super) code: i32,
+    #[prost(string, tag = "2")]
+    pub(super) message: String,
+}
+
+/// The refusal's body: a `google.rpc.Status` in the request's encoding when it is known,
+/// plain text when it is not.
+fn refusal(status: StatusCode, message: String, encoding: Option<Encoding>) -> Response {
+    // gRPC codes: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, else UNKNOWN.
+    let code = match status {
+        StatusCode::BAD_REQUEST => 3,
+        StatusCode::PAYLOAD_TOO_LARGE => 8,
+        StatusCode::SERVICE_UNAVAILABLE => 14,
+        _ => 2,
+    };
+    match encoding {
+        Some(Encoding::Protobuf) => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            RpcStatus { code, message }.encode_to_vec(),
+        )
+            .into_response(),
+        Some(Encoding::Json) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "code": code, "message": message }).to_string(),
+        )
+            .into_response(),
+        None => (status, message + "\n").into_response(),
+    }
+}
+
 fn refuse(
     state: &LiveState,
     status: StatusCode,
     reason: &'static str,
     message: String,
+    encoding: Option<Encoding>,
 ) -> Response {
     state.count_error(Origin::Traces, reason);
-    (status, message + "\n").into_response()
+    refusal(status, message, encoding)
 }
 
 /// The body, gunzipped when it says so, within `limit` bytes.
@@ -109,6 +148,7 @@ async fn receive(
             StatusCode::NOT_FOUND,
             "disabled",
             "traces are not enabled".into(),
+            None,
         );
     };
     let body = match accept_body(&state, Origin::Traces, body) {
@@ -128,12 +168,15 @@ async fn receive(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!("content-type {other:?}: application/x-protobuf or application/json"),
+                None,
             )
         }
     };
     let bytes = match decompress(&headers, &body, traces.config.max_decoded_bytes) {
         Ok(bytes) => bytes,
-        Err((status, reason, message)) => return refuse(&state, status, reason, message),
+        Err((status, reason, message)) => {
+            return refuse(&state, status, reason, message, Some(encoding))
+        }
     };
     let mut names = Names::default();
     let decoded = match encoding {
@@ -152,6 +195,7 @@ async fn receive(
                 StatusCode::BAD_REQUEST,
                 "malformed",
                 error.to_string(),
+                Some(encoding),
             )
         }
     };
@@ -162,15 +206,22 @@ async fn receive(
         Ok(()) => {}
         Err(Refused::QueueFull) => {
             state.count_error(Origin::Traces, "queue_full");
-            return (
+            let mut response = refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                "span queue full, retry\n",
-            )
-                .into_response();
+                "span queue full, retry".into(),
+                Some(encoding),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
         }
         Err(Refused::Closed) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down".into(),
+                Some(encoding),
+            );
         }
     }
     let response = ExportTraceServiceResponse {

@@ -16,7 +16,7 @@ pub mod task;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use omen_detector::traces::anomalous::TraceScorer;
@@ -82,6 +82,8 @@ fn hash(text: &str) -> u64 {
 
 /// Traces kept for exemplars.
 const RECENT_TRACES: usize = 20_000;
+/// Services remembered per recent trace, for exemplars.
+const SERVICES_PER_TRACE: usize = 64;
 /// Exemplars and ranked services an incident carries.
 const EXEMPLARS: usize = 5;
 const RANKED: usize = 5;
@@ -98,19 +100,20 @@ struct RecentTrace {
 
 impl RecentTrace {
     fn of(trace: &TraceFacts, score: f64) -> Self {
-        let mut services: Vec<(Arc<str>, u64, bool)> = Vec::new();
+        let mut by_service: HashMap<&Arc<str>, (u64, bool)> = HashMap::new();
         for fact in &trace.spans {
             let span = &fact.span;
-            match services.iter_mut().find(|(s, _, _)| *s == span.service) {
-                Some(entry) => {
-                    entry.1 = entry.1.max(span.duration_nano);
-                    entry.2 |= fact.origin_error;
-                }
-                None => {
-                    services.push((span.service.clone(), span.duration_nano, fact.origin_error))
-                }
+            if by_service.len() >= SERVICES_PER_TRACE && !by_service.contains_key(&span.service) {
+                continue;
             }
+            let entry = by_service.entry(&span.service).or_default();
+            entry.0 = entry.0.max(span.duration_nano);
+            entry.1 |= fact.origin_error;
         }
+        let services = by_service
+            .into_iter()
+            .map(|(service, (latency, error))| (service.clone(), latency, error))
+            .collect();
         Self {
             trace_id: trace.trace_id,
             start_nano: trace.spans.first().map_or(0, |f| f.span.start_unix_nano),
@@ -263,7 +266,7 @@ impl TracePipeline {
             .recent
             .iter()
             .rev()
-            .take_while(|t| t.start_nano >= nano(since_ms))
+            .filter(|t| t.start_nano >= nano(since_ms))
             .filter(|t| t.services.iter().any(|(s, _, _)| **s == *top))
             .collect();
         // The most anomalous first; then failed at the top service, then slowest there.
@@ -337,6 +340,8 @@ pub struct TraceCounters {
 pub struct Traces {
     pipeline: Mutex<TracePipeline>,
     queue: mpsc::Sender<Vec<Span>>,
+    /// Spans in the queue; a request that would take it past `config.queue` is refused.
+    queued: AtomicUsize,
     pub counters: TraceCounters,
     pub config: TracesConfig,
 }
@@ -349,12 +354,14 @@ pub enum Refused {
 }
 
 impl Traces {
-    /// The shared end and the queue's receiving end (for [`run`]).
+    /// The shared end and the queue's receiving end (for [`task::run`]).
     pub fn new(config: TracesConfig) -> (Arc<Self>, mpsc::Receiver<Vec<Span>>) {
-        let (queue, receiver) = mpsc::channel(config.queue);
+        // Bounded in spans by `queued`; the channel's own bound only caps tiny requests.
+        let (queue, receiver) = mpsc::channel(config.queue.clamp(1, 65_536));
         let traces = Arc::new(Self {
             pipeline: Mutex::new(TracePipeline::new(&config)),
             queue,
+            queued: AtomicUsize::new(0),
             counters: TraceCounters::default(),
             config,
         });
@@ -377,16 +384,42 @@ impl Traces {
         if spans.is_empty() {
             return Ok(());
         }
+        let n = spans.len();
+        let admitted = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + n <= self.config.queue).then_some(queued + n)
+            })
+            .is_ok();
+        if !admitted {
+            self.counters.refused.fetch_add(count, Ordering::Relaxed);
+            return Err(Refused::QueueFull);
+        }
         match self.queue.try_send(spans) {
             Ok(()) => {
                 self.counters.received[protocol as usize].fetch_add(count, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.refused.fetch_add(count, Ordering::Relaxed);
-                Err(Refused::QueueFull)
+            Err(error) => {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => {
+                        self.counters.refused.fetch_add(count, Ordering::Relaxed);
+                        Err(Refused::QueueFull)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Err(Refused::Closed),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Refused::Closed),
         }
+    }
+
+    /// Takes a batch out of the queue's count once the pipeline has it.
+    pub fn dequeued(&self, spans: usize) {
+        self.queued.fetch_sub(spans, Ordering::AcqRel);
+    }
+
+    /// Spans waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }

@@ -20,7 +20,11 @@ pub async fn run(traces: Arc<Traces>, mut queue: mpsc::Receiver<Vec<Span>>, stat
     loop {
         tokio::select! {
             batch = queue.recv() => match batch {
-                Some(spans) => traces.pipeline().push(spans),
+                Some(spans) => {
+                    let n = spans.len();
+                    traces.pipeline().push(spans);
+                    traces.dequeued(n);
+                }
                 None => return,
             },
             _ = ticker.tick() => step(&traces, &state, now_ms(), Mode::Live),

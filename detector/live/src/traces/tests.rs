@@ -275,8 +275,17 @@ async fn hostile_http_bodies_get_4xx_and_are_counted() {
     ];
     let refused = cases.len();
     for (i, (content_type, encoding, body, expected)) in cases.into_iter().enumerate() {
-        let (status, _) = post(&state, content_type, encoding, body).await;
+        let protobuf = content_type == "application/x-protobuf";
+        let (status, body) = post(&state, content_type, encoding, body).await;
         assert_eq!(status, expected, "case {i}");
+        if protobuf && status == StatusCode::BAD_REQUEST {
+            // OTLP/HTTP: the refusal is a google.rpc.Status in the request's encoding.
+            let answer = super::http::RpcStatus::decode(&body[..]).expect("a Status");
+            assert!(
+                !answer.message.is_empty() && answer.code != 0,
+                "case {i}: {answer:?}"
+            );
+        }
     }
     // A span with 100,000 attributes fits the limit and is taken; its attributes are not kept.
     let mut wide = request(3, 1);
@@ -320,7 +329,7 @@ async fn hostile_http_bodies_get_4xx_and_are_counted() {
 #[tokio::test]
 async fn a_full_queue_refuses_as_retryable_and_keeps_nothing_half_done() {
     let config = TracesConfig {
-        queue: 1,
+        queue: 3,
         ..TracesConfig::default()
     };
     let (state, _queue) = state(config);
