@@ -342,11 +342,11 @@ mod tests {
         asm.push(span(1, 2, Some(1), "b", 10, 5), &mut done);
         asm.push(span(1, 1, None, "a", 0, 50), &mut done);
         asm.push(span(2, 1, None, "a", 100, 60), &mut done);
-        asm.flush(0, &mut done);
+        asm.flush(160, &mut done);
         assert_eq!(
             done.len(),
             1,
-            "span time 160: trace 1 ended at 50, waited till 150"
+            "at 160, trace 1 (ended at 50) has waited its 100"
         );
         assert_eq!(done[0].spans.len(), 2);
         assert_eq!(done[0].edges.len(), 1);
@@ -361,6 +361,26 @@ mod tests {
         assert_eq!(done.len(), 3);
         assert_eq!(asm.held_spans(), 0);
         assert_eq!(asm.counts().traces, 3);
+    }
+
+    #[test]
+    fn a_span_stamped_in_the_future_completes_no_other_trace() {
+        let mut asm = TraceAssembler::new(AssemblerLimits {
+            wait_nano: 100,
+            ..AssemblerLimits::default()
+        });
+        let mut done = Vec::new();
+        asm.push(span(1, 1, None, "a", 0, 50), &mut done);
+        asm.push(span(2, 1, None, "b", u64::MAX / 2, 1), &mut done);
+        asm.flush(120, &mut done);
+        assert!(
+            done.is_empty(),
+            "trace 1 waits till 150 whatever else was stamped"
+        );
+        asm.push(span(1, 2, Some(1), "c", 10, 20), &mut done);
+        asm.flush(150, &mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].spans.len(), 2, "whole");
     }
 
     #[test]
