@@ -182,12 +182,12 @@ impl LiveState {
             if event.change == Change::Resolved {
                 continue;
             }
-            // Spans speak only of incidents with a member in a service they have seen.
+            // Spans and logs speak only of incidents with a member in a service they know.
             let pipeline = traces.pipeline();
             let traced = event.incident.members.iter().any(|m| {
                 m.labels
                     .get("service")
-                    .is_some_and(|s| pipeline.evidence().services().any(|seen| **seen == **s))
+                    .is_some_and(|s| pipeline.evidence().knows(s))
             });
             let context = traced
                 .then(|| pipeline.context(event.incident.started_ms, now_ms))

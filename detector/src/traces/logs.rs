@@ -154,6 +154,11 @@ impl LogRates {
     pub fn keys(&self) -> usize {
         self.counts.len()
     }
+
+    /// Whether any line of `service` was counted.
+    pub fn has_service(&self, service: &str) -> bool {
+        self.counts.keys().any(|(s, _)| &**s == service)
+    }
 }
 
 #[cfg(test)]

@@ -356,6 +356,11 @@ impl Evidence {
         self.live.dropped + self.reference.dropped + self.logs.dropped + self.reference_logs.dropped
     }
 
+    /// Whether spans or logs have said anything of `service`.
+    pub fn knows(&self, service: &str) -> bool {
+        self.services().any(|s| &**s == service) || self.logs.has_service(service)
+    }
+
     pub fn services(&self) -> impl Iterator<Item = &Arc<str>> {
         self.live
             .services
