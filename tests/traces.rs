@@ -39,6 +39,18 @@ correlation: {{ window: 1m, quiet: 30s, onset_tolerance: 3s }}
     )
 }
 
+/// `omen detect` with its OTLP receivers, all on free loopback ports, logging into `dir`;
+/// with the gRPC and HTTP receivers' addresses.
+fn start_detector(dir: &tempfile::TempDir) -> (LiveDetector, SocketAddr, SocketAddr) {
+    let (listen, grpc, http) = (loopback(), loopback(), loopback());
+    let detector = LiveDetector::start(
+        &detector_config(listen, grpc, http),
+        listen,
+        &dir.path().join("detector.log"),
+    );
+    (detector, grpc, http)
+}
+
 /// Sums `name{...}` samples whose labels contain every `label="value"` in `with`.
 fn sum(samples: &std::collections::BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
     samples
@@ -54,12 +66,8 @@ fn sdk_spans_are_counted_and_a_downstream_latency_fault_is_one_incident_rooted_d
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (listen, grpc, http) = (loopback(), loopback(), loopback());
-    let detector = LiveDetector::start(
-        &detector_config(listen, grpc, http),
-        listen,
-        &dir.path().join("detector.log"),
-    );
+    let (detector, grpc, http) = start_detector(&dir);
+    let listen = detector.addr;
     let prometheus = Prometheus::start(
         dir.path(),
         &format!(
@@ -202,12 +210,8 @@ fn hostile_grpc_input_gets_grpc_errors_and_the_detector_keeps_serving() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (listen, grpc, http) = (loopback(), loopback(), loopback());
-    let detector = LiveDetector::start(
-        &detector_config(listen, grpc, http),
-        listen,
-        &dir.path().join("detector.log"),
-    );
+    let (detector, grpc, _) = start_detector(&dir);
+    let listen = detector.addr;
     // Raw bytes on the Export method, a message past the limit, and a good export after.
     let script = format!(
         r#"

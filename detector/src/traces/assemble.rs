@@ -26,6 +26,9 @@ pub struct SpanFacts {
     /// A child runs in another service: this is the caller's side of a call (a client
     /// span), and its self time is time on the wire, not work.
     pub calls_out: bool,
+    /// A request enters the service here: a root span, one whose parent is missing, or one
+    /// called from another service.
+    pub entry: bool,
 }
 
 /// A call between two services: a parent span and its child in another service (a client
@@ -72,12 +75,18 @@ impl TraceFacts {
             .map(|(i, s)| (s.span_id, i))
             .collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+        let mut entries = vec![true; spans.len()];
         let mut unpaired = 0;
         for (i, span) in spans.iter().enumerate() {
             match span.parent_id.map(|p| index.get(&p)) {
-                Some(Some(&parent)) if parent != i => children[parent].push(i),
+                Some(Some(&parent)) => {
+                    entries[i] = spans[parent].service != span.service;
+                    if parent != i {
+                        children[parent].push(i);
+                    }
+                }
                 Some(None) => unpaired += 1,
-                _ => {}
+                None => {}
             }
         }
         let mut edges = Vec::new();
@@ -108,12 +117,16 @@ impl TraceFacts {
         let spans = spans
             .into_iter()
             .zip(facts)
-            .map(|(span, (self_nano, origin_error, calls_out))| SpanFacts {
-                span,
-                self_nano,
-                origin_error,
-                calls_out,
-            })
+            .zip(entries)
+            .map(
+                |((span, (self_nano, origin_error, calls_out)), entry)| SpanFacts {
+                    span,
+                    self_nano,
+                    origin_error,
+                    calls_out,
+                    entry,
+                },
+            )
             .collect();
         Self {
             trace_id,
@@ -283,10 +296,11 @@ impl TraceAssembler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::traces::span::{SpanKind, StatusCode};
 
+    /// A span of trace `[trace; 16]` with id `[id; 8]`, named "op", kind unspecified.
     pub(crate) fn span(
         trace: u8,
         id: u8,

@@ -125,17 +125,8 @@ pub fn read_ground_truth(dir: &Path) -> Result<Option<GroundTruth>, CaseError> {
 /// service, pod, operation, start_unix_nano, duration_nano, status_code`, by header name.
 /// Returns the spans sorted by start time.
 pub fn read_spans(path: &Path, names: &mut Names) -> Result<Vec<Span>, CaseError> {
-    let mut csv = open_csv(path)?;
-    let headers = csv
-        .headers()
-        .map_err(|e| format(path, e.to_string()))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| format(path, format!("no column {name}")))
-    };
+    let (mut csv, headers) = open_csv(path)?;
+    let column = |name: &str| column(&headers, path, name);
     let [trace, span, parent, service, operation, start, duration, status] = [
         "trace_id",
         "span_id",
@@ -185,15 +176,30 @@ pub fn read_spans(path: &Path, names: &mut Names) -> Result<Vec<Span>, CaseError
     Ok(spans)
 }
 
-/// Opens a CSV file, gunzipped when its name ends in `.gz`.
-fn open_csv(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, CaseError> {
+type CsvReader = csv::Reader<Box<dyn Read>>;
+
+/// Opens a CSV file, gunzipped when its name ends in `.gz`, and reads its header row.
+fn open_csv(path: &Path) -> Result<(CsvReader, csv::StringRecord), CaseError> {
     let file = File::open(path).map_err(io(path))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(GzDecoder::new(BufReader::new(file)))
     } else {
         Box::new(BufReader::new(file))
     };
-    Ok(csv::Reader::from_reader(reader))
+    let mut csv = csv::Reader::from_reader(reader);
+    let headers = csv
+        .headers()
+        .map_err(|e| format(path, e.to_string()))?
+        .clone();
+    Ok((csv, headers))
+}
+
+/// The position of column `name` in `headers`.
+fn column(headers: &csv::StringRecord, path: &Path, name: &str) -> Result<usize, CaseError> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| format(path, format!("no column {name}")))
 }
 
 /// One log record of a case.
@@ -208,17 +214,8 @@ pub struct LogRecord {
 /// time. Records whose time is not a non-negative integer (the source holds some overflowed
 /// ones) are skipped and counted in the second value.
 pub fn read_logs(path: &Path, names: &mut Names) -> Result<(Vec<LogRecord>, u64), CaseError> {
-    let mut csv = open_csv(path)?;
-    let headers = csv
-        .headers()
-        .map_err(|e| format(path, e.to_string()))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| format(path, format!("no column {name}")))
-    };
+    let (mut csv, headers) = open_csv(path)?;
+    let column = |name: &str| column(&headers, path, name);
     let (time, service, message) = (
         column("time_unix_nano")?,
         column("service")?,

@@ -83,11 +83,6 @@ impl ServiceSeries {
     }
 
     pub fn observe(&mut self, trace: &TraceFacts) {
-        let parents: std::collections::HashMap<_, _> = trace
-            .spans
-            .iter()
-            .map(|f| (f.span.span_id, &f.span.service))
-            .collect();
         for fact in &trace.spans {
             let span = &fact.span;
             if !self.services.contains_key(&span.service) && !self.room() {
@@ -95,12 +90,7 @@ impl ServiceSeries {
                 continue;
             }
             let signals = self.services.entry(span.service.clone()).or_default();
-            // A request enters the service at a root span or one called from elsewhere.
-            let entry = span
-                .parent_id
-                .and_then(|p| parents.get(&p))
-                .is_none_or(|parent| **parent != span.service);
-            if entry {
+            if fact.entry {
                 signals.calls += 1;
                 signals.latency.add(span.duration_nano as f64 / 1e9);
             }
@@ -185,20 +175,10 @@ impl ServiceSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traces::span::{Span, SpanId, SpanKind, StatusCode, TraceId};
+    use crate::traces::span::{Span, StatusCode, TraceId};
 
     fn span(id: u8, parent: Option<u8>, service: &str, start: u64, ms: u64) -> Span {
-        Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([id; 8]),
-            parent_id: parent.map(|p| SpanId([p; 8])),
-            service: Arc::from(service),
-            name: Arc::from("op"),
-            kind: SpanKind::Unspecified,
-            start_unix_nano: start,
-            duration_nano: ms * 1_000_000,
-            status: StatusCode::Unset,
-        }
+        crate::traces::assemble::tests::span(1, id, parent, service, start, ms * 1_000_000)
     }
 
     #[test]

@@ -96,7 +96,7 @@ fn decompress(
     headers: &HeaderMap,
     body: &Bytes,
     limit: usize,
-) -> Result<Vec<u8>, (StatusCode, &'static str, String)> {
+) -> Result<Bytes, (StatusCode, &'static str, String)> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -112,7 +112,8 @@ fn decompress(
                     format!("body over {limit} bytes"),
                 ));
             }
-            Ok(body.to_vec())
+            // The same buffer, shared: no copy of a body up to the limit.
+            Ok(body.clone())
         }
         "gzip" => {
             let mut out = Vec::new();
@@ -127,7 +128,7 @@ fn decompress(
                     format!("decompressed body over {limit} bytes"),
                 ));
             }
-            Ok(out)
+            Ok(Bytes::from(out))
         }
         other => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

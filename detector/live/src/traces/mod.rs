@@ -247,7 +247,7 @@ impl TracePipeline {
     }
 
     /// What spans say of an incident that began at `started_ms`: services ranked by span
-    /// evidence, and the traces through the top one, failed or slowest first. `None` while
+    /// evidence, and the traces through the top one, most anomalous first. `None` while
     /// spans point nowhere. A span series' sample at `started_ms` sums the interval before
     /// it, so the spans judged start one interval earlier.
     pub fn context(&self, started_ms: i64, now_ms: i64) -> Option<TraceContext> {
