@@ -11,6 +11,8 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
+
+use super::tail::ZTail;
 use thiserror::Error;
 
 use super::channel::{Channel, ChannelConfig};
@@ -38,6 +40,10 @@ pub enum EventEffect {
     Scale { factor: f64 },
     /// Expected value plus `offset`.
     Offset { offset: f64 },
+    /// A change that may move the level for good (a deploy, a migration): nothing is
+    /// expected of it, no alarm is raised while it lasts, and the models learn what it
+    /// brings.
+    Shift,
 }
 
 impl EventEffect {
@@ -46,7 +52,14 @@ impl EventEffect {
         match self {
             Self::Scale { factor } => value * factor,
             Self::Offset { offset } => value + offset,
+            Self::Shift => value,
         }
+    }
+
+    /// Whether the models learn from values under this event: only from a shift's, which
+    /// may be the new normal.
+    pub fn is_learnt(self) -> bool {
+        matches!(self, Self::Shift)
     }
 
     /// The value without the event's effect: what it would have been unplanned (a value
@@ -56,6 +69,7 @@ impl EventEffect {
             Self::Scale { factor } if factor != 0.0 => value / factor,
             Self::Scale { .. } => value,
             Self::Offset { offset } => value - offset,
+            Self::Shift => value,
         }
     }
 }
@@ -196,6 +210,10 @@ pub struct SeasonalBaseline {
     /// [`SPREAD_FLOOR`]). Old snapshots restore it at 0, and it grows from there.
     #[serde(default)]
     spread: f64,
+    /// Residuals in scales, for the band's width (see [`super::tail`]). Old snapshots
+    /// restore it empty: the configured band until it has learnt enough.
+    #[serde(default)]
+    tail: ZTail,
 }
 
 impl SeasonalBaseline {
@@ -217,6 +235,7 @@ impl SeasonalBaseline {
             next_season_check: 64,
             transform: Transform::None,
             spread: 0.0,
+            tail: ZTail::default(),
         }
     }
 
@@ -248,6 +267,11 @@ impl SeasonalBaseline {
             .map(|e| e.effect)
     }
 
+    /// Replaces the planned events (a calendar changed; nothing learnt changes).
+    pub fn set_events(&mut self, events: Vec<PlannedEvent>) {
+        self.config.events = events;
+    }
+
     /// Says that the values it is given are `transform`ed (the detector's choice for the
     /// series), so that planned events apply to the series' own units: a sale that doubles
     /// a counter's rate doubles the rate, not its square root.
@@ -266,12 +290,26 @@ impl SeasonalBaseline {
             .unwrap_or(0.0);
         let expected = level + seasonal;
         Some(match self.event_at(timestamp_ms) {
-            Some(effect) => {
-                let transform = self.transform;
-                transform.apply(effect.apply(transform.invert(expected)))
-            }
+            Some(effect) => self.planned(effect, expected),
             None => expected,
         })
+    }
+
+    /// `value` (in the transformed units) with an event's effect, which is given in the
+    /// series' own units.
+    fn planned(&self, effect: EventEffect, value: f64) -> f64 {
+        let transform = self.transform;
+        transform.apply(effect.apply(transform.invert(value)))
+    }
+
+    /// The expectation one point ahead as if no event were planned.
+    fn expected_unplanned(&self, timestamp_ms: i64) -> Option<f64> {
+        let seasonal = self
+            .season
+            .as_ref()
+            .and_then(|s| s.location_at(s.slot(timestamp_ms)))
+            .unwrap_or(0.0);
+        Some(self.level? + self.trend + seasonal)
     }
 
     /// Scale floor: a flat series must not make every wiggle infinitely surprising.
@@ -522,8 +560,16 @@ impl Channel for SeasonalBaseline {
     fn update(&mut self, (timestamp_ms, value): (i64, f64)) -> BaselinePoint {
         let event = self.event_at(timestamp_ms);
         let expected = self.expected_at(timestamp_ms, 1.0).unwrap_or(value);
-        let scale = self.scale_at(timestamp_ms);
-        let band = self.config.band * scale;
+        let mut scale = self.scale_at(timestamp_ms);
+        if let (Some(effect), Some(unplanned)) = (event, self.expected_unplanned(timestamp_ms)) {
+            // A planned event scales the noise with the level: a campaign that doubles
+            // traffic doubles its wiggles too.
+            let widened = (self.planned(effect, unplanned + scale) - expected).abs();
+            if widened.is_finite() && widened > 0.0 {
+                scale = widened;
+            }
+        }
+        let band = self.tail.band(self.config.band) * scale;
         let expected = if expected.is_finite() { expected } else { 0.0 };
         let z = if value.is_finite() {
             ((value - expected) / scale).clamp(-1e6, 1e6)
@@ -538,7 +584,10 @@ impl Channel for SeasonalBaseline {
             upper: expected + band,
             event,
         };
-        if value.is_finite() && event.is_none() {
+        if value.is_finite() && event.is_none_or(EventEffect::is_learnt) {
+            if self.level.is_some() {
+                self.tail.learn(z);
+            }
             self.learn(timestamp_ms, value, z, scale);
         }
         point
@@ -552,6 +601,7 @@ impl Channel for SeasonalBaseline {
                 .as_ref()
                 .map_or(0, |s| (s.location.capacity() + s.deviation.capacity()) * 4)
             + self.config.events.capacity() * std::mem::size_of::<PlannedEvent>()
+            + self.tail.heap_bytes()
     }
 }
 

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::baseline::{BaselineConfig, BaselineError, BaselinePoint, SeasonalBaseline};
+use super::baseline::{
+    BaselineConfig, BaselineError, BaselinePoint, EventEffect, SeasonalBaseline,
+};
 use super::channel::{Channel, ChannelConfig};
 use super::cold::{ColdPoint, ColdStart, ColdStartConfig, ColdStartError, ColdVerdict};
 use super::envelope::{forget_towards, Envelope, EnvelopeConfig, EnvelopeError, EnvelopePoint};
@@ -110,10 +112,15 @@ pub struct SeriesDetectorConfig {
 
 impl SeriesDetectorConfig {
     /// These settings with the ones that only judge what the models say (the alarm
-    /// level, suppression, warm-up, the spatial tolerance, forecasts) at their defaults.
+    /// level, suppression, warm-up, the spatial tolerance, forecasts) at their defaults,
+    /// and without planned events (a calendar, not model state).
     fn state_settings(&self) -> Self {
         let defaults = Self::default();
         Self {
+            baseline: BaselineConfig {
+                events: Vec::new(),
+                ..self.baseline.clone()
+            },
             suppress_points: defaults.suppress_points,
             alarm_level: defaults.alarm_level,
             warmup_points: defaults.warmup_points,
@@ -332,6 +339,7 @@ impl SeriesDetector {
             return false;
         }
         self.config = config.clone();
+        self.baseline.set_events(config.baseline.events.clone());
         true
     }
 
@@ -451,6 +459,13 @@ impl SeriesDetector {
         } else {
             likelihood
         };
+        // A planned shift (a deploy) raises nothing while it lasts; the models learn it.
+        let shifting = point.event == Some(EventEffect::Shift);
+        let likelihood = if shifting {
+            likelihood.min(SUPPRESSED * self.config.alarm_level)
+        } else {
+            likelihood
+        };
         let score = self.suppress(likelihood);
         // A missing value is no residual (the baseline scores it as 0): it must not pull
         // the drift towards the expectation.
@@ -460,7 +475,7 @@ impl SeriesDetector {
         // A band still being learnt says nothing about where the series is heading, and
         // a series recovering from an alarm heads back: no warning then.
         let recovering = self.since_alarm < self.config.suppress_points;
-        let warning = if warmed_up && !recovering {
+        let warning = if warmed_up && !recovering && !shifting {
             early_warning(
                 &self.baseline,
                 &self.drift,
@@ -981,6 +996,59 @@ mod tests {
         }
         assert!(peak_came < 0.5, "{peak_came}");
         assert!(peak_missing >= 0.5, "{peak_missing}");
+    }
+
+    #[test]
+    fn a_planned_doubling_doubles_the_band_with_the_noise() {
+        // Noise in proportion to the level, as traffic's is: doubled, it stays unsurprising.
+        let noisy = |i: i64| 100.0 * (1.0 + 0.05 * (((i * 7919) % 21 - 10) as f64 / 10.0));
+        let sale = 1500..1530;
+        let mut detector = with_plans(Transform::None, 2.0, std::slice::from_ref(&sale));
+        for i in 0..1530 {
+            let value = if sale.contains(&i) {
+                2.0 * noisy(i)
+            } else {
+                noisy(i)
+            };
+            let s = detector.update(i * 60_000, value);
+            if sale.contains(&i) {
+                assert!((s.lower..=s.upper).contains(&value), "{i}: {s:?}");
+                assert!(s.score < 0.5, "{i}: {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_planned_shift_raises_nothing_and_its_new_level_is_learnt() {
+        let shift = 1500..1620;
+        let mut config = SeriesDetectorConfig::default();
+        config.baseline.events = vec![PlannedEvent {
+            start_ms: shift.start * 60_000,
+            end_ms: shift.end * 60_000,
+            effect: EventEffect::Shift,
+        }];
+        let mut detector = SeriesDetector::new(config).unwrap();
+        let mut after = Vec::new();
+        for i in 0..1800 {
+            // A deploy lifts the level by half for good.
+            let value = if i >= shift.start {
+                wave(i) + 15.0
+            } else {
+                wave(i)
+            };
+            let s = detector.update(i * 60_000, value);
+            if shift.contains(&i) {
+                assert!(s.score < 0.5 && s.warning.is_none(), "{i}: {s:?}");
+            }
+            if i >= shift.end {
+                after.push(s.score);
+            }
+        }
+        let worst = after.iter().copied().fold(0.0, f64::max);
+        assert!(
+            worst < 0.5,
+            "the new level still alarms after the deploy: {worst}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod iforest;
 pub mod likelihood;
 pub mod shape;
 pub mod spike;
+pub mod tail;
 pub mod transform;
 
 pub use channel::{Channel, ChannelConfig};
