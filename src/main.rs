@@ -1,6 +1,7 @@
 //! `omen`: the command line. Parses arguments and calls the agent and detector libraries.
 
 mod demo;
+mod fleet;
 mod rca;
 
 use std::net::SocketAddr;
@@ -33,6 +34,37 @@ enum Command {
     Demo(DemoArgs),
     /// Replay recorded fault cases (spans) and rank each one's root-cause services.
     Rca(RcaArgs),
+    /// Write a simulated production fleet (about 200 series, weeks of history and a live
+    /// week of incidents and planned events) to a Prometheus by remote_write.
+    #[command(
+        after_help = "Example:\n  omen fleet --remote-write http://127.0.0.1:9090/api/v1/write --truth truth.json\n  omen detect --config fleet.yaml --replay 2026-11-23T00:00:00Z..2026-11-30T00:00:00Z"
+    )]
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// Prometheus' remote_write receiver (run Prometheus with
+    /// --web.enable-remote-write-receiver); without it, only the truth is written.
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// Where to write the truth (JSON: the live week's windows); default: standard output.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Also write an `omen detect` configuration for the fleet: PromQL on that Prometheus,
+    /// the calendar, the services' calls, alerts to stdout.
+    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    detect_config: Option<PathBuf>,
+    /// Days of normal history before the live week.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=56))]
+    history_days: i64,
+    /// First day (RFC 3339, a Monday midnight UTC); default: the latest Monday from which
+    /// history and the live week end before now.
+    #[arg(long)]
+    start: Option<String>,
+    /// Seed of the simulated noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -91,6 +123,16 @@ struct DetectArgs {
     /// Address for /metrics, /api/v1/write, /api/v1/incidents (overrides the config).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Replay this stretch of the `prometheus` sources' history (`FROM..TO`, RFC 3339)
+    /// through the live path in the series' own time, alerting as it goes, then exit.
+    /// Each source's `warmup` before FROM is learnt first.
+    #[arg(long, value_name = "FROM..TO")]
+    replay: Option<String>,
+    /// With --replay: wall time per step while an incident is open, so that Alertmanager
+    /// (which notifies after its group_wait) sees each one firing; with any pace, every
+    /// alert update is delivered before the next step.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "replay")]
+    replay_pace: DurationConfig,
 }
 
 /// Which models feed the anomaly score.
@@ -234,6 +276,7 @@ fn main() -> ExitCode {
         },
         Command::Detect(args) => detect(args),
         Command::Demo(args) => demo(&args),
+        Command::Fleet(args) => fleet(&args),
         Command::Rca(args) => match rca::run(&args.cases, &args.out, !args.no_logs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -267,7 +310,18 @@ fn detect(args: DetectArgs) -> ExitCode {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    match omen_detector_live::runtime::run(config) {
+    let replay = match args.replay.as_deref().map(parse_range).transpose() {
+        Ok(range) => range.map(|(from_ms, to_ms)| omen_detector_live::runtime::Replay {
+            from_ms,
+            to_ms,
+            pace: args.replay_pace.0,
+        }),
+        Err(error) => {
+            eprintln!("error: --replay: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match omen_detector_live::runtime::run(config, replay) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error @ omen_detector_live::runtime::RunError::Listen { .. }) => {
             eprintln!("error: {error}");
@@ -275,6 +329,51 @@ fn detect(args: DetectArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `FROM..TO`, two RFC 3339 times, FROM before TO.
+fn parse_range(text: &str) -> Result<(i64, i64), String> {
+    use omen_detector::series::parse_timestamp;
+    let (from, to) = text
+        .split_once("..")
+        .ok_or("expected FROM..TO, e.g. 2026-11-23T00:00:00Z..2026-11-30T00:00:00Z")?;
+    let time = |t: &str| parse_timestamp(t.trim()).map_err(|e| format!("`{t}`: {e}"));
+    let (from, to) = (time(from)?, time(to)?);
+    if from >= to {
+        return Err("FROM must come before TO".to_owned());
+    }
+    Ok((from, to))
+}
+
+fn fleet(args: &FleetArgs) -> ExitCode {
+    let start_ms = match args
+        .start
+        .as_deref()
+        .map(omen_detector::series::parse_timestamp)
+    {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(error)) => {
+            eprintln!("error: --start: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let options = fleet::FleetOptions {
+        remote_write: args.remote_write.clone(),
+        truth: args.truth.clone(),
+        detect_config: args.detect_config.clone(),
+        seed: args.seed,
+        history_days: args.history_days,
+        start_ms,
+        now_ms: omen_detector_live::state::now_ms(),
+    };
+    match fleet::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_line(&error));
             ExitCode::FAILURE
         }
     }

@@ -470,6 +470,7 @@ mod tests {
                 members: vec![member],
                 resolved_ms: None,
                 confirmed: true,
+                raised_ms: Some(injected.start_ms),
                 traces: None,
             });
         }

@@ -320,6 +320,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(dir: &Path, config_yaml: &str) -> Self {
+        Self::start_with(dir, config_yaml, &[])
+    }
+
+    /// With further command-line flags (e.g. `--web.enable-remote-write-receiver`).
+    pub fn start_with(dir: &Path, config_yaml: &str, flags: &[&str]) -> Self {
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml).expect("prometheus config");
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -331,7 +336,8 @@ impl Prometheus {
                     "--storage.tsdb.path={}",
                     dir.join("prometheus-data").display()
                 ))
-                .arg(format!("--web.listen-address={addr}")),
+                .arg(format!("--web.listen-address={addr}"))
+                .args(flags),
             &log,
         );
         wait_for(LIMIT, "Prometheus to be ready", || {

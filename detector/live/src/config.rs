@@ -12,6 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::engine::select::{Selection, Selector};
+use omen_detector::model::baseline::{EventEffect, PlannedEvent};
 use omen_detector::model::detector::{SeriesDetector, SeriesDetectorConfig};
 
 /// Errors from loading or checking a detector configuration.
@@ -72,6 +73,9 @@ pub struct DetectConfig {
     pub select: Selection,
     /// OTLP trace receivers; without this section no spans are read.
     pub traces: Option<TracesConfig>,
+    /// Planned events (a campaign, a migration): the series they touch are expected to
+    /// change by their effect while they last, and are not learnt from meanwhile.
+    pub calendar: Vec<CalendarEvent>,
 }
 
 impl Default for DetectConfig {
@@ -89,8 +93,38 @@ impl Default for DetectConfig {
             kafka: None,
             select: Selection::default(),
             traces: None,
+            calendar: Vec::new(),
         }
     }
+}
+
+/// A time in the configuration: RFC 3339 (or any form `omen backtest` reads), kept in Unix
+/// milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeConfig(pub i64);
+
+impl<'de> Deserialize<'de> for TimeConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        omen_detector::series::parse_timestamp(&text)
+            .map(TimeConfig)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+    }
+}
+
+/// One planned event of the calendar.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarEvent {
+    pub name: String,
+    pub start: TimeConfig,
+    /// Exclusive.
+    pub end: TimeConfig,
+    /// The series it touches (a Prometheus series selector).
+    #[serde(rename = "match")]
+    pub select: Selector,
+    /// What it does to them: `{type: scale, factor: 2}` or `{type: offset, offset: 10}`.
+    pub effect: EventEffect,
 }
 
 /// A regex on metric names, anchored at both ends (as PromQL's `=~`).
@@ -443,10 +477,35 @@ impl DetectConfig {
         Ok(config)
     }
 
+    /// Every planned event ends after it starts and has an effect that can apply.
+    fn check_calendar(&self) -> Result<(), ConfigError> {
+        for (i, event) in self.calendar.iter().enumerate() {
+            if event.end.0 <= event.start.0 {
+                return Err(invalid(
+                    format!("calendar[{i}] ({})", event.name),
+                    "ends before it starts",
+                ));
+            }
+            let valid = match event.effect {
+                EventEffect::Scale { factor } => factor.is_finite() && factor > 0.0,
+                EventEffect::Offset { offset } => offset.is_finite(),
+                EventEffect::Shift => true,
+            };
+            if !valid {
+                return Err(invalid(
+                    format!("calendar[{i}].effect ({})", event.name),
+                    "a factor must be positive and an offset finite",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: URLs, positive durations, a model that builds.
     pub fn check(&self) -> Result<(), ConfigError> {
         SeriesDetector::new(self.detector.clone())
             .map_err(|e| invalid("detector", e.to_string()))?;
+        self.check_calendar()?;
         let url = |field: String, url: &str| -> Result<(), ConfigError> {
             match reqwest::Url::parse(url) {
                 Ok(parsed) if parsed.scheme() == "http" => Ok(()),
@@ -551,12 +610,26 @@ impl DetectConfig {
     }
 
     /// The model configuration for one metric: the shared one plus its limits.
-    pub fn detector_for(&self, metric: &str) -> SeriesDetectorConfig {
+    pub fn detector_for(
+        &self,
+        metric: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> SeriesDetectorConfig {
         let mut config = self.detector.clone();
         for limit in self.limits.iter().filter(|l| l.metric == metric) {
             config.forecast.upper_limit = limit.upper.or(config.forecast.upper_limit);
             config.forecast.lower_limit = limit.lower.or(config.forecast.lower_limit);
         }
+        let planned = self
+            .calendar
+            .iter()
+            .filter(|event| event.select.matches_series(metric, labels))
+            .map(|event| PlannedEvent {
+                start_ms: event.start.0,
+                end_ms: event.end.0,
+                effect: event.effect,
+            });
+        config.baseline.events.extend(planned);
         config
     }
 }
@@ -604,10 +677,19 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
         assert_eq!(config.prometheus[0].step(), Duration::from_secs(10));
         assert_eq!(config.detector.warmup_points, 20);
         assert_eq!(
-            config.detector_for("queue_depth").forecast.upper_limit,
+            config
+                .detector_for("queue_depth", &BTreeMap::new())
+                .forecast
+                .upper_limit,
             Some(1000.0)
         );
-        assert_eq!(config.detector_for("other").forecast.upper_limit, None);
+        assert_eq!(
+            config
+                .detector_for("other", &BTreeMap::new())
+                .forecast
+                .upper_limit,
+            None
+        );
     }
 
     #[test]
@@ -620,7 +702,7 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
         );
         assert_eq!(
             config
-                .detector_for("stock_event_pending")
+                .detector_for("stock_event_pending", &BTreeMap::new())
                 .forecast
                 .upper_limit,
             Some(500.0)
@@ -628,6 +710,51 @@ alerting: { alertmanager: ["http://127.0.0.1:9093"], stdout: true }
         let traces = config.traces.expect("the example enables traces");
         assert_eq!(traces.otlp_grpc, TracesConfig::default().otlp_grpc);
         assert_eq!(traces.interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn calendar_events_apply_to_the_series_they_match() {
+        let text = r#"
+calendar:
+  - name: spring sale
+    start: 2026-03-01T08:00:00Z
+    end: 2026-03-01T20:00:00Z
+    match: '{__name__="http_requests_per_second",service=~"web|api"}'
+    effect: { type: scale, factor: 2 }
+  - { name: deploy, start: '2026-03-02T10:00:00Z', end: '2026-03-02T11:00:00Z', match: '{service="api"}', effect: { type: shift } }
+"#;
+        let config = DetectConfig::parse(text, Path::new("t.yaml")).unwrap();
+        let labels = |service: &str| BTreeMap::from([("service".to_owned(), service.to_owned())]);
+        let events = |name: &str, service: &str| {
+            config
+                .detector_for(name, &labels(service))
+                .baseline
+                .events
+                .iter()
+                .map(|e| (e.start_ms, e.effect))
+                .collect::<Vec<_>>()
+        };
+        let sale = (1_772_352_000_000, EventEffect::Scale { factor: 2.0 });
+        let deploy = (1_772_445_600_000, EventEffect::Shift);
+        assert_eq!(events("http_requests_per_second", "api"), [sale, deploy]);
+        assert_eq!(events("http_requests_per_second", "web"), [sale]);
+        assert_eq!(events("queue_depth", "api"), [deploy]);
+        assert!(events("queue_depth", "worker").is_empty());
+        for (text, field) in [
+            (
+                "calendar: [{ name: x, start: '2026-03-02T10:00:00Z', end: '2026-03-02T09:00:00Z', match: up, effect: { type: shift } }]",
+                "calendar[0] (x)",
+            ),
+            (
+                "calendar: [{ name: x, start: '2026-03-02T10:00:00Z', end: '2026-03-02T11:00:00Z', match: up, effect: { type: scale, factor: -1 } }]",
+                "calendar[0].effect (x)",
+            ),
+        ] {
+            let error = DetectConfig::parse(text, Path::new("t.yaml")).unwrap_err();
+            assert!(error.to_string().starts_with(field), "{error}");
+        }
+        let unparsable = "calendar: [{ name: x, start: 'soon', end: '2026-03-02T11:00:00Z', match: up, effect: { type: shift } }]";
+        assert!(DetectConfig::parse(unparsable, Path::new("t.yaml")).is_err());
     }
 
     #[test]

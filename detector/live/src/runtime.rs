@@ -13,6 +13,7 @@ use tracing::{error, info};
 use crate::config::{DetectConfig, TracesConfig};
 use crate::engine::Engine;
 use crate::ingest::promql::prometheus_loop;
+pub use crate::ingest::promql::Replay;
 use crate::ingest::scrape::scrape_loop;
 use crate::sinks::{Sink, Target};
 use crate::snapshot::{self, SnapshotError};
@@ -36,6 +37,8 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("replay: {0}")]
+    Replay(String),
 }
 
 /// Builds the sinks the configuration names.
@@ -68,14 +71,15 @@ pub fn spawn_sinks(shared: &Arc<LiveState>) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs until SIGINT or SIGTERM, then saves the model state.
-pub fn run(config: DetectConfig) -> Result<(), RunError> {
+/// Runs until SIGINT or SIGTERM (or, with a `replay`, until it is done), then saves the
+/// model state.
+pub fn run(config: DetectConfig, replay: Option<Replay>) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.block_on(serve(config, shutdown_signal()))
+    runtime.block_on(serve(config, shutdown_signal(), replay))
 }
 
 async fn shutdown_signal() {
@@ -142,10 +146,11 @@ where
     Ok(tasks)
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, or a `replay` ends.
 pub async fn serve(
     config: DetectConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    replay: Option<Replay>,
 ) -> Result<(), RunError> {
     let listener = TcpListener::bind(config.listen)
         .await
@@ -190,25 +195,25 @@ pub async fn serve(
     for scrape in scrapes {
         tokio::spawn(scrape_loop(scrape, shared.clone(), client.clone()));
     }
-    for poll in polls {
-        tokio::spawn(prometheus_loop(poll, shared.clone(), client.clone()));
-    }
+    let replay_task = start_polls(polls, &shared, &client, replay);
+    let replay_failure = replay_task.as_ref().map(|t| t.failure.clone());
+    let shutdown = async move {
+        match replay_task {
+            Some(task) => tokio::select! {
+                () = shutdown => {}
+                _ = task.done => {}
+            },
+            None => shutdown.await,
+        }
+    };
     let stop_kafka = Arc::new(AtomicBool::new(false));
     let kafka = match kafka {
         Some(kafka) => kafka::spawn(kafka, shared.clone(), stop_kafka.clone())
             .map_err(|e| RunError::Kafka(e.to_string()))?,
         None => Vec::new(),
     };
-    let ticker = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                interval.tick().await;
-                shared.tick(now_ms());
-            }
-        })
-    };
+    // A replay ticks the engine in the series' own time.
+    let ticker = replay.is_none().then(|| spawn_ticker(shared.clone()));
     let snapshots = snapshot_path.clone().map(|path| {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -237,7 +242,9 @@ pub async fn serve(
     for receiver in receivers {
         let _ = receiver.await;
     }
-    ticker.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     if let Some(task) = snapshots {
         task.abort();
     }
@@ -254,5 +261,74 @@ pub async fn serve(
         snapshot::save(&shared, &path)?;
         info!(path = %path.display(), "model state saved");
     }
+    let failure = replay_failure.and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).take());
+    failure.map_or(Ok(()), |error| Err(RunError::Replay(error)))
+}
+
+/// A replay under way: `done` fires when it ends, `failure` then says why it stopped early.
+struct ReplayTask {
+    done: tokio::sync::oneshot::Receiver<()>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// Polls the `prometheus` sources live, or replays their history.
+fn start_polls(
+    polls: Vec<crate::config::PrometheusConfig>,
+    shared: &Arc<LiveState>,
+    client: &reqwest::Client,
+    replay: Option<Replay>,
+) -> Option<ReplayTask> {
+    let Some(replay) = replay else {
+        for poll in polls {
+            tokio::spawn(prometheus_loop(poll, shared.clone(), client.clone()));
+        }
+        return None;
+    };
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let (shared, client, slot) = (shared.clone(), client.clone(), failure.clone());
+    tokio::spawn(async move {
+        if let Err(error) = run_replay(&polls, &shared, &client, replay).await {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        }
+        let _ = done_tx.send(());
+    });
+    Some(ReplayTask { done, failure })
+}
+
+/// Ticks the engine every second by the wall clock: resolves what went quiet.
+fn spawn_ticker(shared: Arc<LiveState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            shared.tick(now_ms());
+        }
+    })
+}
+
+/// Replays history from the `prometheus` sources and logs what it did.
+async fn run_replay(
+    polls: &[crate::config::PrometheusConfig],
+    shared: &Arc<LiveState>,
+    client: &reqwest::Client,
+    replay: Replay,
+) -> Result<(), String> {
+    if polls.is_empty() {
+        return Err("it needs a `prometheus` source in the configuration".to_owned());
+    }
+    info!(
+        from = %omen_detector::series::format_rfc3339(replay.from_ms),
+        to = %omen_detector::series::format_rfc3339(replay.to_ms),
+        "replay started"
+    );
+    let report = crate::ingest::promql::replay(polls, shared, client, replay).await?;
+    info!(
+        warmup_samples = report.warmup_samples,
+        samples = report.samples,
+        steps = report.steps,
+        incidents = shared.engine().stats().incidents,
+        "replay done"
+    );
     Ok(())
 }

@@ -201,6 +201,14 @@ impl LiveState {
         }
     }
 
+    /// Waits until every sink has delivered what is queued, or `limit` has passed.
+    pub async fn delivered(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.sinks.iter().all(|s| s.is_idle()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// `/metrics`.
     pub fn render(&self) -> String {
         let counts = counts_by_kind(&self.sinks);

@@ -150,6 +150,10 @@ fn incident_alert(incident: &Incident, root_cause: &str, dashboard_url: &str) ->
         ),
         ("members".to_owned(), members.join("\n")),
         ("started".to_owned(), format_rfc3339(incident.started_ms)),
+        (
+            "raised".to_owned(),
+            format_rfc3339(incident.raised_ms.unwrap_or(incident.started_ms)),
+        ),
         ("dashboard".to_owned(), dashboard.clone()),
     ]);
     if let Some(traces) = &incident.traces {
@@ -260,6 +264,7 @@ mod tests {
             ],
             resolved_ms: None,
             confirmed: true,
+            raised_ms: Some(2_000),
             traces: None,
         };
         let event = IncidentEvent {

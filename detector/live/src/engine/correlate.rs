@@ -1,9 +1,10 @@
 //! Correlation: anomalies close in time that share a label value (service, instance, job)
 //! or whose services are linked in the dependency graph form one incident. An incident
-//! opens with its first anomaly, grows as related anomalies join, and resolves once none
-//! of its series has been anomalous for the quiet period. Root-cause candidates are ranked
-//! by earliest onset, then most upstream (the service the most other members call,
-//! directly or not), then strongest score.
+//! opens with its first anomaly, grows as related anomalies join, and resolves once every
+//! one of its series has been back inside its expected band, with no new alarm, for the
+//! quiet period. Root-cause candidates are ranked: members whose values left their band
+//! first, then by earliest onset, then most upstream (the service the most other members
+//! call, directly or not), then strongest score.
 //!
 //! An alarm starts an incident, but a page needs evidence the value itself is off: the
 //! incident is raised (announced as opened) once its members have been outside their
@@ -43,6 +44,9 @@ pub struct Incident {
     /// Whether enough evidence came in to raise it (see [`CorrelationConfig::confirm_points`]);
     /// an unconfirmed incident that goes quiet is dropped without a word.
     pub confirmed: bool,
+    /// When it was raised (confirmed): what a page's latency is measured from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised_ms: Option<i64>,
     /// What spans say about it, when traces are enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces: Option<TraceContext>,
@@ -236,6 +240,7 @@ impl Correlator {
             members: vec![member],
             resolved_ms: None,
             confirmed: false,
+            raised_ms: None,
             traces: None,
         };
         let event = confirm(config, &mut incident);
@@ -243,10 +248,10 @@ impl Correlator {
         event
     }
 
-    /// `series` is still anomalous at `at_ms` (no new alarm, but not back to normal):
-    /// keeps its incident open. `off_band`: the point is outside the expected band, which
-    /// counts towards raising the incident; a point merely still unlikely (the likelihood
-    /// trails an alarm) only keeps it open.
+    /// `series` is still anomalous at `at_ms` (no new alarm, but not back to normal).
+    /// `off_band`: the point is outside the expected band, which keeps its incident open
+    /// and counts towards raising it; a point merely still unlikely (the likelihood trails
+    /// an alarm) does neither.
     pub fn still_active(
         &mut self,
         config: &CorrelationConfig,
@@ -273,9 +278,14 @@ impl Correlator {
             .find(|i| i.members.iter().any(|m| m.series == series))?;
         let member = incident.members.iter_mut().find(|m| m.series == series)?;
         member.peak = member.peak.max(score);
-        member.last_active_ms = member.last_active_ms.max(at_ms);
         member.off_band_points += u32::from(off_band);
-        incident.last_active_ms = incident.last_active_ms.max(at_ms);
+        // Only a point off its band (or a new alarm) keeps an incident open: once every
+        // member is back inside its band for `quiet`, it resolves, however unlikely the
+        // recent past still makes the latest points look.
+        if off_band || score > 0.0 {
+            member.last_active_ms = member.last_active_ms.max(at_ms);
+            incident.last_active_ms = incident.last_active_ms.max(at_ms);
+        }
         confirm(config, incident)
     }
 
@@ -317,6 +327,7 @@ fn confirm(config: &CorrelationConfig, incident: &mut Incident) -> Option<Incide
         return None;
     }
     incident.confirmed = true;
+    incident.raised_ms = Some(incident.last_active_ms);
     Some(IncidentEvent {
         change: Change::Opened,
         incident: incident.clone(),
@@ -378,11 +389,15 @@ fn rank(config: &CorrelationConfig, members: &mut [Member]) {
             .filter(|s| s.as_str() != own && callees(config, s).contains(own))
             .count()
     };
-    let mut keyed: Vec<((i64, std::cmp::Reverse<usize>), Member)> = members
+    // A member whose values never left their band (a likelihood alarm on a run of
+    // slightly high points) is weaker evidence than any that did: it comes after them.
+    type Key = (bool, i64, std::cmp::Reverse<usize>);
+    let mut keyed: Vec<(Key, Member)> = members
         .iter()
         .map(|m| {
             let tier = (m.onset_ms - first_onset) / tolerance;
-            ((tier, std::cmp::Reverse(callers(m))), m.clone())
+            let in_band = m.off_band_points == 0;
+            ((in_band, tier, std::cmp::Reverse(callers(m))), m.clone())
         })
         .collect();
     keyed.sort_by(|(ka, a), (kb, b)| {
@@ -705,5 +720,21 @@ mod tests {
             .anomaly(&config, "a", &labels(&[]), 500_000, 1.0, true)
             .unwrap();
         assert_ne!(again.incident.id, resolved[0].incident.id);
+    }
+
+    #[test]
+    fn a_member_back_inside_its_band_keeps_nothing_open_however_unlikely_it_looks() {
+        let config = config();
+        let mut c = Correlator::default();
+        let opened = c.anomaly(&config, "a", &labels(&[("service", "redis")]), 0, 1.0, true);
+        assert_eq!(opened.unwrap().incident.raised_ms, Some(0));
+        c.still_active(&config, "a", 10_000, true);
+        c.still_active(&config, "a", 20_000, true);
+        // Back inside its band, the likelihood still trailing the alarm: quiet from 20 s.
+        for at in (30_000..300_000).step_by(10_000) {
+            c.still_active(&config, "a", at, false);
+        }
+        assert_eq!(c.open()[0].last_active_ms, 20_000);
+        assert_eq!(c.resolve_quiet(&config, 140_000).len(), 1);
     }
 }

@@ -302,8 +302,13 @@ impl Engine {
     /// The model of one series. A counter's rate is a count of events per interval
     /// rescaled, so `auto` gives it the square root that steadies count noise (the rate's
     /// fractional values would hide that they are counts).
-    fn model_config(&self, name: &str, counter: bool) -> SeriesDetectorConfig {
-        let mut config = self.config.detector_for(name);
+    fn model_config(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        counter: bool,
+    ) -> SeriesDetectorConfig {
+        let mut config = self.config.detector_for(name, labels);
         if counter && config.transform == Transform::Auto {
             config.transform = Transform::Sqrt;
         }
@@ -372,7 +377,8 @@ impl Engine {
             }
             let counter = is_counter(&sample);
             // The configuration was checked at load, so the model builds.
-            let Ok(detector) = SeriesDetector::new(self.model_config(name, counter)) else {
+            let Ok(detector) = SeriesDetector::new(self.model_config(name, &labels, counter))
+            else {
                 self.stats.dropped += 1;
                 return;
             };
@@ -583,7 +589,7 @@ impl Engine {
             return report;
         }
         for (key, mut entry) in snapshot.series {
-            let config = self.model_config(&entry.name, entry.counter);
+            let config = self.model_config(&entry.name, &entry.labels, entry.counter);
             if self.series.len() >= self.config.store.max_series {
                 report.beyond_capacity += 1;
             } else if entry.detector.reconfigure(&config) {
@@ -623,7 +629,7 @@ impl Engine {
         let Ok(mut entry) = serde_json::from_str::<ModelledSeries>(state) else {
             return false;
         };
-        let config = self.model_config(&entry.name, entry.counter);
+        let config = self.model_config(&entry.name, &entry.labels, entry.counter);
         if self.series.contains_key(key)
             || !entry.detector.reconfigure(&config)
             || self.series.len() >= self.config.store.max_series

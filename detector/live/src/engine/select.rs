@@ -6,6 +6,8 @@
 //! omen's own metrics, info and creation-time series. Every skipped sample is counted by
 //! reason.
 
+use std::collections::BTreeMap;
+
 use regex::Regex;
 use serde::Deserialize;
 
@@ -126,14 +128,25 @@ impl Selector {
     }
 
     pub fn matches(&self, sample: &Sample) -> bool {
+        self.matches_by(&sample.name, |label| {
+            sample
+                .labels
+                .iter()
+                .find(|(k, _)| k == label)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
+    /// Whether a series of this name and labels is selected.
+    pub fn matches_series(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_by(name, |label| labels.get(label).map(String::as_str))
+    }
+
+    fn matches_by<'a>(&self, name: &'a str, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.matchers.iter().all(|m| {
             let value = match m.label.as_str() {
-                "__name__" => sample.name.as_str(),
-                label => sample
-                    .labels
-                    .iter()
-                    .find(|(k, _)| k == label)
-                    .map_or("", |(_, v)| v.as_str()),
+                "__name__" => name,
+                other => label(other).unwrap_or(""),
             };
             m.matches(value)
         })

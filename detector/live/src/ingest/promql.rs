@@ -153,6 +153,116 @@ pub async fn prometheus_loop(
     }
 }
 
+/// A stretch of Prometheus history replayed through the live path: `omen detect --replay`.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Wall time per step while an incident is open; with any, every alert update is
+    /// delivered before the next step (zero: as fast as possible, latest states only).
+    pub pace: Duration,
+}
+
+/// Steps fetched per query at a time during a replay.
+const REPLAY_CHUNK_STEPS: i64 = 720;
+/// How long a replay waits for the sinks to deliver before it goes on regardless.
+const REPLAY_DELIVERY_WAIT: Duration = Duration::from_secs(10);
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayReport {
+    pub warmup_samples: usize,
+    pub samples: usize,
+    pub steps: usize,
+}
+
+/// Replays `replay.from_ms..=replay.to_ms` of every source's queries in the series' own
+/// time: each source's `warmup` before it is learnt first (not alerted on); then, step by
+/// step, every query's samples at that time are scored together and the engine ticks at
+/// that time, so incidents open, join and resolve as they would have live, and alerts go to
+/// the sinks. With a `pace`, each step waits for the sinks to deliver what it raised, and
+/// a step while an incident is open takes at least `pace` of wall time, so that
+/// Alertmanager (which notifies after its group wait) sees each incident firing.
+pub async fn replay(
+    configs: &[PrometheusConfig],
+    shared: &Arc<LiveState>,
+    client: &reqwest::Client,
+    replay: Replay,
+) -> Result<ReplayReport, String> {
+    let mut report = ReplayReport::default();
+    for config in configs {
+        let step_ms = config.step().as_millis().max(1) as i64;
+        let start = replay.from_ms - config.warmup.as_millis() as i64;
+        for query in &config.queries {
+            let mut from = start;
+            while from < replay.from_ms {
+                let to = (from + step_ms * 9_999).min(replay.from_ms - step_ms);
+                let samples = fetch(client, config, query, from, to, shared).await?;
+                report.warmup_samples += samples.len();
+                shared.ingest(Origin::Prometheus, samples, to, Mode::Warmup);
+                from = to + step_ms;
+            }
+        }
+    }
+    let step_ms = configs
+        .iter()
+        .map(|c| c.step().as_millis().max(1) as i64)
+        .min()
+        .unwrap_or(1);
+    let mut from = replay.from_ms;
+    while from <= replay.to_ms {
+        let to = (from + step_ms * (REPLAY_CHUNK_STEPS - 1)).min(replay.to_ms);
+        let mut samples = Vec::new();
+        for config in configs {
+            for query in &config.queries {
+                samples.extend(fetch(client, config, query, from, to, shared).await?);
+            }
+        }
+        samples.sort_by_key(|s| s.timestamp_ms);
+        report.samples += samples.len();
+        let mut samples = samples.into_iter().peekable();
+        while let Some(first) = samples.next() {
+            let at = first.timestamp_ms.unwrap_or(to);
+            let mut step = vec![first];
+            while let Some(next) = samples.next_if(|s| s.timestamp_ms.unwrap_or(to) == at) {
+                step.push(next);
+            }
+            shared.ingest(Origin::Prometheus, step, at, Mode::Live);
+            shared.tick(at);
+            report.steps += 1;
+            if !replay.pace.is_zero() {
+                // Every alert update reaches the sinks before the next step replaces it,
+                // and an open incident lasts long enough in wall time to be notified.
+                let open = !shared.engine().correlator().open().is_empty();
+                let paced = tokio::time::sleep(if open { replay.pace } else { Duration::ZERO });
+                shared.delivered(REPLAY_DELIVERY_WAIT).await;
+                paced.await;
+            }
+        }
+        from = to + step_ms;
+    }
+    shared.tick(replay.to_ms);
+    shared.delivered(REPLAY_DELIVERY_WAIT).await;
+    Ok(report)
+}
+
+/// One query's samples over `from..=to` (a replay stops at the first failure).
+async fn fetch(
+    client: &reqwest::Client,
+    config: &PrometheusConfig,
+    query: &QueryConfig,
+    from: i64,
+    to: i64,
+    shared: &LiveState,
+) -> Result<Vec<Sample>, String> {
+    query_range(client, config, query, from, to)
+        .await
+        .map_err(|(reason, error)| {
+            shared.count_error(Origin::Prometheus, reason);
+            format!("{}: query {}: {error}", config.url, query.name)
+        })
+}
+
 /// Gives up waiting on a slow poll at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 

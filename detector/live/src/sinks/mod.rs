@@ -137,6 +137,11 @@ impl Sink {
         self.wake.notify_one();
     }
 
+    /// Whether every queued update was delivered.
+    pub fn is_idle(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
     pub fn counts(&self) -> SinkCounts {
         SinkCounts {
             sent: self.counts.sent.load(Ordering::Relaxed),
