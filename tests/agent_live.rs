@@ -246,6 +246,154 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
     }
 }
 
+/// A rotation torture test: one log written in uneven chunks, rotated now by rename and
+/// now by copytruncate (numbered names, as logrotate keeps them), while the agent is
+/// killed with SIGKILL at arbitrary moments; every metric must equal one clean run over
+/// the lines written.
+fn rotations_and_kill_9(seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checkpoint = dir.path().join("agent.checkpoint");
+    let app = dir.path().join("app.log");
+    fs::write(&app, "").expect("create log");
+    let lines = inventory_log(12_000);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let rules = inventory_rules();
+    let tail = app.to_string_lossy().into_owned();
+    let start = |port| LiveAgent::start_with(&rules, &tail, Some(&checkpoint), port, &[]);
+    let port = common::free_port();
+    let mut agent = start(port);
+
+    let writer_app = app.clone();
+    let writer_text = text.clone();
+    let writer = std::thread::spawn(move || {
+        let mut random = Lcg(seed);
+        let bytes = writer_text.as_bytes();
+        let mut at = 0;
+        let mut rotations = (0, 0);
+        while at < bytes.len() {
+            let mut end = (at + 1 + random.below(20_000) as usize).min(bytes.len());
+            if random.below(2) == 0 {
+                // Half the chunks end at a line's end.
+                let to_newline = bytes[end - 1..].iter().position(|&b| b == b'\n');
+                end = to_newline.map_or(bytes.len(), |i| end + i);
+            }
+            append_bytes(&writer_app, &bytes[at..end]);
+            at = end;
+            // A file is rotated between lines, never inside one: no tailer joins a line
+            // split across two files.
+            let between_lines = bytes[at - 1] == b'\n';
+            match random.below(10) {
+                _ if !between_lines => {}
+                0 | 1 => {
+                    shift_rotated(&writer_app);
+                    fs::rename(&writer_app, numbered(&writer_app, 1)).expect("rotate");
+                    rotations.0 += 1;
+                }
+                2 => {
+                    // logrotate's copytruncate loses what is written between the copy and
+                    // the truncation: the writer pauses around it.
+                    std::thread::sleep(Duration::from_millis(30));
+                    shift_rotated(&writer_app);
+                    fs::copy(&writer_app, numbered(&writer_app, 1)).expect("copy");
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&writer_app)
+                        .and_then(|f| f.set_len(0))
+                        .expect("truncate");
+                    std::thread::sleep(Duration::from_millis(30));
+                    rotations.1 += 1;
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(random.below(40)));
+        }
+        rotations
+    });
+    let mut kills = 0;
+    let started = Instant::now();
+    let mut random = Lcg(seed ^ 0x5eed);
+    while !writer.is_finished() && started.elapsed() < LIMIT {
+        std::thread::sleep(Duration::from_millis(100 + random.below(400)));
+        agent.process.kill();
+        kills += 1;
+        agent = start(port);
+    }
+    let (renamed, copied) = writer.join().expect("writer");
+    agent.process.kill();
+    let agent = start(port);
+    let what = format!("seed {seed}: {kills} kills, {renamed} renames, {copied} copytruncates");
+    assert!(kills >= 3 && renamed >= 3 && copied >= 2, "{what}");
+    let key = format!("omen_agent_lines_total{{stream=\"{tail}\"}}");
+    agent.wait_value(&key, lines.len() as f64);
+
+    let clean_dir = tempfile::tempdir().expect("tempdir");
+    let clean = clean_dir.path().join("app.log");
+    fs::write(&clean, &text).expect("write");
+    let uninterrupted =
+        common::rule_samples(&agent_oneshot_glob(&rules, &clean.to_string_lossy(), 1));
+    let live = common::rule_samples(&http_get(agent.addr, "/metrics").expect("scrape").1);
+    assert!(uninterrupted["stock_event_matched_total"] > 100.0);
+    assert_eq!(live, uninterrupted, "{what}");
+    let lost = agent
+        .samples()
+        .into_keys()
+        .filter(|k| k.contains("event=\"lost\""))
+        .count();
+    assert_eq!(lost, 0, "{what}: a truncation whose copy was not found");
+}
+
+#[test]
+fn rotations_and_kill_9_lose_nothing_seed_1() {
+    rotations_and_kill_9(1);
+}
+
+#[test]
+fn rotations_and_kill_9_lose_nothing_seed_2() {
+    rotations_and_kill_9(2);
+}
+
+#[test]
+fn rotations_and_kill_9_lose_nothing_seed_3() {
+    rotations_and_kill_9(3);
+}
+
+/// A small deterministic generator, so each seed replays the same writes.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .expect("append");
+}
+
+fn numbered(app: &Path, n: usize) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", app.display()))
+}
+
+/// app.log.N → app.log.N+1, highest first, making room for a new app.log.1.
+fn shift_rotated(app: &Path) {
+    let mut highest = 0;
+    while numbered(app, highest + 1).exists() {
+        highest += 1;
+    }
+    for n in (1..=highest).rev() {
+        fs::rename(numbered(app, n), numbered(app, n + 1)).expect("shift");
+    }
+}
+
 /// Starts an agent with `start`, then appends `logs` to `paths` in uneven chunks that
 /// often end mid-line (for ~3.5 s) while killing the agent with SIGKILL at arbitrary
 /// moments and starting it again; one more kill after the last write. Returns the last

@@ -79,7 +79,7 @@ impl SelfMetrics {
             ),
             source_events: def(
                 "source_events_total",
-                "File rotations, truncations and read errors, per stream.",
+                "File rotations, truncations, truncations whose unread rest was found nowhere (lost), and read errors, per stream.",
                 Counter,
                 &["stream", "event"],
             ),

@@ -1,29 +1,43 @@
 //! File tailing: glob patterns re-scanned so files that appear later are picked up;
 //! rotation by rename + create and by copytruncate; positions saved per file identity
-//! (device, inode), whatever the file's name.
+//! (device, inode) and content (a [`Fingerprint`] of the first bytes), whatever the
+//! file's name.
 //!
 //! A file is read under one name at a time. When its path comes to hold another file
 //! (or none), the old one is drained: read to its end and kept open until idle a few
 //! polls, for writers that reopen late; the new file waits until the old one was read
 //! to its end. A finished file's identity and offset are remembered, so a glob matching
-//! its rotated name resumes there. A file shorter than our position was truncated
-//! (copytruncate) and is read again from 0; globs should not match copytruncate's copies.
+//! its rotated name resumes there.
 //!
-//! Files found at the first scan start at their beginning or end (`start_at`), unless
-//! resuming from a checkpoint; files that appear later start at their beginning. After a
-//! restart, a saved file whose inode now lives under a name no glob matches (rotated
-//! while the agent was down) is drained from its saved offset.
+//! A file shorter than our position, or whose first bytes are no longer the ones it was
+//! fingerprinted by (checked before every read), was truncated: copytruncate, even when
+//! the writer has since written more than the old file held. What we had not read yet is
+//! in the copy, found beside it by its fingerprint and read from our position first; then
+//! the file is read again from 0. A truncation whose copy is nowhere is counted (event
+//! `lost`). Globs should not match copytruncate's copies.
+//!
+//! Rotated files are looked for beside the file, under names that extend its name
+//! (`app.log.1`, `app.log-20261207`; compressed ones are skipped). Files found at the
+//! first scan start at their beginning or end (`start_at`), unless resuming from a
+//! checkpoint; files that appear later start at their beginning. After a restart, a saved
+//! file whose inode now lives under a name no glob matches (rotated while the agent was
+//! down) is drained from its saved offset, and so is a copy holding a saved file's content
+//! (copytruncate while down); rotated files written after it that the agent never saw
+//! (two rotations between checkpoints) are drained next, oldest first, and the file
+//! under the name last. The same is done when a rotation is seen while running.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::fingerprint::Fingerprint;
 use super::framer::{Framer, Framing};
 use super::position::{FilePosition, SourceCheckpoint};
 use super::prepare::Preparer;
@@ -68,6 +82,10 @@ struct Tailed {
     dev: u64,
     ino: u64,
     framer: Framer,
+    /// Of the first bytes read (grows with a young file).
+    fingerprint: Option<Fingerprint>,
+    /// When the file was last written, as of the last look while it was empty.
+    modified: Option<SystemTime>,
     stream: StreamId,
     idle_polls: u32,
     /// For a rotated file being drained: read to its end at least once since.
@@ -93,6 +111,9 @@ pub struct FileSource {
     restored: Vec<FilePosition>,
     /// Resumed from a checkpoint: `start_at: end` no longer applies.
     had_checkpoint: bool,
+    /// Per name, when the file last rotated away from it was last written: rotated files
+    /// written after that and never seen are read before a new file under the name.
+    rotated_at: BTreeMap<PathBuf, SystemTime>,
     /// Batches reused from poll to poll by the parallel readers (their buffers stay
     /// allocated).
     batch_pool: Vec<ParsedBatch>,
@@ -111,6 +132,7 @@ impl FileSource {
             retired: VecDeque::new(),
             restored: Vec::new(),
             had_checkpoint: false,
+            rotated_at: BTreeMap::new(),
             batch_pool: Vec::new(),
             scanned_once: false,
             last_scan: None,
@@ -133,10 +155,28 @@ impl FileSource {
         }
         if !self.scanned_once {
             self.scanned_once = true;
+            // Saved files not under their name any more: rotated while we were down
+            // (or their content copied away by copytruncate).
             for position in std::mem::take(&mut self.restored) {
-                // Saved files whose inode moved: rotated while we were down.
                 self.drain_moved(position, sink);
             }
+            // Then what was rotated after them, never seen; all in the order written.
+            for (path, since) in self.rotated_at.clone() {
+                self.drain_unseen_rotations(&path, since, sink);
+            }
+            self.draining
+                .sort_by_key(|t| t.file.metadata().and_then(|m| m.modified()).ok());
+        }
+        // A name whose file rotated away and has none now: files written and rotated
+        // meanwhile, between two scans, are read all the same.
+        let vacant: Vec<(PathBuf, SystemTime)> = self
+            .rotated_at
+            .iter()
+            .filter(|(path, _)| !self.files.contains_key(*path))
+            .map(|(path, since)| (path.clone(), *since))
+            .collect();
+        for (path, since) in vacant {
+            self.drain_unseen_rotations(&path, since, sink);
         }
     }
 
@@ -168,10 +208,30 @@ impl FileSource {
         };
         let fresh_start = !self.scanned_once && !self.had_checkpoint;
         let offset = match saved {
-            Some(p) if p.offset <= len => p.offset,
-            Some(_) => 0, // truncated while we were away
+            Some(p) if p.offset <= len && same_content(&p, &file) => p.offset,
+            Some(p) => {
+                // Truncated, or its content replaced, while we were away (copytruncate):
+                // the rest of what we were reading is in its copy.
+                let stream = sink.stream(&path.to_string_lossy());
+                sink.event(stream, SourceEvent::Truncated);
+                match self.copy_of(&path, &p, sink) {
+                    Some(copy) => self.draining.push(copy),
+                    None if p.fingerprint.is_some() => sink.event(stream, SourceEvent::Lost),
+                    None => {}
+                }
+                0
+            }
             None if fresh_start && self.config.start_at == StartAt::End => len,
-            None => 0,
+            None => {
+                // A new file under a name whose last file rotated away: were others
+                // written and rotated in between, too fast for us to see? (At the first
+                // scan after a restart, once the saved files are found.)
+                let since = self.rotated_at.get(&path).copied();
+                if let Some(since) = since.filter(|_| self.scanned_once) {
+                    self.drain_unseen_rotations(&path, since, sink);
+                }
+                0
+            }
         };
         if let Some(tailed) = self.tailed(path, file, dev, ino, offset, sink) {
             info!(path = %tailed.path.display(), offset, "tailing file");
@@ -193,51 +253,112 @@ impl FileSource {
             return None;
         }
         let stream = sink.stream(&path.to_string_lossy());
+        let fingerprint = Fingerprint::of(&file).ok().flatten();
         Some(Tailed {
             path,
             file,
             dev,
             ino,
             framer: Framer::new(self.framing.clone(), offset),
+            fingerprint,
+            modified: None,
             stream,
             idle_polls: 0,
             reached_end: false,
         })
     }
 
+    /// Drains a saved file found under another name (rotated while we were down) from
+    /// its saved offset, or, when its content is no longer in it (copytruncate), the copy
+    /// that holds it.
     fn drain_moved(&mut self, position: FilePosition, sink: &mut dyn RecordSink) {
-        let path = Path::new(&position.path);
-        let Some(dir) = path.parent() else { return };
-        let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) else {
-            return;
+        let path = PathBuf::from(&position.path);
+        let moved = fs::read_dir(directory_of(&path)).ok().and_then(|entries| {
+            entries.flatten().find_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                let same = (meta.dev(), meta.ino()) == (position.dev, position.ino);
+                let file = File::open(entry.path()).ok().filter(|_| same)?;
+                (meta.len() >= position.offset && same_content(&position, &file))
+                    .then(|| (entry.path(), file))
+            })
+        });
+        let drained = match moved {
+            Some((rotated, file)) => {
+                info!(path = %rotated.display(), offset = position.offset, "reading rotated file to its end");
+                let (dev, ino) = (position.dev, position.ino);
+                self.tailed(path, file, dev, ino, position.offset, sink)
+            }
+            None => self.copy_of(&path, &position, sink),
         };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.dev() == position.dev
-                && meta.ino() == position.ino
-                && meta.len() >= position.offset
+        if let Some(tailed) = drained {
+            self.draining.push(tailed);
+        }
+    }
+
+    /// The copy beside `path` that holds `saved`'s content (copytruncate's), to be read
+    /// from the saved offset.
+    fn copy_of(
+        &self,
+        path: &Path,
+        saved: &FilePosition,
+        sink: &mut dyn RecordSink,
+    ) -> Option<Tailed> {
+        let print = saved.fingerprint?;
+        rotated_beside(path).into_iter().find_map(|(rotated, meta)| {
+            let being_read = |t: &Tailed| (t.dev, t.ino) == (meta.dev(), meta.ino());
+            let other = (meta.dev(), meta.ino()) != (saved.dev, saved.ino)
+                && !self.files.values().any(being_read)
+                && !self.draining.iter().any(being_read);
+            let file = File::open(&rotated)
+                .ok()
+                .filter(|_| other && meta.len() >= saved.offset)?;
+            if !print.matches(&file).unwrap_or(false) {
+                return None;
+            }
+            info!(path = %rotated.display(), offset = saved.offset, "reading the rest of a truncated file from its copy");
+            let (dev, ino) = (meta.dev(), meta.ino());
+            self.tailed(path.to_owned(), file, dev, ino, saved.offset, sink)
+        })
+    }
+
+    /// Drains, oldest first and from their start, the files rotated beside `path` after
+    /// `since` that were never seen: rotated twice before we could see the first.
+    fn drain_unseen_rotations(
+        &mut self,
+        path: &Path,
+        since: SystemTime,
+        sink: &mut dyn RecordSink,
+    ) {
+        let mut unseen: Vec<(SystemTime, PathBuf, fs::Metadata)> = rotated_beside(path)
+            .into_iter()
+            .filter(|(_, meta)| !self.is_known(meta.dev(), meta.ino()))
+            .filter_map(|(p, meta)| {
+                let modified = meta.modified().ok()?;
+                (modified >= since).then_some((modified, p, meta))
+            })
+            .collect();
+        unseen.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, rotated, meta) in unseen {
+            let Ok(file) = File::open(&rotated) else {
+                continue;
+            };
+            info!(path = %rotated.display(), "reading a rotated file never seen");
+            if let Some(tailed) =
+                self.tailed(path.to_owned(), file, meta.dev(), meta.ino(), 0, sink)
             {
-                let Ok(file) = File::open(entry.path()) else {
-                    return;
-                };
-                info!(path = %entry.path().display(), offset = position.offset, "reading rotated file to its end");
-                if let Some(tailed) = self.tailed(
-                    path.to_owned(),
-                    file,
-                    position.dev,
-                    position.ino,
-                    position.offset,
-                    sink,
-                ) {
-                    self.draining.push(tailed);
-                }
-                return;
+                self.draining.push(tailed);
             }
         }
+    }
+
+    /// Whether a file is being read, or was finished with or saved.
+    fn is_known(&self, dev: u64, ino: u64) -> bool {
+        let same = |t: &Tailed| (t.dev, t.ino) == (dev, ino);
+        let saved = |p: &FilePosition| (p.dev, p.ino) == (dev, ino);
+        self.files.values().any(same)
+            || self.draining.iter().any(same)
+            || self.retired.iter().any(saved)
+            || self.restored.iter().any(saved)
     }
 
     /// Reads a file up to the budget, framing what it reads into records for `emit`.
@@ -248,6 +369,15 @@ impl FileSource {
         emit: &mut dyn FnMut(&[u8], bool),
     ) -> ReadOutcome {
         let mut outcome = ReadOutcome::default();
+        // Before reading on: copytruncate keeps the inode and may have been followed by
+        // more than the old file held, so the length alone cannot tell.
+        if let Some(print) = tailed.fingerprint {
+            if !print.matches(&tailed.file).unwrap_or(true) {
+                outcome.at_end = true;
+                outcome.replaced = true;
+                return outcome;
+            }
+        }
         loop {
             match tailed.file.read(buffer) {
                 Ok(0) => {
@@ -391,21 +521,101 @@ impl FileSource {
             info!(path = %path.display(), "file rotated or removed, reading it to its end");
             old.idle_polls = 0;
             old.reached_end = false;
+            if let Ok(since) = old.file.metadata().and_then(|m| m.modified()) {
+                self.rotated_at.insert(path.to_owned(), since);
+            }
             self.draining.push(old);
             if meta.is_some() {
                 self.open(path.to_owned(), sink);
             }
         } else if meta.is_some_and(|m| m.len() < tailed.framer.position()) {
-            info!(path = %path.display(), "file truncated, reading from its start");
-            sink.event(tailed.stream, SourceEvent::Truncated);
-            let stream = tailed.stream;
-            // A complete record held before the truncation still counts.
-            tailed.framer.flush(false, &mut |record, truncated| {
-                sink.record(stream, record, truncated)
-            });
-            if tailed.file.seek(SeekFrom::Start(0)).is_ok() {
-                tailed.framer = Framer::new(self.framing.clone(), 0);
+            self.truncated(path, sink);
+        }
+    }
+
+    /// While nothing was read from a file under a name that has rotated: whenever it is
+    /// written (or truncated), files rotated or copied away beside it since and never
+    /// seen (written, then rotated or copied away between two polls) are read first.
+    fn look_behind_first_content(&mut self, sink: &mut dyn RecordSink) {
+        let mut first = Vec::new();
+        for (path, tailed) in &mut self.files {
+            if tailed.fingerprint.is_some() || tailed.framer.position() > 0 {
+                continue;
             }
+            let Some(since) = self.rotated_at.get(path) else {
+                continue;
+            };
+            let modified = tailed.file.metadata().and_then(|m| m.modified()).ok();
+            if modified != tailed.modified {
+                tailed.modified = modified;
+                first.push((path.clone(), *since));
+            }
+        }
+        for (path, since) in first {
+            self.drain_unseen_rotations(&path, since, sink);
+        }
+    }
+
+    /// A tailed file was truncated (copytruncate): the rest of what it held is read from
+    /// its copy, if one is beside it, then the file from its start.
+    fn truncated(&mut self, path: &Path, sink: &mut dyn RecordSink) {
+        let Some(tailed) = self.files.get_mut(path) else {
+            return;
+        };
+        info!(path = %path.display(), "file truncated, reading from its start");
+        let stream = tailed.stream;
+        sink.event(stream, SourceEvent::Truncated);
+        let saved = position(tailed);
+        if tailed.file.seek(SeekFrom::Start(0)).is_err() {
+            return;
+        }
+        let mut held = std::mem::replace(&mut tailed.framer, Framer::new(self.framing.clone(), 0));
+        tailed.fingerprint = None;
+        match self.copy_of(path, &saved, sink) {
+            Some(copy) => {
+                // What was copied away after this copy, before we looked, is read after it.
+                if let Ok(since) = copy.file.metadata().and_then(|m| m.modified()) {
+                    self.rotated_at.insert(path.to_owned(), since);
+                }
+                self.draining.push(copy);
+            }
+            None => {
+                // A complete record held before the truncation still counts.
+                held.flush(false, &mut |record, truncated| {
+                    sink.record(stream, record, truncated)
+                });
+                if saved.fingerprint.is_some() {
+                    sink.event(stream, SourceEvent::Lost);
+                }
+            }
+        }
+    }
+
+    /// A rotated file being drained was truncated too: the rest of what it held is read
+    /// from its copy, if one is beside it, then the file from its start.
+    fn reread_draining(&mut self, index: usize, sink: &mut dyn RecordSink) {
+        let saved = position(&self.draining[index]);
+        let path = self.draining[index].path.clone();
+        let copy = self.copy_of(&path, &saved, sink);
+        let tailed = &mut self.draining[index];
+        let stream = tailed.stream;
+        sink.event(stream, SourceEvent::Truncated);
+        if tailed.file.seek(SeekFrom::Start(0)).is_err() {
+            return;
+        }
+        tailed.framer = Framer::new(self.framing.clone(), 0);
+        tailed.fingerprint = None;
+        tailed.reached_end = false;
+        tailed.idle_polls = 0;
+        match copy {
+            Some(copy) => {
+                if let Ok(since) = copy.file.metadata().and_then(|m| m.modified()) {
+                    self.rotated_at.insert(path, since);
+                }
+                self.draining.insert(index, copy);
+            }
+            None if saved.fingerprint.is_some() => sink.event(stream, SourceEvent::Lost),
+            None => {}
         }
     }
 
@@ -413,17 +623,35 @@ impl FileSource {
     fn poll_draining(&mut self, sink: &mut dyn RecordSink) -> u64 {
         let budget = self.config.read_budget;
         let mut total = 0;
-        for tailed in &mut self.draining {
+        // Files drained under one name are read in the order they were written: each
+        // once the one before it was read to its end.
+        let mut waiting: HashSet<PathBuf> = HashSet::new();
+        let mut replaced = Vec::new();
+        for (index, tailed) in self.draining.iter_mut().enumerate() {
+            if waiting.contains(&tailed.path) {
+                continue;
+            }
             let outcome = Self::read_to_sink(tailed, &mut self.buffer, budget, sink);
             total += outcome.bytes;
+            if outcome.replaced {
+                // Truncated (copytruncate) after it was rotated: read again below.
+                replaced.push(index);
+                waiting.insert(tailed.path.clone());
+                continue;
+            }
             if outcome.at_end {
                 tailed.reached_end = true;
+            } else {
+                waiting.insert(tailed.path.clone());
             }
             if outcome.bytes == 0 {
                 tailed.idle_polls = tailed.idle_polls.saturating_add(1);
             } else {
                 tailed.idle_polls = 0;
             }
+        }
+        for index in replaced.into_iter().rev() {
+            self.reread_draining(index, sink);
         }
         let mut index = 0;
         while index < self.draining.len() {
@@ -455,7 +683,56 @@ fn position(tailed: &Tailed) -> FilePosition {
         dev: tailed.dev,
         ino: tailed.ino,
         offset: tailed.framer.committed(),
+        fingerprint: tailed.fingerprint,
+        modified_ms: tailed
+            .file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64),
     }
+}
+
+/// Whether `file` still holds the content `saved` was read from (a position saved before
+/// fingerprints has only its identity to go by).
+fn same_content(saved: &FilePosition, file: &File) -> bool {
+    saved
+        .fingerprint
+        .is_none_or(|print| print.matches(file).unwrap_or(true))
+}
+
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Compressed rotations are not text to read.
+const COMPRESSED: [&str; 5] = [".gz", ".bz2", ".xz", ".zst", ".zip"];
+
+/// Regular files beside `path` whose names extend its name: its rotations (`app.log.1`,
+/// `app.log-20261207`), compressed ones left out.
+fn rotated_beside(path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(directory_of(path)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let file_name = entry.file_name();
+            let other = file_name.to_str()?;
+            let rotation = other.len() > name.len()
+                && other.starts_with(name)
+                && !COMPRESSED.iter().any(|suffix| other.ends_with(suffix));
+            let meta = entry.metadata().ok().filter(|m| m.is_file())?;
+            rotation.then(|| (entry.path(), meta))
+        })
+        .collect()
 }
 
 /// What one read of one file did.
@@ -464,6 +741,8 @@ struct ReadOutcome {
     bytes: u64,
     at_end: bool,
     failed: bool,
+    /// The file's first bytes are not the ones it was fingerprinted by: nothing was read.
+    replaced: bool,
 }
 
 impl FileSource {
@@ -483,6 +762,7 @@ impl FileSource {
             self.last_scan = Some(Instant::now());
             self.scan(sink);
         }
+        self.look_behind_first_content(sink);
         let mut total = self.poll_draining(sink);
         let budget = self.config.read_budget;
         // A new file at a rotated file's path waits until the old one was read to its end.
@@ -508,9 +788,17 @@ impl FileSource {
             }
         };
         let mut idle = Vec::new();
+        let mut replaced = Vec::new();
         for ((path, tailed), outcome) in self.files.iter_mut().zip(outcomes) {
             let Some(outcome) = outcome else { continue };
+            if outcome.replaced {
+                replaced.push(path.clone());
+                continue;
+            }
             total += outcome.bytes;
+            if outcome.bytes > 0 && !tailed.fingerprint.is_some_and(|f| f.is_complete()) {
+                tailed.fingerprint = Fingerprint::of(&tailed.file).ok().flatten();
+            }
             if outcome.bytes == 0 {
                 tailed.idle_polls = tailed.idle_polls.saturating_add(1);
                 if tailed.idle_polls == 2 {
@@ -526,6 +814,9 @@ impl FileSource {
             if outcome.at_end && (rescan || outcome.bytes == 0) {
                 idle.push(path.clone());
             }
+        }
+        for path in replaced {
+            self.truncated(&path, sink);
         }
         for path in idle {
             self.check_rotation(&path, sink);
@@ -579,6 +870,16 @@ impl Source for FileSource {
 
     fn restore(&mut self, checkpoint: SourceCheckpoint) {
         if let SourceCheckpoint::Files { files } = checkpoint {
+            // Per name, when the newest file saved under it had last been written.
+            for saved in &files {
+                let Some(ms) = saved.modified_ms else {
+                    continue;
+                };
+                let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+                let path = PathBuf::from(&saved.path);
+                let latest = self.rotated_at.entry(path).or_insert(modified);
+                *latest = (*latest).max(modified);
+            }
             self.restored = files;
             self.had_checkpoint = true;
         }
@@ -619,7 +920,11 @@ mod tests {
 
     fn source(glob: String, start_at: StartAt, framing: Framing) -> FileSource {
         let mut config = FileSourceConfig::new("f", vec![glob]);
-        config.rescan_interval = Duration::ZERO;
+        config.rescan_interval = if std::env::var("RESCAN").is_ok() {
+            Duration::from_secs(3600)
+        } else {
+            Duration::ZERO
+        };
         config.start_at = start_at;
         FileSource::new(config, framing)
     }
@@ -640,6 +945,19 @@ mod tests {
             .unwrap()
             .write_all(text.as_bytes())
             .unwrap();
+    }
+
+    /// A crash and a restart: a new pipeline and source, from what was saved.
+    fn restarted(
+        glob: String,
+        start_at: StartAt,
+        saved: (crate::pipeline::PipelineSnapshot, SourceCheckpoint),
+    ) -> (Pipeline, FileSource) {
+        let mut p = pipeline();
+        p.restore(saved.0);
+        let mut s = source(glob, start_at, Framing::default());
+        s.restore(saved.1);
+        (p, s)
     }
 
     fn multiline() -> Framing {
@@ -736,10 +1054,7 @@ mod tests {
         append(&app, "msg=x\n");
         fs::rename(&app, dir.path().join("app.log.1")).unwrap();
         append(&app, "msg=x\nmsg=x\n");
-        let mut p2 = pipeline();
-        p2.restore(saved);
-        let mut s2 = source(glob, StartAt::End, Framing::default());
-        s2.restore(positions);
+        let (mut p2, mut s2) = restarted(glob, StartAt::End, (saved, positions));
         polls(&mut s2, &mut p2, 4);
         assert_eq!(count(&p2), 4.0);
     }
@@ -756,6 +1071,190 @@ mod tests {
         fs::write(&app, "msg=y\n").unwrap();
         polls(&mut s, &mut p, 5);
         assert_eq!(count(&p), 1.0);
+    }
+
+    /// Lines matching the rule, tagged so that each batch starts with different bytes
+    /// (as a log's timestamps make them).
+    fn lines(n: usize, tag: &str) -> String {
+        (0..n).map(|i| format!("msg=x at={tag}{i}\n")).collect()
+    }
+
+    /// logrotate's copytruncate: copy, then truncate in place.
+    fn copytruncate(app: &Path, copy: &Path) {
+        fs::copy(app, copy).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(app)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
+    /// Lines counted when, after a poll that read `first` lines, `meanwhile` writes and
+    /// rotates `app.log` before the next poll; with `crash`, the agent is then killed and
+    /// restarts from the checkpoint taken after that poll.
+    fn counted_after(first: usize, crash: bool, meanwhile: impl FnOnce(&Path)) -> f64 {
+        let Fixture {
+            dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture(
+            &lines(first, "a"),
+            "*.log",
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 2);
+        let saved = (p.snapshot(), s.checkpoint());
+        meanwhile(&app);
+        if crash {
+            let glob = format!("{}/*.log", dir.path().display());
+            (p, s) = restarted(glob, StartAt::End, saved);
+        }
+        polls(&mut s, &mut p, 3 * DRAIN_IDLE_POLLS as usize);
+        count(&p)
+    }
+
+    /// 2 lines not read before a copytruncate, then `then` lines.
+    fn copytruncate_with(then: usize) -> impl FnOnce(&Path) {
+        move |app| {
+            append(app, &lines(2, "b"));
+            copytruncate(app, &app.with_extension("log.1"));
+            append(app, &lines(then, "c"));
+        }
+    }
+
+    /// One more line, a rotation; a successor written and rotated too; a third file.
+    fn two_rotations(app: &Path) {
+        append(app, &lines(1, "a"));
+        rotate_numbered(app);
+        append(app, &lines(3, "b"));
+        rotate_numbered(app);
+        append(app, &lines(4, "c"));
+    }
+
+    #[test]
+    fn copytruncate_followed_by_more_than_the_old_file_held_loses_nothing() {
+        assert_eq!(counted_after(3, false, copytruncate_with(10)), 15.0);
+    }
+
+    #[test]
+    fn copytruncate_while_down_resumes_in_the_copy() {
+        assert_eq!(counted_after(3, true, copytruncate_with(1)), 6.0);
+        assert_eq!(counted_after(3, true, copytruncate_with(10)), 15.0);
+    }
+
+    #[test]
+    fn two_rotations_between_polls_lose_no_file() {
+        assert_eq!(counted_after(2, false, two_rotations), 10.0);
+    }
+
+    #[test]
+    fn two_rotations_between_checkpoints_then_a_crash_lose_no_file() {
+        assert_eq!(counted_after(2, true, two_rotations), 10.0);
+    }
+
+    #[test]
+    fn a_truncation_whose_copy_is_nowhere_is_counted_as_lost() {
+        let Fixture {
+            dir: _dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture(
+            &lines(3, "a"),
+            "*.log",
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 2);
+        fs::write(&app, lines(5, "b")).unwrap(); // truncated and rewritten, no copy kept
+        polls(&mut s, &mut p, 2);
+        assert_eq!(count(&p), 8.0);
+        let stream = app.to_string_lossy().into_owned();
+        let lost = [("stream", stream.as_str()), ("event", "lost")];
+        let name = format!("{}source_events_total", crate::rule::SELF_METRIC_PREFIX);
+        assert!(matches!(p.registry.get(&name, &lost), Some(Value::Scalar(v)) if *v == 1.0));
+    }
+
+    /// Rename and copytruncate rotations in random order between polls, and crashes that
+    /// go back to the last checkpoint: every line counts once.
+    #[test]
+    fn random_rotations_and_crashes_count_every_line_once() {
+        for seed in 1..=100u64 {
+            let mut random = seed;
+            let mut below = |n: u64| {
+                random = random
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (random >> 33) % n
+            };
+            let Fixture {
+                dir,
+                app,
+                pipeline: mut p,
+                source: mut s,
+            } = fixture(
+                &lines(1, "start"),
+                "app.log",
+                StartAt::Beginning,
+                Framing::default(),
+            );
+            let glob = app.to_string_lossy().into_owned();
+            // The agent runs before the log rotates for the first time.
+            polls(&mut s, &mut p, 1);
+            let mut saved = (p.snapshot(), s.checkpoint());
+            let mut written = 1;
+            for step in 0..60 {
+                let n = below(5) as usize;
+                append(&app, &lines(n, &format!("{step}-")));
+                written += n;
+                match below(6) {
+                    0 => rotate_numbered(&app),
+                    1 => {
+                        shift_numbered(&app);
+                        copytruncate(&app, &app.with_extension("log.1"));
+                    }
+                    _ => {}
+                }
+                match below(4) {
+                    0 => polls(&mut s, &mut p, 1),
+                    1 => {
+                        // The agent checkpoints after a poll, as the runtime does.
+                        polls(&mut s, &mut p, 1);
+                        saved = (p.snapshot(), s.checkpoint());
+                    }
+                    2 => {
+                        // A crash: back to the last checkpoint.
+                        (p, s) = restarted(glob.clone(), StartAt::Beginning, saved.clone());
+                    }
+                    _ => {}
+                }
+            }
+            polls(&mut s, &mut p, 3 * DRAIN_IDLE_POLLS as usize);
+            assert_eq!(count(&p), written as f64, "seed {seed}");
+            drop(dir);
+        }
+    }
+
+    fn shift_numbered(app: &Path) {
+        let numbered = |n: usize| PathBuf::from(format!("{}.{n}", app.display()));
+        let mut highest = 0;
+        while numbered(highest + 1).exists() {
+            highest += 1;
+        }
+        for n in (1..=highest).rev() {
+            fs::rename(numbered(n), numbered(n + 1)).unwrap();
+        }
+    }
+
+    /// A rename rotation with numbered names: app.log.N → app.log.N+1, app.log → app.log.1.
+    fn rotate_numbered(app: &Path) {
+        shift_numbered(app);
+        if app.exists() {
+            fs::rename(app, app.with_extension("log.1")).unwrap();
+        }
     }
 
     #[test]

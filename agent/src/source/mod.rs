@@ -7,6 +7,7 @@
 //! (bytes → records) is built here from the rules file's parser and limits sections.
 
 mod file;
+mod fingerprint;
 mod framer;
 mod kafka;
 mod position;
@@ -15,6 +16,7 @@ mod stdin;
 mod traits;
 
 pub use file::{FileSource, FileSourceConfig, StartAt};
+pub use fingerprint::Fingerprint;
 pub use framer::{Framer, Framing};
 pub use kafka::{KafkaSource, KafkaSourceConfig, KafkaSourceError, KafkaStartAt};
 pub use position::{FilePosition, KafkaPosition, SourceCheckpoint};

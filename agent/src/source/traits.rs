@@ -32,6 +32,8 @@ pub trait RecordSink {
 pub enum SourceEvent {
     Rotated,
     Truncated,
+    /// A truncated file whose unread rest was found nowhere (no copy beside it).
+    Lost,
     ReadError,
 }
 
@@ -40,6 +42,7 @@ impl SourceEvent {
         match self {
             SourceEvent::Rotated => "rotated",
             SourceEvent::Truncated => "truncated",
+            SourceEvent::Lost => "lost",
             SourceEvent::ReadError => "read_error",
         }
     }
