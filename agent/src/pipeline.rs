@@ -133,7 +133,7 @@ impl SelfMetrics {
             ),
             checkpoint_age: def(
                 "checkpoint_age_seconds",
-                "Seconds since the last successful checkpoint.",
+                "Seconds since the last successful checkpoint (since the start while none has succeeded).",
                 Gauge,
                 &[],
             ),

@@ -343,6 +343,9 @@ impl Worker {
         }
         let _alive = Alive(self.state.clone());
         let checkpoint_every = self.config.checkpoint.as_ref().map(|c| c.interval.0);
+        if checkpoint_every.is_some() {
+            self.state.expect_checkpoints();
+        }
         let mut last_checkpoint: Option<Instant> = None;
         let mut last_rules_check = Instant::now();
         loop {
@@ -409,6 +412,7 @@ impl Worker {
         let result = checkpoint::write(&config.path, &saved);
         if let Err(error) = &result {
             error!(%error, "checkpoint failed");
+            self.state.set_checkpoint_failed();
         } else {
             self.state.set_last_checkpoint(now_ns);
             for source in &mut self.sources {

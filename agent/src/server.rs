@@ -77,10 +77,12 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
-    if state.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !state.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    } else if state.is_checkpoint_failing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "checkpoint failing\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 
@@ -173,12 +175,53 @@ mod tests {
             get(app(state.clone()), "/nope", None).await.0,
             StatusCode::NOT_FOUND
         );
+        // A checkpoint that cannot be written takes readiness away until one succeeds.
+        state.set_checkpoint_failed();
+        let (status, _, body) = get(app(state.clone()), "/ready", None).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "checkpoint failing\n")
+        );
+        state.set_last_checkpoint(state.now_ns());
+        assert_eq!(
+            get(app(state.clone()), "/ready", None).await.0,
+            StatusCode::OK
+        );
         // A stopped (or dead) worker shows on both.
         state.set_stopped();
         let healthz = get(app(state.clone()), "/healthz", None).await.0;
         assert_eq!(healthz, StatusCode::SERVICE_UNAVAILABLE);
         let ready = get(app(state), "/ready", None).await.0;
         assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_age_counts_from_the_start_until_a_checkpoint_succeeds() {
+        let rules = RulesConfig::from_yaml("rules: []\n", Path::new("rules.yaml")).unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let pipeline = Pipeline::new(&rules, Path::new("rules.yaml"), clock.clone()).unwrap();
+        let state = Arc::new(AgentState::new(pipeline, clock.clone()));
+        let age = |body: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("omen_agent_checkpoint_age_seconds "))
+                .map(str::to_owned)
+        };
+        // Without a checkpoint file there is no age to tell.
+        assert_eq!(
+            age(&get(app(state.clone()), "/metrics", None).await.2),
+            None
+        );
+        state.expect_checkpoints();
+        clock.set(1_030_000_000_000);
+        assert_eq!(
+            age(&get(app(state.clone()), "/metrics", None).await.2).as_deref(),
+            Some("30")
+        );
+        state.set_last_checkpoint(1_020_000_000_000);
+        assert_eq!(
+            age(&get(app(state), "/metrics", None).await.2).as_deref(),
+            Some("10")
+        );
     }
 
     #[tokio::test]

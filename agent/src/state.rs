@@ -24,6 +24,13 @@ pub struct AgentState {
     alive: AtomicBool,
     /// Clock time (ns) of the last successful checkpoint, 0 before the first.
     last_checkpoint_ns: AtomicI64,
+    /// Clock time (ns) the agent started: the checkpoint age counts from it until a
+    /// checkpoint succeeds.
+    started_ns: i64,
+    /// A checkpoint file is configured: its age is exported.
+    checkpointing: AtomicBool,
+    /// The last checkpoint write failed: not ready.
+    checkpoint_failing: AtomicBool,
     clock: Arc<dyn Clock>,
     /// What the probes measured, served after the pipeline's metrics.
     probes: Arc<ProbeMetrics>,
@@ -37,6 +44,9 @@ impl AgentState {
             ready: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             last_checkpoint_ns: AtomicI64::new(0),
+            started_ns: clock.now_ns(),
+            checkpointing: AtomicBool::new(false),
+            checkpoint_failing: AtomicBool::new(false),
             clock,
             probes: Arc::default(),
         }
@@ -76,9 +86,27 @@ impl AgentState {
         self.clock.now_ns()
     }
 
+    /// A checkpoint file is configured: its age is exported from now on, counted from
+    /// the start until a checkpoint succeeds.
+    pub fn expect_checkpoints(&self) {
+        self.checkpointing.store(true, Ordering::Release);
+    }
+
     /// Records that a checkpoint taken at `now_ns` (clock time) is durable.
     pub fn set_last_checkpoint(&self, now_ns: i64) {
         self.last_checkpoint_ns.store(now_ns, Ordering::Release);
+        self.checkpoint_failing.store(false, Ordering::Release);
+    }
+
+    /// Records that the last checkpoint could not be written.
+    pub fn set_checkpoint_failed(&self) {
+        self.checkpoint_failing.store(true, Ordering::Release);
+    }
+
+    /// Whether the last checkpoint write failed (a crash now would lose what was read
+    /// since the last good one, or everything).
+    pub fn is_checkpoint_failing(&self) -> bool {
+        self.checkpoint_failing.load(Ordering::Acquire)
     }
 
     pub fn render(&self, format: Format) -> String {
@@ -93,9 +121,11 @@ impl AgentState {
         let last = self.last_checkpoint_ns.load(Ordering::Acquire);
         let mut pipeline = self.pipeline();
         let now_ns = self.clock.now_ns();
-        if last > 0 {
-            let age = (now_ns - last).max(0) as f64 / 1e9;
-            pipeline.set_checkpoint_age(age);
+        if self.checkpointing.load(Ordering::Acquire) {
+            // Before any checkpoint succeeded, since the start: a checkpoint that fails
+            // from the start ages too, and its alert can fire.
+            let since = if last > 0 { last } else { self.started_ns };
+            pipeline.set_checkpoint_age((now_ns - since).max(0) as f64 / 1e9);
         }
         read(&pipeline.registry, now_ns)
     }
