@@ -16,8 +16,8 @@
 //! the file is read again from 0. A truncation whose copy is nowhere is counted (event
 //! `lost`). Globs should not match copytruncate's copies.
 //!
-//! Rotated files are looked for beside the file, under names that extend its name
-//! (`app.log.1`, `app.log-20261207`; compressed ones are skipped). Files found at the
+//! Rotated files are looked for beside the file, under its name and a numbered or dated
+//! suffix (`app.log.1`, `app.log-20261207`; compressed ones are skipped). Files found at the
 //! first scan start at their beginning or end (`start_at`), unless resuming from a
 //! checkpoint; files that appear later start at their beginning. After a restart, a saved
 //! file whose inode now lives under a name no glob matches (rotated while the agent was
@@ -712,8 +712,22 @@ fn directory_of(path: &Path) -> &Path {
 /// Compressed rotations are not text to read.
 const COMPRESSED: [&str; 5] = [".gz", ".bz2", ".xz", ".zst", ".zip"];
 
-/// Regular files beside `path` whose names extend its name: its rotations (`app.log.1`,
-/// `app.log-20261207`), compressed ones left out.
+/// Whether `other` names a rotation of the file named `name`: `name`, then `.`, `-` or
+/// `_` and a digit (`app.log.1`, `app.log-20261207`, `app.log.2026-12-07`), not
+/// compressed. `app.log.bak` or `app.log-errors.log` are other files.
+fn is_rotation_of(other: &str, name: &str) -> bool {
+    let Some(suffix) = other.strip_prefix(name) else {
+        return false;
+    };
+    let mut chars = suffix.chars();
+    matches!(chars.next(), Some('.' | '-' | '_'))
+        && chars.next().is_some_and(|c| c.is_ascii_digit())
+        && !COMPRESSED
+            .iter()
+            .any(|compressed| suffix.ends_with(compressed))
+}
+
+/// Regular files beside `path` named as its rotations ([`is_rotation_of`]).
 fn rotated_beside(path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Vec::new();
@@ -726,11 +740,11 @@ fn rotated_beside(path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
         .filter_map(|entry| {
             let file_name = entry.file_name();
             let other = file_name.to_str()?;
-            let rotation = other.len() > name.len()
-                && other.starts_with(name)
-                && !COMPRESSED.iter().any(|suffix| other.ends_with(suffix));
+            if !is_rotation_of(other, name) {
+                return None;
+            }
             let meta = entry.metadata().ok().filter(|m| m.is_file())?;
-            rotation.then(|| (entry.path(), meta))
+            Some((entry.path(), meta))
         })
         .collect()
 }
@@ -1176,6 +1190,28 @@ mod tests {
         let lost = [("stream", stream.as_str()), ("event", "lost")];
         let name = format!("{}source_events_total", crate::rule::SELF_METRIC_PREFIX);
         assert!(matches!(p.registry.get(&name, &lost), Some(Value::Scalar(v)) if *v == 1.0));
+    }
+
+    #[test]
+    fn rotations_are_told_by_their_suffix() {
+        for rotated in [
+            "app.log.1",
+            "app.log-20261207",
+            "app.log.2026-12-07",
+            "app.log_3",
+        ] {
+            assert!(is_rotation_of(rotated, "app.log"), "{rotated}");
+        }
+        for other in [
+            "app.log",
+            "app.log.bak",
+            "app.log-errors.log",
+            "app.log.1.gz",
+            "app.logx",
+            "ap.log.1",
+        ] {
+            assert!(!is_rotation_of(other, "app.log"), "{other}");
+        }
     }
 
     /// Rename and copytruncate rotations in random order between polls, and crashes that
