@@ -190,6 +190,11 @@ impl FileSource {
                 return;
             }
         };
+        if !meta.is_file() {
+            // A directory (or a pipe) under a file's name: nothing to tail. Opened, every
+            // read would fail and warn, poll after poll.
+            return;
+        }
         let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
         let same = |t: &Tailed| t.dev == dev && t.ino == ino;
         if self.files.values().any(same) || self.draining.iter().any(same) {
@@ -974,6 +979,17 @@ mod tests {
         (p, s)
     }
 
+    /// `omen_agent_source_events_total` of the file's stream for `event`.
+    fn source_events(p: &Pipeline, file: &Path, event: &str) -> Option<f64> {
+        let stream = file.to_string_lossy().into_owned();
+        let labels = [("stream", stream.as_str()), ("event", event)];
+        let name = format!("{}source_events_total", crate::rule::SELF_METRIC_PREFIX);
+        match p.registry.get(&name, &labels) {
+            Some(Value::Scalar(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
     fn multiline() -> Framing {
         let c = RulesConfig::from_yaml(
             "parser: { multiline: { continuation: '^ ' } }\nrules: []\n",
@@ -1186,10 +1202,7 @@ mod tests {
         fs::write(&app, lines(5, "b")).unwrap(); // truncated and rewritten, no copy kept
         polls(&mut s, &mut p, 2);
         assert_eq!(count(&p), 8.0);
-        let stream = app.to_string_lossy().into_owned();
-        let lost = [("stream", stream.as_str()), ("event", "lost")];
-        let name = format!("{}source_events_total", crate::rule::SELF_METRIC_PREFIX);
-        assert!(matches!(p.registry.get(&name, &lost), Some(Value::Scalar(v)) if *v == 1.0));
+        assert_eq!(source_events(&p, &app, "lost"), Some(1.0));
     }
 
     #[test]
@@ -1294,7 +1307,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_file_is_released() {
+    fn a_deleted_file_is_released_and_a_directory_under_its_name_not_read() {
         let Fixture {
             dir: _dir,
             app,
@@ -1303,8 +1316,12 @@ mod tests {
         } = fixture("msg=x\n", "*.log", StartAt::Beginning, Framing::default());
         polls(&mut s, &mut p, 2);
         fs::remove_file(&app).unwrap();
+        // A directory under its name at once is not tailed in its place (every read would
+        // fail, poll after poll).
+        fs::create_dir(&app).unwrap();
         polls(&mut s, &mut p, 2 * DRAIN_IDLE_POLLS as usize);
         assert!(s.files.is_empty() && s.draining.is_empty());
+        assert_eq!(source_events(&p, &app, "read_error"), None);
         assert_eq!(count(&p), 1.0);
     }
 }
