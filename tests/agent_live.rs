@@ -521,6 +521,9 @@ fn reload_keeps_unchanged_metrics_and_rejects_a_bad_file() {
     append(&log, &delete_line("orders", 6));
     agent.wait_value(orders, 7.0);
     agent.wait_value("deletes_by_actor_total{actor=\"admin\"}", 2.0);
+    // So is a file that is not a rules file at all, and it is counted the same way.
+    fs::write(&rules, "rules: [\n").expect("rules");
+    agent.wait_value("omen_agent_reloads_total{result=\"failure\"}", 2.0);
 
     // SIGHUP reloads on demand.
     fs::write(&rules, base).expect("rules");

@@ -244,6 +244,13 @@ impl Pipeline {
         result
     }
 
+    /// Counts a reload that failed before the rules could be built (an unreadable file,
+    /// or one that is not a rules file).
+    pub fn count_failed_reload(&mut self) {
+        self.registry
+            .inc(self.self_metrics.reloads, &["failure"], 1.0);
+    }
+
     /// Starts a batch: reads the clock once for read-time stamps and new series.
     pub fn begin_batch(&mut self) {
         self.now_ns = self.clock.now_ns();

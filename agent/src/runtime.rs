@@ -436,22 +436,30 @@ impl Worker {
         match std::fs::read(&self.config.rules) {
             Ok(text) => self.reload_from(text),
             Err(error) => {
-                error!(path = %self.config.rules.display(), %error, "reload failed, keeping the running rules")
+                error!(path = %self.config.rules.display(), %error, "reload failed, keeping the running rules");
+                self.state.pipeline().count_failed_reload();
             }
         }
     }
 
     fn reload_from(&mut self, text: Vec<u8>) {
         let path = self.config.rules.clone();
-        let result =
-            RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path).and_then(|rules| {
-                let mut pipeline = self.state.pipeline();
-                pipeline.reload(&rules, &path)?;
-                for source in &mut self.sources {
-                    source.set_framing(pipeline.framing());
-                }
-                Ok(())
-            });
+        let result = match RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path) {
+            Ok(rules) => Ok(rules),
+            Err(error) => {
+                // Not a rules file at all: the pipeline never sees it, so count it here.
+                self.state.pipeline().count_failed_reload();
+                Err(error)
+            }
+        };
+        let result = result.and_then(|rules| {
+            let mut pipeline = self.state.pipeline();
+            pipeline.reload(&rules, &path)?;
+            for source in &mut self.sources {
+                source.set_framing(pipeline.framing());
+            }
+            Ok(())
+        });
         // Remember what was tried, so a bad file is reported once, not every second.
         self.rules_text = text;
         match result {
