@@ -444,15 +444,12 @@ impl Worker {
 
     fn reload_from(&mut self, text: Vec<u8>) {
         let path = self.config.rules.clone();
-        let result = match RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path) {
-            Ok(rules) => Ok(rules),
-            Err(error) => {
-                // Not a rules file at all: the pipeline never sees it, so count it here.
-                self.state.pipeline().count_failed_reload();
-                Err(error)
-            }
-        };
-        let result = result.and_then(|rules| {
+        let parsed = RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path);
+        if parsed.is_err() {
+            // Not a rules file at all: the pipeline never sees it, so count it here.
+            self.state.pipeline().count_failed_reload();
+        }
+        let result = parsed.and_then(|rules| {
             let mut pipeline = self.state.pipeline();
             pipeline.reload(&rules, &path)?;
             for source in &mut self.sources {

@@ -31,8 +31,7 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -164,8 +163,7 @@ impl FileSource {
             for (path, since) in self.rotated_at.clone() {
                 self.drain_unseen_rotations(&path, since, sink);
             }
-            self.draining
-                .sort_by_key(|t| t.file.metadata().and_then(|m| m.modified()).ok());
+            self.draining.sort_by_key(|t| modified(&t.file));
         }
         // A name whose file rotated away and has none now: files written and rotated
         // meanwhile, between two scans, are read all the same.
@@ -196,8 +194,7 @@ impl FileSource {
             return;
         }
         let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
-        let same = |t: &Tailed| t.dev == dev && t.ino == ino;
-        if self.files.values().any(same) || self.draining.iter().any(same) {
+        if self.is_being_read(dev, ino) {
             // Already read under another name (a rotation in progress).
             return;
         }
@@ -219,10 +216,8 @@ impl FileSource {
                 // the rest of what we were reading is in its copy.
                 let stream = sink.stream(&path.to_string_lossy());
                 sink.event(stream, SourceEvent::Truncated);
-                match self.copy_of(&path, &p, sink) {
-                    Some(copy) => self.draining.push(copy),
-                    None if p.fingerprint.is_some() => sink.event(stream, SourceEvent::Lost),
-                    None => {}
+                if let Some(copy) = self.take_copy(&path, &p, stream, sink) {
+                    self.draining.push(copy);
                 }
                 0
             }
@@ -282,9 +277,11 @@ impl FileSource {
             entries.flatten().find_map(|entry| {
                 let meta = entry.metadata().ok()?;
                 let same = (meta.dev(), meta.ino()) == (position.dev, position.ino);
-                let file = File::open(entry.path()).ok().filter(|_| same)?;
-                (meta.len() >= position.offset && same_content(&position, &file))
-                    .then(|| (entry.path(), file))
+                if !same || meta.len() < position.offset {
+                    return None;
+                }
+                let file = File::open(entry.path()).ok()?;
+                same_content(&position, &file).then(|| (entry.path(), file))
             })
         });
         let drained = match moved {
@@ -310,20 +307,41 @@ impl FileSource {
     ) -> Option<Tailed> {
         let print = saved.fingerprint?;
         rotated_beside(path).into_iter().find_map(|(rotated, meta)| {
-            let being_read = |t: &Tailed| (t.dev, t.ino) == (meta.dev(), meta.ino());
-            let other = (meta.dev(), meta.ino()) != (saved.dev, saved.ino)
-                && !self.files.values().any(being_read)
-                && !self.draining.iter().any(being_read);
-            let file = File::open(&rotated)
-                .ok()
-                .filter(|_| other && meta.len() >= saved.offset)?;
+            let (dev, ino) = (meta.dev(), meta.ino());
+            let other = (dev, ino) != (saved.dev, saved.ino) && !self.is_being_read(dev, ino);
+            if !other || meta.len() < saved.offset {
+                return None;
+            }
+            let file = File::open(&rotated).ok()?;
             if !print.matches(&file).unwrap_or(false) {
                 return None;
             }
             info!(path = %rotated.display(), offset = saved.offset, "reading the rest of a truncated file from its copy");
-            let (dev, ino) = (meta.dev(), meta.ino());
             self.tailed(path.to_owned(), file, dev, ino, saved.offset, sink)
         })
+    }
+
+    /// After a truncation: the copy holding the rest of `saved`, with the time it was made
+    /// noted, so that what is copied away after it is read after it; or, when there is
+    /// none, the loss counted.
+    fn take_copy(
+        &mut self,
+        path: &Path,
+        saved: &FilePosition,
+        stream: StreamId,
+        sink: &mut dyn RecordSink,
+    ) -> Option<Tailed> {
+        let copy = self.copy_of(path, saved, sink);
+        match &copy {
+            Some(copy) => {
+                if let Some(since) = modified(&copy.file) {
+                    self.rotated_at.insert(path.to_owned(), since);
+                }
+            }
+            None if saved.fingerprint.is_some() => sink.event(stream, SourceEvent::Lost),
+            None => {}
+        }
+        copy
     }
 
     /// Drains, oldest first and from their start, the files rotated beside `path` after
@@ -356,12 +374,16 @@ impl FileSource {
         }
     }
 
+    /// Whether a file is being read, under its name or drained.
+    fn is_being_read(&self, dev: u64, ino: u64) -> bool {
+        let same = |t: &Tailed| (t.dev, t.ino) == (dev, ino);
+        self.files.values().any(same) || self.draining.iter().any(same)
+    }
+
     /// Whether a file is being read, or was finished with or saved.
     fn is_known(&self, dev: u64, ino: u64) -> bool {
-        let same = |t: &Tailed| (t.dev, t.ino) == (dev, ino);
         let saved = |p: &FilePosition| (p.dev, p.ino) == (dev, ino);
-        self.files.values().any(same)
-            || self.draining.iter().any(same)
+        self.is_being_read(dev, ino)
             || self.retired.iter().any(saved)
             || self.restored.iter().any(saved)
     }
@@ -526,7 +548,7 @@ impl FileSource {
             info!(path = %path.display(), "file rotated or removed, reading it to its end");
             old.idle_polls = 0;
             old.reached_end = false;
-            if let Ok(since) = old.file.metadata().and_then(|m| m.modified()) {
+            if let Some(since) = modified(&old.file) {
                 self.rotated_at.insert(path.to_owned(), since);
             }
             self.draining.push(old);
@@ -550,9 +572,9 @@ impl FileSource {
             let Some(since) = self.rotated_at.get(path) else {
                 continue;
             };
-            let modified = tailed.file.metadata().and_then(|m| m.modified()).ok();
-            if modified != tailed.modified {
-                tailed.modified = modified;
+            let now = modified(&tailed.file);
+            if now != tailed.modified {
+                tailed.modified = now;
                 first.push((path.clone(), *since));
             }
         }
@@ -576,23 +598,12 @@ impl FileSource {
         }
         let mut held = std::mem::replace(&mut tailed.framer, Framer::new(self.framing.clone(), 0));
         tailed.fingerprint = None;
-        match self.copy_of(path, &saved, sink) {
-            Some(copy) => {
-                // What was copied away after this copy, before we looked, is read after it.
-                if let Ok(since) = copy.file.metadata().and_then(|m| m.modified()) {
-                    self.rotated_at.insert(path.to_owned(), since);
-                }
-                self.draining.push(copy);
-            }
-            None => {
-                // A complete record held before the truncation still counts.
-                held.flush(false, &mut |record, truncated| {
-                    sink.record(stream, record, truncated)
-                });
-                if saved.fingerprint.is_some() {
-                    sink.event(stream, SourceEvent::Lost);
-                }
-            }
+        match self.take_copy(path, &saved, stream, sink) {
+            Some(copy) => self.draining.push(copy),
+            // A complete record held before the truncation still counts.
+            None => held.flush(false, &mut |record, truncated| {
+                sink.record(stream, record, truncated)
+            }),
         }
     }
 
@@ -600,11 +611,13 @@ impl FileSource {
     /// from its copy, if one is beside it, then the file from its start.
     fn reread_draining(&mut self, index: usize, sink: &mut dyn RecordSink) {
         let saved = position(&self.draining[index]);
-        let path = self.draining[index].path.clone();
-        let copy = self.copy_of(&path, &saved, sink);
-        let tailed = &mut self.draining[index];
-        let stream = tailed.stream;
+        let (path, stream) = (
+            self.draining[index].path.clone(),
+            self.draining[index].stream,
+        );
         sink.event(stream, SourceEvent::Truncated);
+        let copy = self.take_copy(&path, &saved, stream, sink);
+        let tailed = &mut self.draining[index];
         if tailed.file.seek(SeekFrom::Start(0)).is_err() {
             return;
         }
@@ -612,15 +625,8 @@ impl FileSource {
         tailed.fingerprint = None;
         tailed.reached_end = false;
         tailed.idle_polls = 0;
-        match copy {
-            Some(copy) => {
-                if let Ok(since) = copy.file.metadata().and_then(|m| m.modified()) {
-                    self.rotated_at.insert(path, since);
-                }
-                self.draining.insert(index, copy);
-            }
-            None if saved.fingerprint.is_some() => sink.event(stream, SourceEvent::Lost),
-            None => {}
+        if let Some(copy) = copy {
+            self.draining.insert(index, copy);
         }
     }
 
@@ -689,11 +695,7 @@ fn position(tailed: &Tailed) -> FilePosition {
         ino: tailed.ino,
         offset: tailed.framer.committed(),
         fingerprint: tailed.fingerprint,
-        modified_ms: tailed
-            .file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
+        modified_ms: modified(&tailed.file)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64),
     }
@@ -705,6 +707,11 @@ fn same_content(saved: &FilePosition, file: &File) -> bool {
     saved
         .fingerprint
         .is_none_or(|print| print.matches(file).unwrap_or(true))
+}
+
+/// When `file` was last written.
+fn modified(file: &File) -> Option<SystemTime> {
+    file.metadata().and_then(|m| m.modified()).ok()
 }
 
 fn directory_of(path: &Path) -> &Path {
