@@ -282,13 +282,7 @@ impl SeasonalBaseline {
     /// Expected value at a time, `steps` points after the last update (trend included),
     /// with the planned event then in force; `None` before the first point.
     pub fn expected_at(&self, timestamp_ms: i64, steps: f64) -> Option<f64> {
-        let level = self.level? + self.trend * steps;
-        let seasonal = self
-            .season
-            .as_ref()
-            .and_then(|s| s.location_at(s.slot(timestamp_ms)))
-            .unwrap_or(0.0);
-        let expected = level + seasonal;
+        let expected = self.expected_unplanned(timestamp_ms, steps)?;
         Some(match self.event_at(timestamp_ms) {
             Some(effect) => self.planned(effect, expected),
             None => expected,
@@ -302,14 +296,15 @@ impl SeasonalBaseline {
         transform.apply(effect.apply(transform.invert(value)))
     }
 
-    /// The expectation one point ahead as if no event were planned.
-    fn expected_unplanned(&self, timestamp_ms: i64) -> Option<f64> {
+    /// The expectation `steps` points after the last update as if no event were planned.
+    fn expected_unplanned(&self, timestamp_ms: i64, steps: f64) -> Option<f64> {
+        let level = self.level? + self.trend * steps;
         let seasonal = self
             .season
             .as_ref()
             .and_then(|s| s.location_at(s.slot(timestamp_ms)))
             .unwrap_or(0.0);
-        Some(self.level? + self.trend + seasonal)
+        Some(level + seasonal)
     }
 
     /// Scale floor: a flat series must not make every wiggle infinitely surprising.
@@ -561,7 +556,8 @@ impl Channel for SeasonalBaseline {
         let event = self.event_at(timestamp_ms);
         let expected = self.expected_at(timestamp_ms, 1.0).unwrap_or(value);
         let mut scale = self.scale_at(timestamp_ms);
-        if let (Some(effect), Some(unplanned)) = (event, self.expected_unplanned(timestamp_ms)) {
+        if let (Some(effect), Some(unplanned)) = (event, self.expected_unplanned(timestamp_ms, 1.0))
+        {
             // A planned event scales the noise with the level: a campaign that doubles
             // traffic doubles its wiggles too.
             let widened = (self.planned(effect, unplanned + scale) - expected).abs();
