@@ -103,6 +103,18 @@ async fn query_range(
     }
 }
 
+/// Steps in one `query_range` piece: Prometheus answers at most 11,000 points a series.
+const PIECE_STEPS: i64 = 10_000;
+
+/// `from..=to` cut into `query_range` pieces Prometheus accepts, each `(from, to)` inclusive.
+fn pieces(from: i64, to: i64, step_ms: i64) -> impl Iterator<Item = (i64, i64)> {
+    std::iter::successors(Some(from), move |start| {
+        Some(start + step_ms * (PIECE_STEPS + 1))
+    })
+    .take_while(move |start| *start <= to)
+    .map(move |start| (start, (start + step_ms * PIECE_STEPS).min(to)))
+}
+
 /// Polls a Prometheus server: the warm-up range first (learnt, not alerted on), then every
 /// `interval` the points since the last poll.
 pub async fn prometheus_loop(
@@ -127,11 +139,9 @@ pub async fn prometheus_loop(
             if start > now {
                 continue;
             }
-            // A long warm-up is fetched in pieces Prometheus accepts (11,000 points each).
-            let mut from = start;
+            // A long warm-up is fetched in pieces Prometheus accepts.
             let mut ok = true;
-            while from <= now {
-                let to = (from + step_ms * 10_000).min(now);
+            for (from, to) in pieces(start, now, step_ms) {
                 match query_range(&client, &config, query, from, to).await {
                     Ok(samples) => shared.ingest(Origin::Prometheus, samples, now_ms(), mode),
                     Err((reason, error)) => {
@@ -141,7 +151,6 @@ pub async fn prometheus_loop(
                         break;
                     }
                 }
-                from = to + step_ms;
             }
             if ok {
                 if end.is_none() {
@@ -194,13 +203,10 @@ pub async fn replay(
         let step_ms = config.step().as_millis().max(1) as i64;
         let start = replay.from_ms - config.warmup.as_millis() as i64;
         for query in &config.queries {
-            let mut from = start;
-            while from < replay.from_ms {
-                let to = (from + step_ms * 9_999).min(replay.from_ms - step_ms);
+            for (from, to) in pieces(start, replay.from_ms - step_ms, step_ms) {
                 let samples = fetch(client, config, query, from, to, shared).await?;
                 report.warmup_samples += samples.len();
                 shared.ingest(Origin::Prometheus, samples, to, Mode::Warmup);
-                from = to + step_ms;
             }
         }
     }
@@ -269,6 +275,21 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_is_cut_into_pieces_prometheus_accepts_with_no_gap_or_overlap() {
+        let step = 60_000;
+        let cut: Vec<(i64, i64)> = pieces(0, 25_000 * step, step).collect();
+        assert_eq!(cut.len(), 3);
+        assert_eq!(cut[0], (0, 10_000 * step));
+        for pair in cut.windows(2) {
+            assert_eq!(pair[1].0, pair[0].1 + step);
+        }
+        assert_eq!(cut[2].1, 25_000 * step);
+        assert!(cut.iter().all(|(from, to)| (to - from) / step < 11_000));
+        assert_eq!(pieces(5, 5, step).collect::<Vec<_>>(), vec![(5, 5)]);
+        assert_eq!(pieces(6, 5, step).count(), 0);
+    }
 
     #[test]
     fn matrix_replies_become_samples_named_by_query_when_nameless() {
