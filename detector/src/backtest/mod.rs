@@ -6,6 +6,7 @@
 //! profiles, event-level precision and recall, lead times against a static-threshold
 //! rule), per-series plots and an index page.
 
+pub mod crossval;
 mod decimal;
 mod error;
 pub mod nab;

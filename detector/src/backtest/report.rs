@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::crossval::{self, scored_windows, CrossValidated};
 use super::error::BacktestError;
 use super::nab::{self, probationary_length, ScoredRow, PROFILES};
 use super::replay::SeriesRun;
@@ -82,6 +83,8 @@ pub struct Report {
     pub events: Option<EventMetrics>,
     pub static_rule: Option<EventMetrics>,
     pub early_warning: Option<EarlyWarningMetrics>,
+    /// Leave-one-category-out (with two categories or more).
+    pub cross_validated: Option<Vec<CrossValidated>>,
     pub per_series: Vec<SeriesSummary>,
 }
 
@@ -115,14 +118,6 @@ fn judge(run: &SeriesRun, alarm: &[bool]) -> Outcome {
         }
     }
     outcome
-}
-
-fn scored_windows(run: &SeriesRun) -> usize {
-    let probation = probationary_length(run.scores.len());
-    run.windows
-        .iter()
-        .filter(|&&(_, last)| last >= probation)
-        .count()
 }
 
 fn metrics(rule: String, runs: &[SeriesRun], outcomes: &[Outcome]) -> EventMetrics {
@@ -266,6 +261,7 @@ impl Report {
             events: None,
             static_rule: None,
             early_warning: None,
+            cross_validated: None,
             per_series: Vec::new(),
         };
         if !labelled {
@@ -328,6 +324,7 @@ impl Report {
             &static_outcomes,
         ));
         report.early_warning = Some(early_warning_metrics(runs, threshold));
+        report.cross_validated = crossval::cross_validate(runs);
         report
     }
 
@@ -369,6 +366,41 @@ impl Report {
                     out,
                     "{:<20} {:>10.6} {:>10.3} {:>10.1}",
                     p.profile, p.threshold, p.raw_score, p.normalised
+                );
+            }
+        }
+        if let Some(cross_validated) = &self.cross_validated {
+            let _ = writeln!(
+                out,
+                "cross-validated (each category at the threshold best on the others):"
+            );
+            let _ = writeln!(
+                out,
+                "{:<20} {:>10} {:>10} {:>10}",
+                "profile", "normalised", "mean fold", "worst fold"
+            );
+            let figure = |f: Option<f64>| f.map_or("-".to_owned(), |f| format!("{f:.1}"));
+            for c in cross_validated {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:>10.1} {:>10} {:>10}",
+                    c.profile,
+                    c.normalised,
+                    figure(c.mean_fold),
+                    figure(c.worst_fold)
+                );
+            }
+            let _ = writeln!(out, "standard profile by held-out category:");
+            for f in &cross_validated[0].folds {
+                let _ = writeln!(
+                    out,
+                    "  {:<44} {:>3} series {:>4} windows  threshold {:.6}  raw {:>9.3}  normalised {:>6}",
+                    f.category,
+                    f.series,
+                    f.windows,
+                    f.threshold,
+                    f.raw_score,
+                    figure(f.normalised)
                 );
             }
         }
