@@ -494,7 +494,7 @@ fn a_snapshot_from_before_a_change_of_alarm_level_keeps_its_models() {
     let json = serde_json::to_string(&original.snapshot(120_000)).unwrap();
     // Judging settings changed: every model goes on, under the new settings.
     let mut judged = Engine::new(quick_config_with(
-        ", alarm_level: 0.6, suppress_points: 20",
+        ", alarm_level: 0.6, suppress_s: 1200",
         "",
     ));
     let report = judged.restore(serde_json::from_str(&json).unwrap(), 120_000);
