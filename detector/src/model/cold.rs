@@ -114,8 +114,17 @@ impl Channel for ColdStart {
             let mut sorted = self.values.clone();
             let center = median(&mut sorted);
             let mut spread: Vec<f64> = sorted.iter().map(|v| (v - center).abs()).collect();
-            // 1.4826 makes the median absolute deviation a standard deviation for normal data.
-            let scale = 1.4826 * median(&mut spread);
+            // 1.4826 makes the median absolute deviation a standard deviation for normal
+            // data. When more than half the values are equal (a sparse series, mostly 0)
+            // it is 0, and every other value would be an obvious change: the mean absolute
+            // deviation stands in then (times 1.2533, its normal-data factor; Iglewicz and
+            // Hoaglin's rule for robust z-scores).
+            let mad = median(&mut spread);
+            let scale = if mad > 0.0 {
+                1.4826 * mad
+            } else {
+                1.2533 * spread.iter().sum::<f64>() / spread.len() as f64
+            };
             let reach = (config.deviations * scale)
                 .max(config.relative * center.abs())
                 .max(f64::EPSILON * center.abs().max(1.0));
@@ -175,6 +184,25 @@ mod tests {
         assert!(alarms[21]);
         let zeros = [0.0; 12];
         assert!(feed(&zeros).iter().all(|&a| !a));
+    }
+
+    #[test]
+    fn a_sparse_series_mostly_zero_alarms_on_a_burst_not_on_its_usual_blips() {
+        // Zero for most hours, with blips of a few hundredths: the median and its absolute
+        // deviation are 0, so the mean absolute deviation judges.
+        let mut sparse: Vec<f64> = (0..60)
+            .map(|i| {
+                if i % 3 == 0 {
+                    0.02 + 0.01 * (i % 4) as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        sparse.extend([0.1, 0.0, 2.5]);
+        let alarms = feed(&sparse);
+        assert!(alarms[..61].iter().all(|&a| !a), "{alarms:?}");
+        assert!(alarms[62], "a burst 100 times the blips");
     }
 
     #[test]
