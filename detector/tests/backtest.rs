@@ -1,10 +1,10 @@
 //! `omen backtest` end to end: NAB results files, report and plots, on a small synthetic
-//! set and (when `../shared/nab` is beside the repository) on the NAB development split.
+//! set and (when `../shared/nab` is beside the repository) on the NAB development split and the kpi corpus.
 
 use std::path::{Path, PathBuf};
 
 use omen_detector::backtest::{run, BacktestOptions};
-use omen_detector::model::SeriesDetectorConfig;
+use omen_detector::model::{Driver, SeriesDetectorConfig};
 
 fn options(data: PathBuf, labels: Option<PathBuf>, out: &Path, plots: bool) -> BacktestOptions {
     BacktestOptions {
@@ -100,6 +100,21 @@ fn writes_nab_results_report_and_plots() {
     assert_eq!(report.windows, 1);
     assert_eq!(report.profiles.len(), 3);
     assert_eq!(report.events.as_ref().unwrap().detected, 1);
+    // The alarm says why it fired: the spike, far beyond the wave's range.
+    let alarm = report.per_series[0]
+        .alarms
+        .iter()
+        .find(|a| a.in_window)
+        .expect("an alarm in the window");
+    assert_eq!(alarm.timestamp, spike_row);
+    assert_eq!(alarm.driver, Some(Driver::BeyondRange));
+    let by_range = report
+        .drivers
+        .iter()
+        .find(|d| d.driver == Some(Driver::BeyondRange))
+        .unwrap();
+    assert_eq!(by_range.first_in_window, 1);
+    assert!(report.cross_validated.is_none(), "one category");
     assert!(out.join("omen/report.json").is_file());
     assert_eq!(out.join("omen/plots/index.html").is_file(), plots);
     assert_eq!(out.join("omen/plots/000.svg").is_file(), plots);
@@ -142,6 +157,34 @@ fn nab_development_split() {
     // A regression guard well below the figure in the crate README.
     let standard = report.profiles[0].normalised;
     assert!(standard > 50.0, "standard profile fell to {standard}");
+    let folds = &report.cross_validated.as_ref().expect("7 categories")[0].folds;
+    assert_eq!(folds.len(), 7);
+    println!("{}", report.summary());
+}
+
+#[test]
+fn kpi_development_corpus() {
+    let kpi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kpi");
+    if !kpi.is_dir() {
+        println!("skipped: ../shared/kpi not found beside the repository");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&options(
+        kpi.join("data"),
+        Some(kpi.join("labels/combined_windows.json")),
+        out.path(),
+        false,
+    ))
+    .unwrap();
+    assert_eq!(report.series, 57);
+    // Regression guards below the figures in the crate README, whole-set and
+    // cross-validated (each category at a threshold chosen on the others).
+    let standard = report.profiles[0].normalised;
+    assert!(standard > 40.0, "standard profile fell to {standard}");
+    let crossval = report.cross_validated.as_ref().expect("9 categories");
+    assert_eq!(crossval[0].folds.len(), 9);
+    assert!(crossval[0].normalised > 40.0, "{}", crossval[0].normalised);
     println!("{}", report.summary());
 }
 

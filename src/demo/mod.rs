@@ -462,6 +462,7 @@ mod tests {
                 last_active_ms: injected.start_ms,
                 peak: 1.0,
                 off_band_points: 3,
+                driver: None,
             };
             recorded.incidents.push(Incident {
                 id: format!("inc-{i}"),

@@ -132,6 +132,7 @@ mod tests {
             series,
             windows,
             warnings: vec![None; n],
+            drivers: vec![None; n],
             scores,
             lower: Vec::new(),
             upper: Vec::new(),

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::model::detector::DetectorError;
-use crate::model::{SeriesDetector, SeriesDetectorConfig};
+use crate::model::{Driver, SeriesDetector, SeriesDetectorConfig};
 use crate::series::Series;
 
 /// The detector's output for one series, row for row.
@@ -20,6 +20,8 @@ pub struct SeriesRun {
     pub upper: Vec<f64>,
     /// First early warning at or after each row, as rows ahead, if any was raised.
     pub warnings: Vec<Option<u32>>,
+    /// What drove each row's likelihood, if anything did.
+    pub drivers: Vec<Option<Driver>>,
     pub detect_time: Duration,
     pub state_bytes: usize,
     pub snapshot_bytes: usize,
@@ -42,6 +44,7 @@ pub fn detect_series(
         lower: Vec::with_capacity(if keep_band { n } else { 0 }),
         upper: Vec::with_capacity(if keep_band { n } else { 0 }),
         warnings: Vec::with_capacity(n),
+        drivers: Vec::with_capacity(n),
         detect_time: Duration::ZERO,
         state_bytes: 0,
         snapshot_bytes: 0,
@@ -56,6 +59,7 @@ pub fn detect_series(
             run.lower.push(score.lower);
             run.upper.push(score.upper);
         }
+        run.drivers.push(score.driver);
         run.warnings.push(
             score
                 .warning

@@ -11,6 +11,8 @@ use super::crossval::{self, scored_windows, CrossValidated};
 use super::error::BacktestError;
 use super::nab::{self, probationary_length, ScoredRow, PROFILES};
 use super::replay::SeriesRun;
+use crate::model::Driver;
+use crate::series::format_timestamp;
 
 /// One NAB profile's outcome at its optimised threshold.
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +59,30 @@ pub struct EarlyWarningMetrics {
     pub episodes_outside_windows_per_10k_rows: f64,
 }
 
+/// One alarm (the onset of a run of alarming rows) at the standard profile's threshold,
+/// and why it fired.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmNote {
+    /// The row's time, as NAB writes timestamps (`YYYY-MM-DD HH:MM:SS`).
+    pub timestamp: String,
+    pub score: f64,
+    /// The channel or rule that drove it.
+    pub driver: Option<Driver>,
+    /// Inside a labelled window.
+    pub in_window: bool,
+}
+
+/// What one driver's alarms did, at the standard profile's threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriverCount {
+    pub driver: Option<Driver>,
+    pub alarms: usize,
+    /// Alarms that were the first in their window: detections.
+    pub first_in_window: usize,
+    /// Alarms outside every window.
+    pub outside_windows: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesSummary {
     pub name: String,
@@ -67,6 +93,7 @@ pub struct SeriesSummary {
     pub state_bytes: usize,
     pub snapshot_bytes: usize,
     pub season_s: Option<i64>,
+    pub alarms: Vec<AlarmNote>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +110,8 @@ pub struct Report {
     pub events: Option<EventMetrics>,
     pub static_rule: Option<EventMetrics>,
     pub early_warning: Option<EarlyWarningMetrics>,
+    /// Alarms by what drove them, most alarms first.
+    pub drivers: Vec<DriverCount>,
     /// Leave-one-category-out (with two categories or more).
     pub cross_validated: Option<Vec<CrossValidated>>,
     pub per_series: Vec<SeriesSummary>,
@@ -156,6 +185,50 @@ fn metrics(rule: String, runs: &[SeriesRun], outcomes: &[Outcome]) -> EventMetri
             .then(|| leads.iter().sum::<f64>() / leads.len() as f64),
         median_lead_minutes: median(&leads),
     }
+}
+
+/// The alarm onsets of one series at `threshold` after its probationary period, with
+/// what drove each; tallied into `counts` by driver.
+fn explain(run: &SeriesRun, threshold: f64, counts: &mut Vec<DriverCount>) -> Vec<AlarmNote> {
+    let probation = probationary_length(run.scores.len());
+    let window_of = |i: usize| run.windows.iter().position(|&(a, b)| (a..=b).contains(&i));
+    let mut found = vec![false; run.windows.len()];
+    let mut notes = Vec::new();
+    for i in probation..run.scores.len() {
+        let alarm = |i: usize| run.scores[i] >= threshold;
+        if !alarm(i) || (i > probation && alarm(i - 1)) {
+            continue;
+        }
+        let driver = run.drivers.get(i).copied().flatten();
+        let window = window_of(i);
+        let first = window.is_some_and(|w| !std::mem::replace(&mut found[w], true));
+        let count = match counts.iter_mut().find(|c| c.driver == driver) {
+            Some(count) => count,
+            None => {
+                counts.push(DriverCount {
+                    driver,
+                    alarms: 0,
+                    first_in_window: 0,
+                    outside_windows: 0,
+                });
+                counts.last_mut().expect("just pushed")
+            }
+        };
+        count.alarms += 1;
+        count.first_in_window += usize::from(first);
+        count.outside_windows += usize::from(window.is_none());
+        notes.push(AlarmNote {
+            timestamp: run
+                .series
+                .timestamps_ms
+                .get(i)
+                .map_or_else(String::new, |&t| format_timestamp(t)),
+            score: run.scores[i],
+            driver,
+            in_window: window.is_some(),
+        });
+    }
+    notes
 }
 
 /// The median of sorted values: the middle one, or the mean of the two middle ones.
@@ -261,6 +334,7 @@ impl Report {
             events: None,
             static_rule: None,
             early_warning: None,
+            drivers: Vec::new(),
             cross_validated: None,
             per_series: Vec::new(),
         };
@@ -299,6 +373,7 @@ impl Report {
             .iter()
             .map(|run| judge(run, &static_rule_alarms(run)))
             .collect();
+        let mut counts: Vec<DriverCount> = Vec::new();
         report.per_series = runs
             .iter()
             .zip(&ours)
@@ -311,8 +386,11 @@ impl Report {
                 state_bytes: run.state_bytes,
                 snapshot_bytes: run.snapshot_bytes,
                 season_s: run.season_s,
+                alarms: explain(run, threshold, &mut counts),
             })
             .collect();
+        counts.sort_by(|a, b| b.alarms.cmp(&a.alarms).then(a.driver.cmp(&b.driver)));
+        report.drivers = counts;
         report.events = Some(metrics(
             format!("anomaly_score >= {threshold}"),
             runs,
@@ -403,6 +481,21 @@ impl Report {
                     figure(f.normalised)
                 );
             }
+        }
+        if !self.drivers.is_empty() {
+            let _ = write!(out, "alarms by driver:");
+            for (k, c) in self.drivers.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "{} {} {} ({} first in a window, {} outside)",
+                    if k == 0 { "" } else { ";" },
+                    c.driver.map_or("none", Driver::as_str),
+                    c.alarms,
+                    c.first_in_window,
+                    c.outside_windows
+                );
+            }
+            let _ = writeln!(out);
         }
         for m in self.events.iter().chain(&self.static_rule) {
             let _ = writeln!(

@@ -205,6 +205,41 @@ impl Default for SeriesDetectorConfig {
     }
 }
 
+/// What drove a point's likelihood: the channel or rule whose verdict it is, so that an
+/// alarm can say why it fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    /// The cold-start rule: an obvious change of a series too young for the full model.
+    ColdStart,
+    /// A value beyond the range seen so far (the spatial rule).
+    BeyondRange,
+    /// A level never held before (the envelope).
+    NewLevel,
+    /// The baseline's residual: far from the seasonal expectation, for a while.
+    Baseline,
+    /// The isolation forest: an unusual recent window of values and residuals.
+    Forest,
+    /// Shape novelty: a stretch unlike every earlier one.
+    Shape,
+    /// The spike channel: a brief excursion bigger than the recent ones.
+    Spike,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ColdStart => "cold_start",
+            Self::BeyondRange => "beyond_range",
+            Self::NewLevel => "new_level",
+            Self::Baseline => "baseline",
+            Self::Forest => "forest",
+            Self::Shape => "shape",
+            Self::Spike => "spike",
+        }
+    }
+}
+
 /// What the detector says about one point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Score {
@@ -226,6 +261,8 @@ pub struct Score {
     /// over [`ShapeConfig::saturation`] of the range.
     pub shape: f64,
     pub warning: Option<Warning>,
+    /// What drove the likelihood (`None` while it is 0).
+    pub driver: Option<Driver>,
 }
 
 impl Score {
@@ -242,6 +279,7 @@ impl Score {
             forest: 0.5,
             shape: 0.0,
             warning: None,
+            driver: None,
         }
     }
 }
@@ -381,6 +419,7 @@ impl SeriesDetector {
                 return Score {
                     score: self.suppress(likelihood, timestamp_ms),
                     likelihood,
+                    driver: obvious.then_some(Driver::ColdStart),
                     expected,
                     lower: expected - reach,
                     upper: expected + reach,
@@ -440,7 +479,7 @@ impl SeriesDetector {
             value: transform.apply(value),
             fit: matches!(self.config.models, Models::Combined | Models::ForestOnly),
         });
-        let raw = self.raw_surprise(point.z, forest_score);
+        let (raw, raw_driver) = self.raw_surprise(point.z, forest_score);
         let beyond = self.beyond_range(value);
         let new_level = self.envelope.update(EnvelopePoint {
             timestamp_ms,
@@ -463,19 +502,23 @@ impl SeriesDetector {
         // speaks for the series (it gave way at the baseline's warm-up before, which left
         // a gap of `min_history` points where only the range could alarm: on hourly data,
         // the first eight days of a series).
-        let likelihood = if warmed_up {
-            self.channel_likelihood(raw, shape, point.z)
+        let (likelihood, driver) = if warmed_up {
+            self.channel_likelihood(raw, raw_driver, shape, point.z)
         } else {
-            0.0
+            (0.0, raw_driver)
         };
-        let likelihood = if obvious { 1.0 } else { likelihood };
+        let (likelihood, driver) = if obvious {
+            (1.0, Driver::ColdStart)
+        } else {
+            (likelihood, driver)
+        };
         // A value well beyond everything seen so far is anomalous whatever the models say:
         // they adapt to a slow climb towards it, and their surprise may be spent by then.
         // So is a level never held before: they adapt to it within its first hours.
-        let likelihood = if (beyond || new_level) && warmed_up {
-            1.0
-        } else {
-            likelihood
+        let (likelihood, driver) = match (beyond, new_level) {
+            (true, _) if warmed_up => (1.0, Driver::BeyondRange),
+            (false, true) if warmed_up => (1.0, Driver::NewLevel),
+            _ => (likelihood, driver),
         };
         // A planned shift (a deploy) raises nothing while it lasts; the models learn it.
         let shifting = point.event == Some(EventEffect::Shift);
@@ -523,6 +566,7 @@ impl SeriesDetector {
             forest: forest_score,
             shape,
             warning,
+            driver: (likelihood > 0.0).then_some(driver),
         }
     }
 
@@ -544,25 +588,38 @@ impl SeriesDetector {
     }
 
     /// The raw surprise the likelihood is fed: the baseline's `|z|` against its saturation,
-    /// and (combined) the forest's score above its floor, weighted.
-    fn raw_surprise(&self, z: f64, forest_score: f64) -> f64 {
+    /// and (combined) the forest's score above its floor, weighted; with the model whose
+    /// share of it is the larger.
+    fn raw_surprise(&self, z: f64, forest_score: f64) -> (f64, Driver) {
         let baseline_raw = (z.abs() / self.config.z_saturation).min(1.0);
         let floor = self.config.forest.score_floor.clamp(0.0, 0.99);
         let forest_raw = ((forest_score - floor) / (1.0 - floor)).clamp(0.0, 1.0);
         match self.config.models {
             Models::Combined => {
                 let w = self.config.forest_weight.clamp(0.0, 1.0);
-                (1.0 - w) * baseline_raw + w * forest_raw
+                let (baseline, forest) = ((1.0 - w) * baseline_raw, w * forest_raw);
+                let driver = if forest > baseline {
+                    Driver::Forest
+                } else {
+                    Driver::Baseline
+                };
+                (baseline + forest, driver)
             }
-            Models::BaselineOnly | Models::ShapeOnly => baseline_raw,
-            Models::ForestOnly => forest_raw,
+            Models::BaselineOnly | Models::ShapeOnly => (baseline_raw, Driver::Baseline),
+            Models::ForestOnly => (forest_raw, Driver::Forest),
         }
     }
 
     /// The likelihood of the point from the channels the configuration combines: with
     /// all of them, the largest deviation of the three likelihoods (raw surprise, shape,
-    /// spike) decides.
-    fn channel_likelihood(&mut self, raw: f64, shape: f64, z: f64) -> f64 {
+    /// spike) decides, and drives it.
+    fn channel_likelihood(
+        &mut self,
+        raw: f64,
+        raw_driver: Driver,
+        shape: f64,
+        z: f64,
+    ) -> (f64, Driver) {
         let shape_likelihood = self
             .shape_likelihood
             .get_or_insert_with(|| AnomalyLikelihood::from_checked(self.config.likelihood.clone()));
@@ -575,14 +632,29 @@ impl SeriesDetector {
                     likelihood: &self.config.likelihood,
                     z,
                 });
-                [deviation, shape_deviation, spike_deviation]
-                    .into_iter()
-                    .flatten()
-                    .reduce(f64::max)
-                    .map_or(0.0, likelihood_of_deviation)
+                // Ties go to the first: the raw surprise, then shape.
+                [
+                    (deviation, raw_driver),
+                    (shape_deviation, Driver::Shape),
+                    (spike_deviation, Driver::Spike),
+                ]
+                .into_iter()
+                .filter_map(|(deviation, driver)| deviation.map(|d| (d, driver)))
+                .reduce(|best, next| {
+                    if next.0 > best.0 || best.0.is_nan() {
+                        next
+                    } else {
+                        best
+                    }
+                })
+                .map_or((0.0, raw_driver), |(deviation, driver)| {
+                    (likelihood_of_deviation(deviation), driver)
+                })
             }
-            Models::BaselineOnly | Models::ForestOnly => self.likelihood.update_likelihood(raw),
-            Models::ShapeOnly => shape_likelihood.update_likelihood(shape),
+            Models::BaselineOnly | Models::ForestOnly => {
+                (self.likelihood.update_likelihood(raw), raw_driver)
+            }
+            Models::ShapeOnly => (shape_likelihood.update_likelihood(shape), Driver::Shape),
         }
     }
 

@@ -16,4 +16,4 @@ pub mod tail;
 pub mod transform;
 
 pub use channel::{Channel, ChannelConfig};
-pub use detector::{Models, Score, SeriesDetector, SeriesDetectorConfig};
+pub use detector::{Driver, Models, Score, SeriesDetector, SeriesDetectorConfig};

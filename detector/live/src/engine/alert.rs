@@ -120,8 +120,11 @@ fn incident_alert(incident: &Incident, root_cause: &str, dashboard_url: &str) ->
         .iter()
         .take(LISTED_MEMBERS)
         .map(|m| {
+            let driver = m
+                .driver
+                .map_or(String::new(), |d| format!(", by {}", d.as_str()));
             format!(
-                "{} (since {}, score {:.2})",
+                "{} (since {}, score {:.2}{driver})",
                 m.series,
                 format_rfc3339(m.onset_ms),
                 m.peak
@@ -240,6 +243,7 @@ pub fn warning_alert(warning: &EarlyWarning, dashboard_url: &str) -> Alert {
 mod tests {
     use super::*;
     use crate::engine::correlate::Member;
+    use omen_detector::model::Driver;
 
     fn member(series: &str, service: &str, onset_ms: i64) -> Member {
         Member {
@@ -249,6 +253,7 @@ mod tests {
             last_active_ms: onset_ms,
             peak: 1.0,
             off_band_points: 1,
+            driver: Some(Driver::BeyondRange),
         }
     }
 
@@ -284,6 +289,13 @@ mod tests {
         assert_eq!(firing.labels["service"], "redis");
         assert_eq!(firing.labels["incident"], "inc-1-1");
         assert!(firing.annotations["members"].lines().count() == 2);
+        assert!(
+            firing.annotations["members"]
+                .lines()
+                .all(|line| line.ends_with(", by beyond_range)")),
+            "{}",
+            firing.annotations["members"]
+        );
         assert!(!firing.is_resolved());
         let json = serde_json::to_value(firing).unwrap();
         assert_eq!(json["startsAt"], "1970-01-01T00:00:01.000Z");

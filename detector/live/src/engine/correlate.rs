@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use omen_detector::model::Driver;
 use serde::{Deserialize, Serialize};
 
 use crate::config::CorrelationConfig;
@@ -30,6 +31,10 @@ pub struct Member {
     pub peak: f64,
     /// Points outside the expected band since the onset.
     pub off_band_points: u32,
+    /// What drove the alarm it joined with: the channel or rule (`beyond_range`,
+    /// `baseline`, `shape`, …), so that a reader sees why it fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Driver>,
 }
 
 /// A group of related anomalies.
@@ -99,6 +104,8 @@ pub enum Evidence {
         at_ms: i64,
         score: f64,
         off_band: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        driver: Option<Driver>,
     },
     Active {
         series: String,
@@ -112,7 +119,26 @@ pub enum Evidence {
         /// suppressed after an earlier one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         suppressed_alarm: Option<f64>,
+        /// What drove the suppressed alarm.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        driver: Option<Driver>,
     },
+}
+
+/// An alarm's score and what drove it (a bare score has no driver).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub score: f64,
+    pub driver: Option<Driver>,
+}
+
+impl From<f64> for Reading {
+    fn from(score: f64) -> Self {
+        Self {
+            score,
+            driver: None,
+        }
+    }
 }
 
 impl Evidence {
@@ -171,35 +197,48 @@ impl Correlator {
                 at_ms,
                 score,
                 off_band,
-            } => self.anomaly(config, series, labels, *at_ms, *score, *off_band),
+                driver,
+            } => {
+                let reading = Reading {
+                    score: *score,
+                    driver: *driver,
+                };
+                self.anomaly(config, series, labels, *at_ms, reading, *off_band)
+            }
             Evidence::Active {
                 series,
                 labels,
                 at_ms,
                 off_band,
                 suppressed_alarm,
+                driver,
             } => match suppressed_alarm {
                 // A series' alarms are suppressed for a while after one, longer than an
                 // unconfirmed incident may stay open: outside any incident, a suppressed
                 // alarm on a value off its band is an anomaly like any other.
                 Some(score) if *off_band && !self.is_member(series) => {
-                    self.anomaly(config, series, labels, *at_ms, *score, true)
+                    let reading = Reading {
+                        score: *score,
+                        driver: *driver,
+                    };
+                    self.anomaly(config, series, labels, *at_ms, reading, true)
                 }
                 _ => self.still_active(config, series, *at_ms, *off_band),
             },
         }
     }
 
-    /// An anomaly (an alarm) of `series` at `at_ms` with `score`.
+    /// An anomaly (an alarm) of `series` at `at_ms` with `reading`'s score.
     pub fn anomaly(
         &mut self,
         config: &CorrelationConfig,
         series: &str,
         labels: &BTreeMap<String, String>,
         at_ms: i64,
-        score: f64,
+        reading: impl Into<Reading>,
         off_band: bool,
     ) -> Option<IncidentEvent> {
+        let Reading { score, driver } = reading.into();
         if self.is_member(series) {
             return self.activity(config, series, at_ms, off_band, score);
         }
@@ -210,6 +249,7 @@ impl Correlator {
             last_active_ms: at_ms,
             peak: score,
             off_band_points: u32::from(off_band),
+            driver,
         };
         let window = config.window.as_millis() as i64;
         let joined = self
@@ -644,6 +684,7 @@ mod tests {
             at_ms,
             off_band,
             suppressed_alarm,
+            driver: None,
         };
         // A blip of checkout, dropped once quiet; its alarms stay suppressed after that.
         c.anomaly(&config, "checkout", &checkout, 0, 1.0, false);
@@ -680,6 +721,7 @@ mod tests {
             at_ms: 144_000,
             off_band: true,
             suppressed_alarm: Some(0.999),
+            driver: None,
         };
         let own = c.apply(&config, &billing).unwrap();
         assert_eq!((own.change, c.open().len()), (Change::Opened, 2));
@@ -697,6 +739,7 @@ mod tests {
                 at_ms: 5,
                 off_band: true,
                 suppressed_alarm: None,
+                driver: None,
             }
         );
         // And a point with no suppressed alarm is sent in that same form, without labels.

@@ -455,6 +455,7 @@ impl Engine {
                 at_ms: timestamp_ms,
                 score: score.score,
                 off_band,
+                driver: score.driver,
             })
         } else {
             // Alarms are suppressed for a while after one; a series stays part of its
@@ -471,6 +472,7 @@ impl Engine {
                 at_ms: timestamp_ms,
                 off_band,
                 suppressed_alarm: unlikely.then_some(score.likelihood),
+                driver: score.driver.filter(|_| unlikely),
             })
         };
         let in_incident = match (&mut self.remote, evidence) {

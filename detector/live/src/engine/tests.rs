@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::correlate::{Change, Incident};
 use crate::metrics::render;
 use crate::sinks::SinkCounts;
+use omen_detector::model::Driver;
 
 /// A detector that learns from a few dozen one-second points, as the live tests use.
 pub(crate) fn quick_config(extra: &str) -> DetectConfig {
@@ -108,7 +109,12 @@ fn a_cascade_is_one_incident_with_its_root_cause_and_it_resolves() {
     let resolved_at = resolved.resolved_ms.unwrap();
     assert!((189_000..=200_000).contains(&resolved_at), "{resolved_at}");
     assert!(incidents.iter().all(|e| e.incident.id == resolved.id));
+    // Each member says what drove its alarm: here a value far beyond the calm range.
+    for member in &resolved.members {
+        assert_eq!(member.driver, Some(Driver::BeyondRange), "{member:?}");
+    }
     let alerts: Vec<Alert> = notes.iter().flat_map(|n| n.alerts("http://g", 0)).collect();
+    assert!(alerts[0].annotations["members"].contains(", by beyond_range)"));
     let firing_roots: Vec<&str> = alerts
         .iter()
         .filter(|a| !a.is_resolved() && a.labels["alertname"] == "OmenIncident")
