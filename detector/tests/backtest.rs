@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use omen_detector::backtest::{run, BacktestOptions};
+use omen_detector::backtest::{run, BacktestOptions, Report};
 use omen_detector::model::{Driver, SeriesDetectorConfig};
 
 fn options(data: PathBuf, labels: Option<PathBuf>, out: &Path, plots: bool) -> BacktestOptions {
@@ -128,21 +128,33 @@ fn rejects_a_bad_name() {
     assert!(run(&bad).is_err());
 }
 
-#[test]
-fn nab_development_split() {
-    let nab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nab");
-    if !nab.is_dir() {
-        println!("skipped: ../shared/nab not found beside the repository");
-        return;
+/// A development corpus of `../shared` (`nab`, `kpi`) backtested with its labels: its
+/// folder, the results' folder and the report; `None` when it is not beside the repository.
+fn development_corpus(name: &str) -> Option<(PathBuf, tempfile::TempDir, Report)> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(name);
+    if !corpus.is_dir() {
+        println!("skipped: ../shared/{name} not found beside the repository");
+        return None;
     }
     let out = tempfile::tempdir().unwrap();
+    let labels = corpus.join("labels/combined_windows.json");
     let report = run(&options(
-        nab.join("data"),
-        Some(nab.join("labels/combined_windows.json")),
+        corpus.join("data"),
+        Some(labels),
         out.path(),
         false,
     ))
     .unwrap();
+    Some((corpus, out, report))
+}
+
+#[test]
+fn nab_development_split() {
+    let Some((nab, out, report)) = development_corpus("nab") else {
+        return;
+    };
     assert_eq!((report.series, report.windows), (42, 79));
     for entry in [
         "realKnownCause/nyc_taxi",
@@ -164,19 +176,9 @@ fn nab_development_split() {
 
 #[test]
 fn kpi_development_corpus() {
-    let kpi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/kpi");
-    if !kpi.is_dir() {
-        println!("skipped: ../shared/kpi not found beside the repository");
+    let Some((_, _out, report)) = development_corpus("kpi") else {
         return;
-    }
-    let out = tempfile::tempdir().unwrap();
-    let report = run(&options(
-        kpi.join("data"),
-        Some(kpi.join("labels/combined_windows.json")),
-        out.path(),
-        false,
-    ))
-    .unwrap();
+    };
     assert_eq!(report.series, 57);
     // Regression guards below the figures in the crate README, whole-set and
     // cross-validated (each category at a threshold chosen on the others).
