@@ -14,7 +14,6 @@
 //! | [`SeasonalBaseline`](super::baseline::SeasonalBaseline) | timestamp, value | expectation, band, residual `z` |
 //! | [`OnlineForest`](super::forest::OnlineForest) | residual `z`, value | how easily the recent features isolate |
 //! | [`ShapeNovelty`](super::shape::ShapeNovelty) | value | distance of the latest stretch to the nearest earlier one |
-//! | [`SpikeChannel`](super::spike::SpikeChannel) | residual `z` | deviation of a short log-surprise |
 //! | [`Envelope`](super::envelope::Envelope) | timestamp, value | whether a level never held before is held |
 //! | [`AnomalyLikelihood`](super::likelihood::AnomalyLikelihood) | a raw surprise | how many deviations it stands out |
 //! | [`ColdStart`](super::cold::ColdStart) | value, while the rest warm up | whether it is an obvious change |

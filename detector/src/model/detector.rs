@@ -1,5 +1,5 @@
 //! One detector per series: the baseline, the isolation forest over recent feature
-//! vectors, their combination, the shape novelty, the spike channel, a likelihood for each
+//! vectors, their combination, the shape novelty, a likelihood for each
 //! of the three (the largest deviation wins) and the early warning, driven point by point.
 //! The live detector and `omen backtest` both call [`SeriesDetector::update`]; that is
 //! what makes a backtest replay the live path.
@@ -20,7 +20,6 @@ use super::likelihood::{
     likelihood_of_deviation, AnomalyLikelihood, LikelihoodConfig, LikelihoodError,
 };
 use super::shape::{ShapeConfig, ShapeError, ShapeNovelty};
-use super::spike::{SpikeChannel, SpikeConfig, SpikeError, SpikePoint};
 pub use super::transform::Transform;
 
 /// Errors from building a detector. Each says what is wrong once, naming the setting
@@ -39,11 +38,12 @@ pub enum DetectorError {
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
-    Spike(#[from] SpikeError),
-    #[error(transparent)]
     ColdStart(#[from] ColdStartError),
-    #[error("suppress_points is no longer read: set suppress_s, the seconds an alarm suppresses the next (e.g. 21600 for 6 hours), instead")]
-    SuppressPoints,
+    #[error("{field} is no longer read: {instead}")]
+    Retired {
+        field: &'static str,
+        instead: &'static str,
+    },
     #[error("{field} must be in {range}, got {value}")]
     OutOfRange {
         field: &'static str,
@@ -62,6 +62,18 @@ pub enum Models {
     BaselineOnly,
     ForestOnly,
     ShapeOnly,
+}
+
+/// A setting earlier versions had: whatever its value, read (their snapshots hold it, so
+/// their models carry on) and ignored; a configuration that sets it is refused (see
+/// [`DetectorError::Retired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retired;
+
+impl<'de> Deserialize<'de> for Retired {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Self)
+    }
 }
 
 /// Everything a [`SeriesDetector`] needs: one set of defaults for every series.
@@ -87,7 +99,7 @@ pub struct SeriesDetectorConfig {
     /// The suppression in points of earlier versions, read from their snapshots so that
     /// their models carry on (and refused in a configuration, see `check_levels`).
     #[serde(default, rename = "suppress_points", skip_serializing)]
-    pub legacy_suppress_points: Option<usize>,
+    pub retired_suppress_points: Option<Retired>,
     pub alarm_level: f64,
     /// Points the baseline learns before its surprise feeds the likelihood.
     pub warmup_points: usize,
@@ -109,9 +121,11 @@ pub struct SeriesDetectorConfig {
     /// every earlier floor, or its ceiling below every earlier ceiling) has likelihood 1,
     /// like a value beyond the range. Its ranges forget at `spatial_horizon` too.
     pub envelope: EnvelopeConfig,
-    /// A spike of one or two points bigger than the series' recent ones, which the
-    /// likelihood's short mean would dilute (see [`super::spike`]).
-    pub spike: SpikeConfig,
+    /// The spike channel of earlier versions, read from their snapshots and refused in a
+    /// configuration: its gain was one window of one development file (see
+    /// docs/experiments.md).
+    #[serde(default, rename = "spike", skip_serializing)]
+    pub retired_spike: Option<Retired>,
     /// While the full model warms up, an obvious change still alarms (see
     /// [`super::cold`]).
     pub cold_start: ColdStartConfig,
@@ -129,7 +143,8 @@ impl SeriesDetectorConfig {
                 ..self.baseline.clone()
             },
             suppress_s: defaults.suppress_s,
-            legacy_suppress_points: None,
+            retired_suppress_points: None,
+            retired_spike: None,
             alarm_level: defaults.alarm_level,
             warmup_points: defaults.warmup_points,
             spatial_tolerance: defaults.spatial_tolerance,
@@ -156,8 +171,17 @@ impl SeriesDetectorConfig {
                 value,
             }),
         };
-        if self.legacy_suppress_points.is_some() {
-            return Err(DetectorError::SuppressPoints);
+        if self.retired_suppress_points.is_some() {
+            return Err(DetectorError::Retired {
+                field: "suppress_points",
+                instead: "set suppress_s, the seconds an alarm suppresses the next (e.g. 21600 for 6 hours)",
+            });
+        }
+        if self.retired_spike.is_some() {
+            return Err(DetectorError::Retired {
+                field: "spike",
+                instead: "the spike channel was removed; delete the section",
+            });
         }
         let (alarm, z, weight) = (self.alarm_level, self.z_saturation, self.forest_weight);
         let tolerance = self.spatial_tolerance;
@@ -191,7 +215,7 @@ impl Default for SeriesDetectorConfig {
             likelihood: LikelihoodConfig::default(),
             forecast: ForecastConfig::default(),
             suppress_s: 6 * 3600,
-            legacy_suppress_points: None,
+            retired_suppress_points: None,
             alarm_level: 0.5,
             warmup_points: 100,
             z_saturation: 12.0,
@@ -199,7 +223,7 @@ impl Default for SeriesDetectorConfig {
             spatial_tolerance: 0.05,
             spatial_horizon: 200_000,
             envelope: EnvelopeConfig::default(),
-            spike: SpikeConfig::default(),
+            retired_spike: None,
             cold_start: ColdStartConfig::default(),
         }
     }
@@ -222,8 +246,6 @@ pub enum Driver {
     Forest,
     /// Shape novelty: a stretch unlike every earlier one.
     Shape,
-    /// The spike channel: a brief excursion bigger than the recent ones.
-    Spike,
 }
 
 impl Driver {
@@ -235,7 +257,6 @@ impl Driver {
             Self::Baseline => "baseline",
             Self::Forest => "forest",
             Self::Shape => "shape",
-            Self::Spike => "spike",
         }
     }
 }
@@ -302,7 +323,6 @@ const SUPPRESSED: f64 = 0.99;
 /// | `shape` | shape novelty | empty, with the default settings' sizes |
 /// | `shape_likelihood` | shape novelty's own likelihood | made from the likelihood settings on the next point |
 /// | `envelope` | the envelope rule | empty: it waits for its history again |
-/// | `spike` (as `spike_likelihood`) | the spike channel | idle: made on the first point it judges |
 ///
 /// The forest itself is never stored: it is refitted from the stored feature window (same
 /// seed, same forest) on the first point after a restore.
@@ -331,12 +351,6 @@ pub struct SeriesDetector {
     shape_likelihood: Option<AnomalyLikelihood>,
     #[serde(default)]
     envelope: Envelope,
-    #[serde(
-        default,
-        rename = "spike_likelihood",
-        skip_serializing_if = "SpikeChannel::is_idle"
-    )]
-    spike: SpikeChannel,
     /// The values of a young series, for the cold-start rule; empty once warm.
     #[serde(default)]
     cold: ColdStart,
@@ -356,7 +370,6 @@ impl SeriesDetector {
             shape: config.shape.build()?,
             shape_likelihood: Some(config.likelihood.build()?),
             envelope: config.envelope.build()?,
-            spike: config.spike.build()?,
             cold: config.cold_start.build()?,
             warning_streak: 0,
             last_alarm_ms: None,
@@ -503,7 +516,7 @@ impl SeriesDetector {
         // a gap of `min_history` points where only the range could alarm: on hourly data,
         // the first eight days of a series).
         let (likelihood, driver) = if warmed_up {
-            self.channel_likelihood(raw, raw_driver, shape, point.z)
+            self.channel_likelihood(raw, raw_driver, shape)
         } else {
             (0.0, raw_driver)
         };
@@ -611,15 +624,9 @@ impl SeriesDetector {
     }
 
     /// The likelihood of the point from the channels the configuration combines: with
-    /// all of them, the largest deviation of the three likelihoods (raw surprise, shape,
-    /// spike) decides, and drives it.
-    fn channel_likelihood(
-        &mut self,
-        raw: f64,
-        raw_driver: Driver,
-        shape: f64,
-        z: f64,
-    ) -> (f64, Driver) {
+    /// both, the larger deviation of the two likelihoods (raw surprise, shape) decides,
+    /// and drives it.
+    fn channel_likelihood(&mut self, raw: f64, raw_driver: Driver, shape: f64) -> (f64, Driver) {
         let shape_likelihood = self
             .shape_likelihood
             .get_or_insert_with(|| AnomalyLikelihood::from_checked(self.config.likelihood.clone()));
@@ -627,29 +634,15 @@ impl SeriesDetector {
             Models::Combined => {
                 let deviation = self.likelihood.update(raw);
                 let shape_deviation = shape_likelihood.update(shape);
-                let spike_deviation = self.spike.update(SpikePoint {
-                    config: &self.config.spike,
-                    likelihood: &self.config.likelihood,
-                    z,
-                });
-                // Ties go to the first: the raw surprise, then shape.
-                [
-                    (deviation, raw_driver),
-                    (shape_deviation, Driver::Shape),
-                    (spike_deviation, Driver::Spike),
-                ]
-                .into_iter()
-                .filter_map(|(deviation, driver)| deviation.map(|d| (d, driver)))
-                .reduce(|best, next| {
-                    if next.0 > best.0 || best.0.is_nan() {
-                        next
-                    } else {
-                        best
+                // Ties go to the raw surprise.
+                let (deviation, driver) = match (deviation, shape_deviation) {
+                    (Some(raw), Some(shape)) if shape > raw || raw.is_nan() => {
+                        (Some(shape), Driver::Shape)
                     }
-                })
-                .map_or((0.0, raw_driver), |(deviation, driver)| {
-                    (likelihood_of_deviation(deviation), driver)
-                })
+                    (None, Some(shape)) => (Some(shape), Driver::Shape),
+                    (raw, _) => (raw, raw_driver),
+                };
+                (deviation.map_or(0.0, likelihood_of_deviation), driver)
             }
             Models::BaselineOnly | Models::ForestOnly => {
                 (self.likelihood.update_likelihood(raw), raw_driver)
@@ -738,7 +731,6 @@ impl SeriesDetector {
                 .as_ref()
                 .map_or(0, AnomalyLikelihood::heap_bytes)
             + self.envelope.heap_bytes()
-            + self.spike.heap_bytes()
             + self.cold.heap_bytes()
             + self.pending.capacity() * 16
     }
@@ -804,45 +796,6 @@ mod tests {
     }
 
     #[test]
-    fn a_spike_far_bigger_than_the_usual_ones_alarms_through_the_spike_channel() {
-        // Noise around 100 with a one-point spike of +30 every 97 points; an early outlier
-        // of 100,000 puts everything later inside the range. At 4000, a two-point spike of
-        // +3000: beyond every earlier one, but the baseline's raw surprise saturates at
-        // both sizes, and over 10 points two count for little.
-        let value = |i: i64| {
-            let noise = ((i * 7919) % 101) as f64 / 50.0;
-            let spike = match i {
-                50 => 100_000.0,
-                4000 | 4001 => 3000.0,
-                _ if i % 97 == 0 => 30.0,
-                _ => 0.0,
-            };
-            100.0 + noise + spike
-        };
-        let peak = |spike| {
-            let config = SeriesDetectorConfig {
-                spike,
-                ..SeriesDetectorConfig::default()
-            };
-            let mut detector = SeriesDetector::new(config).unwrap();
-            let scores: Vec<f64> = (0..4100)
-                .map(|i| detector.update(i * 300_000, value(i)).score)
-                .collect();
-            let before = scores[1000..4000].iter().copied().fold(0.0, f64::max);
-            let at = scores[4000..4100].iter().copied().fold(0.0, f64::max);
-            (before, at)
-        };
-        let off = SpikeConfig {
-            short_window: 0,
-            ..SpikeConfig::default()
-        };
-        let (before_off, at_off) = peak(off);
-        let (before, at) = peak(SpikeConfig::default());
-        assert!(before_off < 0.5 && at_off < 0.5, "{before_off} {at_off}");
-        assert!(before < 0.5 && at >= 0.5, "{before} {at}");
-    }
-
-    #[test]
     fn a_restored_snapshot_scores_exactly_like_the_original() {
         let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1300 {
@@ -901,42 +854,28 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_from_before_the_spike_channel_restores_and_starts_it_afresh() {
+    fn a_snapshot_with_the_retired_spike_channel_restores_without_it() {
         let mut detector = SeriesDetector::new(SeriesDetectorConfig::default()).unwrap();
         for i in 0..1300 {
             detector.update(i * 60_000, wave(i));
         }
         let mut snapshot = serde_json::to_value(&detector).unwrap();
-        let fields = snapshot.as_object_mut().unwrap();
-        assert!(fields.remove("spike_likelihood").is_some());
-        fields["config"].as_object_mut().unwrap().remove("spike");
+        // As earlier versions wrote it: the channel's settings and its likelihood.
+        snapshot["config"]["spike"] = serde_json::json!({"short_window": 2, "handicap": 3.0});
+        snapshot["spike_likelihood"] = serde_json::json!({"short": [0.1, 0.2]});
         let mut restored: SeriesDetector = serde_json::from_value(snapshot).unwrap();
-        assert_eq!(restored.config().spike, SpikeConfig::default());
+        assert!(restored.reconfigure(&SeriesDetectorConfig::default()));
         let again = serde_json::to_value(&restored).unwrap();
         assert!(again.get("spike_likelihood").is_none());
+        assert!(again["config"].get("spike").is_none());
         for i in 1300..2000 {
             let s = restored.update(i * 60_000, wave(i));
             assert!(s.score < 0.5, "point {i}: {s:?}");
         }
-        let spike = serde_json::to_value(&restored).unwrap()["spike_likelihood"].clone();
-        assert_eq!(spike["config"]["short_window"], 2);
-    }
-
-    #[test]
-    fn the_spike_channel_off_keeps_no_state() {
-        let config = SeriesDetectorConfig {
-            spike: SpikeConfig {
-                short_window: 0,
-                ..SpikeConfig::default()
-            },
-            ..SeriesDetectorConfig::default()
-        };
-        let mut detector = SeriesDetector::new(config).unwrap();
-        for i in 0..1300 {
-            detector.update(i * 60_000, wave(i));
-        }
-        let snapshot = serde_json::to_value(&detector).unwrap();
-        assert!(snapshot.get("spike_likelihood").is_none());
+        let config: SeriesDetectorConfig =
+            serde_json::from_str(r#"{"spike": {"handicap": 3}}"#).unwrap();
+        let error = SeriesDetector::new(config).unwrap_err().to_string();
+        assert!(error.starts_with("spike is no longer read"), "{error}");
     }
 
     #[test]
@@ -1281,18 +1220,12 @@ mod tests {
             refused(with(|c| c.envelope.margin = -0.5)),
             "envelope.margin must be a number at least 0, got -0.5"
         );
-        assert_eq!(
-            refused(with(|c| c.spike.handicap = -1.0)),
-            "spike.handicap must be a number at least 0, got -1"
-        );
         // The edges that mean something are taken.
         assert!(SeriesDetector::new(with(|c| {
             c.alarm_level = 1.0;
             c.forest_weight = 0.0;
             c.spatial_tolerance = 0.0;
             c.envelope.window = 0;
-            c.spike.short_window = 0;
-            c.spike.handicap = 0.0;
         }))
         .is_ok());
     }

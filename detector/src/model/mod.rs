@@ -11,7 +11,6 @@ pub mod forest;
 pub mod iforest;
 pub mod likelihood;
 pub mod shape;
-pub mod spike;
 pub mod tail;
 pub mod transform;
 
