@@ -45,45 +45,52 @@ pub fn category(series_name: &str) -> &str {
 }
 
 /// Every profile cross-validated over the runs' categories; `None` with fewer than two
-/// categories (nothing to hold out).
-pub fn cross_validate(runs: &[SeriesRun]) -> Option<Vec<CrossValidated>> {
+/// categories (nothing to hold out). `sorted` are the runs' rows, pooled in run order and
+/// sorted by [`nab::optimise_thresholds`] (the whole-set sweep): one sweep down them finds
+/// every fold's threshold and another scores every held-out category, with no rows
+/// weighed or sorted again.
+pub fn cross_validate(runs: &[SeriesRun], sorted: &[ScoredRow]) -> Option<Vec<CrossValidated>> {
     let mut categories: Vec<&str> = runs.iter().map(|r| category(&r.series.name)).collect();
     categories.sort_unstable();
     categories.dedup();
     if categories.len() < 2 {
         return None;
     }
-    let windows: usize = runs.iter().map(scored_windows).sum();
-    let weigh = |keep: &dyn Fn(&str) -> bool| {
-        let mut rows: Vec<ScoredRow> = Vec::new();
-        let mut first_window = 0;
-        for run in runs.iter().filter(|r| keep(category(&r.series.name))) {
-            nab::weigh_rows_into(&mut rows, &run.scores, &run.windows, first_window);
-            first_window += run.windows.len() as u32;
-        }
-        rows
+    // Each run's category index, and where its rows start in the pooled order.
+    let mut starts = Vec::with_capacity(runs.len());
+    let mut run_categories = Vec::with_capacity(runs.len());
+    let mut start = 0;
+    for run in runs {
+        starts.push(start);
+        start += run.scores.len() - probationary_length(run.scores.len());
+        let name = category(&run.series.name);
+        run_categories.push(categories.binary_search(&name).unwrap_or_default());
+    }
+    let category_of = |row: &ScoredRow| {
+        let run = starts.partition_point(|&s| s <= row.pooled_index()) - 1;
+        run_categories[run]
     };
+    let row_categories: Vec<u16> = sorted.iter().map(|r| category_of(r) as u16).collect();
+    let thresholds = fold_thresholds(sorted, &row_categories, categories.len());
+    let held_out = held_out_scores(sorted, &row_categories, &thresholds);
     let mut folds: Vec<Vec<Fold>> = vec![Vec::new(); PROFILES.len()];
-    for &held_out in &categories {
-        let mut training = weigh(&|c| c != held_out);
-        let thresholds = nab::optimise_thresholds(&mut training, &PROFILES);
-        drop(training);
-        let held = weigh(&|c| c == held_out);
-        let held_runs = runs.iter().filter(|r| category(&r.series.name) == held_out);
+    for (k, &name) in categories.iter().enumerate() {
+        let held_runs = runs.iter().filter(|r| category(&r.series.name) == name);
         let held_windows: usize = held_runs.clone().map(scored_windows).sum();
-        for ((profile, chosen), folds) in PROFILES.iter().zip(&thresholds).zip(&mut folds) {
-            let outcome = nab::score_at_threshold(&held, chosen.threshold, profile);
+        for (p, (profile, folds)) in PROFILES.iter().zip(&mut folds).enumerate() {
+            let raw_score = held_out[k][p];
             folds.push(Fold {
-                category: held_out.to_owned(),
+                category: name.to_owned(),
                 series: held_runs.clone().count(),
                 windows: held_windows,
-                threshold: chosen.threshold,
-                raw_score: outcome.score,
+                threshold: thresholds[k][p],
+                raw_score,
                 normalised: (held_windows > 0)
-                    .then(|| nab::normalised_score(outcome.score, held_windows, profile)),
+                    .then(|| nab::normalised_score(raw_score, held_windows, profile)),
             });
         }
     }
+    let windows: usize = runs.iter().map(scored_windows).sum();
     Some(
         PROFILES
             .iter()
@@ -91,6 +98,96 @@ pub fn cross_validate(runs: &[SeriesRun]) -> Option<Vec<CrossValidated>> {
             .map(|(profile, folds)| summarise(profile, folds, windows))
             .collect(),
     )
+}
+
+/// Per fold and profile, a tally over the windows present in the rows `keep` selects by
+/// category.
+fn tallies(
+    sorted: &[ScoredRow],
+    row_categories: &[u16],
+    folds: usize,
+    keep: impl Fn(usize, usize) -> bool,
+) -> Vec<Vec<nab::Tally>> {
+    let present = nab::windows_present(sorted);
+    let mut window_category = vec![0u16; present.len()];
+    for (row, &c) in sorted.iter().zip(row_categories) {
+        if let Some(id) = row.window() {
+            window_category[id as usize] = c;
+        }
+    }
+    (0..folds)
+        .map(|k| {
+            let windows: Vec<bool> = present
+                .iter()
+                .zip(&window_category)
+                .map(|(&present, &c)| present && keep(k, usize::from(c)))
+                .collect();
+            PROFILES
+                .iter()
+                .map(|profile| nab::Tally::new(&windows, profile))
+                .collect()
+        })
+        .collect()
+}
+
+/// For each held-out category and profile, the threshold that is best on the other
+/// categories, as [`nab::optimise_thresholds`] would find it on them alone: down the
+/// sorted rows, a row adds to the tally of every fold it trains, and each fold keeps its
+/// best threshold (ties to the higher). A group of equal scores with no row of a fold's
+/// training set leaves its score as it was, so it changes nothing.
+fn fold_thresholds(sorted: &[ScoredRow], row_categories: &[u16], folds: usize) -> Vec<Vec<f64>> {
+    let mut tallies = tallies(sorted, row_categories, folds, |k, c| c != k);
+    let mut best: Vec<Vec<(f64, f64)>> = tallies
+        .iter()
+        .map(|fold| fold.iter().map(|tally| (1.1, tally.score())).collect())
+        .collect();
+    let mut at = 0;
+    for group in sorted.chunk_by(|a, b| a.anomaly_score == b.anomaly_score) {
+        for (row, &c) in group.iter().zip(&row_categories[at..]) {
+            for (_, fold) in tallies
+                .iter_mut()
+                .enumerate()
+                .filter(|&(k, _)| k != usize::from(c))
+            {
+                fold.iter_mut().for_each(|tally| tally.alarm(row));
+            }
+        }
+        at += group.len();
+        let threshold = group[0].anomaly_score;
+        for (fold, best) in tallies.iter().zip(&mut best) {
+            for (tally, best) in fold.iter().zip(best.iter_mut()) {
+                let score = tally.score();
+                if score > best.1 {
+                    *best = (threshold, score);
+                }
+            }
+        }
+    }
+    best.into_iter()
+        .map(|fold| fold.into_iter().map(|(threshold, _)| threshold).collect())
+        .collect()
+}
+
+/// Each held-out category's raw score at its fold's thresholds: its rows at or above the
+/// threshold alarm.
+fn held_out_scores(
+    sorted: &[ScoredRow],
+    row_categories: &[u16],
+    thresholds: &[Vec<f64>],
+) -> Vec<Vec<f64>> {
+    let mut tallies = tallies(sorted, row_categories, thresholds.len(), |k, c| c == k);
+    for (row, &c) in sorted.iter().zip(row_categories) {
+        let k = usize::from(c);
+        for (tally, &threshold) in tallies[k].iter_mut().zip(&thresholds[k]) {
+            if row.anomaly_score >= threshold {
+                tally.alarm(row);
+            }
+        }
+    }
+    tallies
+        .iter()
+        .map(|fold| fold.iter().map(nab::Tally::score).collect())
+        .collect()
 }
 
 fn summarise(profile: &CostProfile, folds: Vec<Fold>, windows: usize) -> CrossValidated {
@@ -119,6 +216,7 @@ pub fn scored_windows(run: &SeriesRun) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backtest::Report;
     use crate::series::Series;
     use std::time::Duration;
 
@@ -152,6 +250,11 @@ mod tests {
         run(name, scores, vec![(500, 540)])
     }
 
+    /// Cross-validation as a report makes it.
+    fn validate(runs: &[SeriesRun]) -> Option<Vec<CrossValidated>> {
+        Report::build("test", runs, true).cross_validated
+    }
+
     #[test]
     fn the_category_is_the_first_name_component() {
         assert_eq!(category("realTraffic/speed_6005"), "realTraffic");
@@ -160,7 +263,7 @@ mod tests {
 
     #[test]
     fn one_category_has_nothing_to_hold_out() {
-        assert!(cross_validate(&[file("a/1", 0.9, 0.2), file("a/2", 0.9, 0.2)]).is_none());
+        assert!(validate(&[file("a/1", 0.9, 0.2), file("a/2", 0.9, 0.2)]).is_none());
     }
 
     #[test]
@@ -175,7 +278,7 @@ mod tests {
             file("c/1", 0.6, 0.7),
             file("c/2", 0.6, 0.7),
         ];
-        let standard = &cross_validate(&runs).expect("three categories")[0];
+        let standard = &validate(&runs).expect("three categories")[0];
         let c = standard.folds.iter().find(|f| f.category == "c").unwrap();
         assert!(c.threshold > 0.7, "threshold {}", c.threshold);
         assert_eq!(c.raw_score, -2.0, "both windows missed, no alarm");

@@ -237,6 +237,12 @@ impl ScoredRow {
     pub fn window(&self) -> Option<u32> {
         (self.window != NO_WINDOW).then_some(self.window)
     }
+
+    /// Where the row stood in the rows given to [`optimise_thresholds`], once it has
+    /// sorted them (0 before).
+    pub fn pooled_index(&self) -> usize {
+        self.order as usize
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<ScoredRow>() == 24);
@@ -320,7 +326,7 @@ pub struct ThresholdScore {
 
 /// Sums, for one profile, the outcome of every window (its earliest alarm, else
 /// `-fn_weight`) and of every alarm outside windows.
-struct Tally {
+pub(super) struct Tally {
     profile: CostProfile,
     /// The earliest row of a window's position, which is worth `tp_weight`.
     max_tp: f64,
@@ -332,7 +338,7 @@ struct Tally {
 
 impl Tally {
     /// Before any alarm: every window of `windows` (present, by id) missed.
-    fn new(windows: &[bool], profile: &CostProfile) -> Self {
+    pub(super) fn new(windows: &[bool], profile: &CostProfile) -> Self {
         let count = windows.iter().filter(|&&present| present).count();
         Self {
             profile: *profile,
@@ -343,7 +349,7 @@ impl Tally {
         }
     }
 
-    fn alarm(&mut self, row: &ScoredRow) {
+    pub(super) fn alarm(&mut self, row: &ScoredRow) {
         match row.window() {
             Some(id) => {
                 let value = row.position * self.profile.tp_weight / self.max_tp;
@@ -357,13 +363,13 @@ impl Tally {
         }
     }
 
-    fn score(&self) -> f64 {
+    pub(super) fn score(&self) -> f64 {
         self.window_sum + self.false_alarm_sum
     }
 }
 
 /// Which window ids have a scored row (windows in a probationary period have none).
-fn windows_present(rows: &[ScoredRow]) -> Vec<bool> {
+pub(super) fn windows_present(rows: &[ScoredRow]) -> Vec<bool> {
     let ids = rows
         .iter()
         .filter_map(ScoredRow::window)

@@ -350,6 +350,7 @@ impl Report {
             first_window += run.windows.len() as u32;
         }
         let best = nab::optimise_thresholds(&mut rows, &PROFILES);
+        report.cross_validated = crossval::cross_validate(runs, &rows);
         drop(rows);
         for (profile, best) in PROFILES.iter().zip(best) {
             report.profiles.push(ProfileScore {
@@ -402,7 +403,6 @@ impl Report {
             &static_outcomes,
         ));
         report.early_warning = Some(early_warning_metrics(runs, threshold));
-        report.cross_validated = crossval::cross_validate(runs);
         report
     }
 
