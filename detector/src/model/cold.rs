@@ -59,10 +59,16 @@ impl ChannelConfig for ColdStartConfig {
     }
 }
 
-/// The values of a young series.
+/// The values of a young series, kept in order of size: the median is the middle one,
+/// and the median absolute deviation is found by walking out from it, with no sort or
+/// allocation per point.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColdStart {
     values: Vec<f64>,
+    /// Whether `values` are in order of size: snapshots of earlier versions kept them in
+    /// arrival order, and are sorted once on the first point after a restore.
+    #[serde(default)]
+    sorted: bool,
 }
 
 /// What the cold-start rule says of a point.
@@ -82,13 +88,51 @@ pub struct ColdPoint<'a> {
     pub value: f64,
 }
 
-/// The median of `values` (sorted in place).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
+/// The median of sorted, non-empty `values`.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
     match n % 2 {
-        1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The median of `|v - center|` over sorted, non-empty `values`, `center` their median:
+/// the distances grow both ways out from the middle, so the smallest ones are met first
+/// by merging the two walks, and the middle of them is the median.
+fn median_distance(sorted: &[f64], center: f64) -> f64 {
+    let n = sorted.len();
+    // `left` walks down from the last value below the middle, `right` up from the middle.
+    let (mut left, mut right) = (sorted.partition_point(|&v| v < center), 0);
+    right += left;
+    let mut next = || {
+        let below = left.checked_sub(1).map(|i| center - sorted[i]);
+        let above = sorted.get(right).map(|&v| v - center);
+        match (below, above) {
+            (Some(b), Some(a)) if b <= a => {
+                left -= 1;
+                b
+            }
+            (_, Some(a)) => {
+                right += 1;
+                a
+            }
+            (Some(b), None) => {
+                left -= 1;
+                b
+            }
+            (None, None) => 0.0,
+        }
+    };
+    // The distances in increasing order; the median is the middle one (or two).
+    let mut previous = 0.0;
+    for _ in 0..n / 2 {
+        previous = next();
+    }
+    let middle = next();
+    match n % 2 {
+        1 => middle,
+        _ => (previous + middle) / 2.0,
     }
 }
 
@@ -98,6 +142,7 @@ impl ColdStart {
         if self.values.capacity() > 0 {
             self.values = Vec::new();
         }
+        self.sorted = true;
     }
 }
 
@@ -110,27 +155,32 @@ impl Channel for ColdStart {
         if config.min_points == 0 || !value.is_finite() {
             return ColdVerdict::default();
         }
+        if !self.sorted {
+            self.values.sort_by(f64::total_cmp);
+            self.sorted = true;
+        }
         let band = (self.values.len() >= config.min_points).then(|| {
-            let mut sorted = self.values.clone();
-            let center = median(&mut sorted);
-            let mut spread: Vec<f64> = sorted.iter().map(|v| (v - center).abs()).collect();
+            let sorted = &self.values;
+            let center = median(sorted);
             // 1.4826 makes the median absolute deviation a standard deviation for normal
             // data. When more than half the values are equal (a sparse series, mostly 0)
             // it is 0, and every other value would be an obvious change: the mean absolute
             // deviation stands in then (times 1.2533, its normal-data factor; Iglewicz and
             // Hoaglin's rule for robust z-scores).
-            let mad = median(&mut spread);
+            let mad = median_distance(sorted, center);
             let scale = if mad > 0.0 {
                 1.4826 * mad
             } else {
-                1.2533 * spread.iter().sum::<f64>() / spread.len() as f64
+                let total: f64 = sorted.iter().map(|v| (v - center).abs()).sum();
+                1.2533 * total / sorted.len() as f64
             };
             let reach = (config.deviations * scale)
                 .max(config.relative * center.abs())
                 .max(f64::EPSILON * center.abs().max(1.0));
             (center, reach)
         });
-        self.values.push(value);
+        let at = self.values.partition_point(|&v| v < value);
+        self.values.insert(at, value);
         ColdVerdict {
             obvious: band.is_some_and(|(center, reach)| (value - center).abs() > reach),
             band,
@@ -203,6 +253,21 @@ mod tests {
         let alarms = feed(&sparse);
         assert!(alarms[..61].iter().all(|&a| !a), "{alarms:?}");
         assert!(alarms[62], "a burst 100 times the blips");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_median_distance_is_the_median_of_the_distances(
+            mut values in proptest::collection::vec(-1e6f64..1e6, 1..60),
+            ties in 0usize..20,
+        ) {
+            values.extend(std::iter::repeat_n(values[0], ties));
+            values.sort_by(f64::total_cmp);
+            let center = median(&values);
+            let mut distances: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
+            distances.sort_by(f64::total_cmp);
+            proptest::prop_assert_eq!(median_distance(&values, center), median(&distances));
+        }
     }
 
     #[test]
