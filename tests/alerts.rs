@@ -1,5 +1,6 @@
-//! The Prometheus rule files in `alerts/` pass `promtool check rules` and their unit tests
-//! (`promtool test rules`), and the Alertmanager configuration passes `amtool
+//! Every file in `alerts/` is a Prometheus rule file (so `rule_files: [alerts/*.yml]`
+//! loads the folder) that passes `promtool check rules`, their unit tests pass (`promtool
+//! test rules`), and the Alertmanager configuration (`alertmanager/`) passes `amtool
 //! check-config`. The tools come from Debian's `prometheus` and `prometheus-alertmanager`
 //! packages, which `.ci/setup` installs; outside CI the tests skip when they are missing.
 
@@ -24,7 +25,11 @@ fn alert_rules_are_valid_and_their_unit_tests_pass() {
     if !common::component_available("promtool", "prometheus") {
         return;
     }
-    let rules = files("alerts", ".rules.yml");
+    // The folder as Prometheus would load it with a glob: every `.yml` in it.
+    let rules = files("alerts", ".yml");
+    assert!(rules
+        .iter()
+        .all(|r| r.to_string_lossy().ends_with(".rules.yml")));
     let tests = files("alerts/tests", ".test.yml");
     assert!(!rules.is_empty() && !tests.is_empty());
     for (verb, files) in [("check", &rules), ("test", &tests)] {
@@ -49,7 +54,7 @@ fn the_alertmanager_config_is_valid() {
         return;
     }
     let output = Command::new("amtool")
-        .args(["check-config", "alerts/alertmanager.yml"])
+        .args(["check-config", "alertmanager/alertmanager.yml"])
         .current_dir(common::repo_root())
         .output()
         .expect("run amtool");

@@ -2,7 +2,7 @@
 //! tails a log being written, Prometheus (Debian's `prometheus`) scrapes the agent and the
 //! detector, `omen detect` reads the agent's series (through Prometheus with PromQL, or
 //! scraping the agent), and Alertmanager (Debian's `prometheus-alertmanager`, running the
-//! repository's `alerts/alertmanager.yml`) notifies a webhook receiver.
+//! repository's `alertmanager/alertmanager.yml`) notifies a webhook receiver.
 //!
 //! The log carries three related services' latencies (checkout calls inventory, which
 //! calls redis); the anomaly slows redis down first and the other two a few seconds later,

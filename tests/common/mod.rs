@@ -386,12 +386,12 @@ impl Alertmanager {
     }
 }
 
-/// The repository's Alertmanager configuration (`alerts/alertmanager.yml`) with its
+/// The repository's Alertmanager configuration (`alertmanager/alertmanager.yml`) with its
 /// webhook pointed at `webhook` and its waits shortened to test time: the routing,
 /// grouping and inhibition under test are the shipped ones.
 pub fn alertmanager_config(webhook: SocketAddr) -> String {
-    let text = std::fs::read_to_string(repo_root().join("alerts/alertmanager.yml"))
-        .expect("alerts/alertmanager.yml");
+    let text = std::fs::read_to_string(repo_root().join("alertmanager/alertmanager.yml"))
+        .expect("alertmanager/alertmanager.yml");
     let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("alertmanager YAML");
     fn shorten(route: &mut serde_yaml::Value) {
         for (key, value) in [
