@@ -140,12 +140,7 @@ fn judge(run: &SeriesRun, alarm: &[bool]) -> Outcome {
             outcome.leads_minutes.push(ms as f64 / 60_000.0);
         }
     }
-    for i in probation..alarm.len() {
-        let onset = alarm[i] && (i == probation || !alarm[i - 1]);
-        if onset && !in_window(i) {
-            outcome.false_alarms += 1;
-        }
-    }
+    outcome.false_alarms = onsets(alarm).filter(|&i| !in_window(i)).count();
     outcome
 }
 
@@ -187,18 +182,20 @@ fn metrics(rule: String, runs: &[SeriesRun], outcomes: &[Outcome]) -> EventMetri
     }
 }
 
-/// The alarm onsets of one series at `threshold` after its probationary period, with
-/// what drove each; tallied into `counts` by driver.
-fn explain(run: &SeriesRun, threshold: f64, counts: &mut Vec<DriverCount>) -> Vec<AlarmNote> {
-    let probation = probationary_length(run.scores.len());
+/// Where runs of alarming rows start, after the probationary period: the alarms a person
+/// sees.
+fn onsets(alarm: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    let probation = probationary_length(alarm.len());
+    (probation..alarm.len()).filter(move |&i| alarm[i] && (i == probation || !alarm[i - 1]))
+}
+
+/// The alarms of one series (`alarm`, row by row), with what drove each; tallied into
+/// `counts` by driver.
+fn explain(run: &SeriesRun, alarm: &[bool], counts: &mut Vec<DriverCount>) -> Vec<AlarmNote> {
     let window_of = |i: usize| run.windows.iter().position(|&(a, b)| (a..=b).contains(&i));
     let mut found = vec![false; run.windows.len()];
     let mut notes = Vec::new();
-    for i in probation..run.scores.len() {
-        let alarm = |i: usize| run.scores[i] >= threshold;
-        if !alarm(i) || (i > probation && alarm(i - 1)) {
-            continue;
-        }
+    for i in onsets(alarm) {
         let driver = run.drivers.get(i).copied().flatten();
         let window = window_of(i);
         let first = window.is_some_and(|w| !std::mem::replace(&mut found[w], true));
@@ -363,12 +360,14 @@ impl Report {
             });
         }
         let threshold = report.profiles[0].threshold;
+        let alarms: Vec<Vec<bool>> = runs
+            .iter()
+            .map(|run| run.scores.iter().map(|&s| s >= threshold).collect())
+            .collect();
         let ours: Vec<Outcome> = runs
             .iter()
-            .map(|run| {
-                let alarms: Vec<bool> = run.scores.iter().map(|&s| s >= threshold).collect();
-                judge(run, &alarms)
-            })
+            .zip(&alarms)
+            .map(|(run, alarm)| judge(run, alarm))
             .collect();
         let static_outcomes: Vec<Outcome> = runs
             .iter()
@@ -378,7 +377,8 @@ impl Report {
         report.per_series = runs
             .iter()
             .zip(&ours)
-            .map(|(run, outcome)| SeriesSummary {
+            .zip(&alarms)
+            .map(|((run, outcome), alarm)| SeriesSummary {
                 name: run.series.name.clone(),
                 rows: run.scores.len(),
                 windows: scored_windows(run),
@@ -387,7 +387,7 @@ impl Report {
                 state_bytes: run.state_bytes,
                 snapshot_bytes: run.snapshot_bytes,
                 season_s: run.season_s,
-                alarms: explain(run, threshold, &mut counts),
+                alarms: explain(run, alarm, &mut counts),
             })
             .collect();
         counts.sort_by(|a, b| b.alarms.cmp(&a.alarms).then(a.driver.cmp(&b.driver)));
