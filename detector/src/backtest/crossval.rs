@@ -71,8 +71,9 @@ pub fn cross_validate(runs: &[SeriesRun], sorted: &[ScoredRow]) -> Option<Vec<Cr
         run_categories[run]
     };
     let row_categories: Vec<u16> = sorted.iter().map(|r| category_of(r) as u16).collect();
-    let thresholds = fold_thresholds(sorted, &row_categories, categories.len());
-    let held_out = held_out_scores(sorted, &row_categories, &thresholds);
+    let windows = Windows::of(sorted, &row_categories);
+    let thresholds = fold_thresholds(sorted, &row_categories, &windows, categories.len());
+    let held_out = held_out_scores(sorted, &row_categories, &windows, &thresholds);
     let mut folds: Vec<Vec<Fold>> = vec![Vec::new(); PROFILES.len()];
     for (k, &name) in categories.iter().enumerate() {
         let held_runs = runs.iter().filter(|r| category(&r.series.name) == name);
@@ -100,34 +101,43 @@ pub fn cross_validate(runs: &[SeriesRun], sorted: &[ScoredRow]) -> Option<Vec<Cr
     )
 }
 
-/// Per fold and profile, a tally over the windows present in the rows `keep` selects by
-/// category.
-fn tallies(
-    sorted: &[ScoredRow],
-    row_categories: &[u16],
-    folds: usize,
-    keep: impl Fn(usize, usize) -> bool,
-) -> Vec<Vec<nab::Tally>> {
-    let present = nab::windows_present(sorted);
-    let mut window_category = vec![0u16; present.len()];
-    for (row, &c) in sorted.iter().zip(row_categories) {
-        if let Some(id) = row.window() {
-            window_category[id as usize] = c;
+/// The windows the rows hold (by id: whether a scored row lies in it) and the category of
+/// each.
+struct Windows {
+    present: Vec<bool>,
+    category: Vec<u16>,
+}
+
+impl Windows {
+    fn of(sorted: &[ScoredRow], row_categories: &[u16]) -> Self {
+        let present = nab::windows_present(sorted);
+        let mut category = vec![0u16; present.len()];
+        for (row, &c) in sorted.iter().zip(row_categories) {
+            if let Some(id) = row.window() {
+                category[id as usize] = c;
+            }
         }
+        Self { present, category }
     }
-    (0..folds)
-        .map(|k| {
-            let windows: Vec<bool> = present
-                .iter()
-                .zip(&window_category)
-                .map(|(&present, &c)| present && keep(k, usize::from(c)))
-                .collect();
-            PROFILES
-                .iter()
-                .map(|profile| nab::Tally::new(&windows, profile))
-                .collect()
-        })
-        .collect()
+
+    /// Per fold and profile, a tally over the windows of the categories `keep` selects
+    /// for that fold.
+    fn tallies(&self, folds: usize, keep: impl Fn(usize, usize) -> bool) -> Vec<Vec<nab::Tally>> {
+        (0..folds)
+            .map(|k| {
+                let windows: Vec<bool> = self
+                    .present
+                    .iter()
+                    .zip(&self.category)
+                    .map(|(&present, &c)| present && keep(k, usize::from(c)))
+                    .collect();
+                PROFILES
+                    .iter()
+                    .map(|profile| nab::Tally::new(&windows, profile))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// For each held-out category and profile, the threshold that is best on the other
@@ -135,8 +145,13 @@ fn tallies(
 /// sorted rows, a row adds to the tally of every fold it trains, and each fold keeps its
 /// best threshold (ties to the higher). A group of equal scores with no row of a fold's
 /// training set leaves its score as it was, so it changes nothing.
-fn fold_thresholds(sorted: &[ScoredRow], row_categories: &[u16], folds: usize) -> Vec<Vec<f64>> {
-    let mut tallies = tallies(sorted, row_categories, folds, |k, c| c != k);
+fn fold_thresholds(
+    sorted: &[ScoredRow],
+    row_categories: &[u16],
+    windows: &Windows,
+    folds: usize,
+) -> Vec<Vec<f64>> {
+    let mut tallies = windows.tallies(folds, |k, c| c != k);
     let mut best: Vec<Vec<(f64, f64)>> = tallies
         .iter()
         .map(|fold| fold.iter().map(|tally| (1.1, tally.score())).collect())
@@ -144,12 +159,10 @@ fn fold_thresholds(sorted: &[ScoredRow], row_categories: &[u16], folds: usize) -
     let mut at = 0;
     for group in sorted.chunk_by(|a, b| a.anomaly_score == b.anomaly_score) {
         for (row, &c) in group.iter().zip(&row_categories[at..]) {
-            for (_, fold) in tallies
-                .iter_mut()
-                .enumerate()
-                .filter(|&(k, _)| k != usize::from(c))
-            {
-                fold.iter_mut().for_each(|tally| tally.alarm(row));
+            for (k, fold) in tallies.iter_mut().enumerate() {
+                if k != usize::from(c) {
+                    fold.iter_mut().for_each(|tally| tally.alarm(row));
+                }
             }
         }
         at += group.len();
@@ -173,9 +186,10 @@ fn fold_thresholds(sorted: &[ScoredRow], row_categories: &[u16], folds: usize) -
 fn held_out_scores(
     sorted: &[ScoredRow],
     row_categories: &[u16],
+    windows: &Windows,
     thresholds: &[Vec<f64>],
 ) -> Vec<Vec<f64>> {
-    let mut tallies = tallies(sorted, row_categories, thresholds.len(), |k, c| c == k);
+    let mut tallies = windows.tallies(thresholds.len(), |k, c| c == k);
     for (row, &c) in sorted.iter().zip(row_categories) {
         let k = usize::from(c);
         for (tally, &threshold) in tallies[k].iter_mut().zip(&thresholds[k]) {
