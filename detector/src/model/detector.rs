@@ -171,17 +171,20 @@ impl SeriesDetectorConfig {
                 value,
             }),
         };
-        if self.retired_suppress_points.is_some() {
-            return Err(DetectorError::Retired {
-                field: "suppress_points",
-                instead: "set suppress_s, the seconds an alarm suppresses the next (e.g. 21600 for 6 hours)",
-            });
-        }
-        if self.retired_spike.is_some() {
-            return Err(DetectorError::Retired {
-                field: "spike",
-                instead: "the spike channel was removed; delete the section",
-            });
+        let retired = [
+            (
+                self.retired_suppress_points,
+                "suppress_points",
+                "set suppress_s, the seconds an alarm suppresses the next (e.g. 21600 for 6 hours)",
+            ),
+            (
+                self.retired_spike,
+                "spike",
+                "the spike channel was removed; delete the section",
+            ),
+        ];
+        if let Some(&(_, field, instead)) = retired.iter().find(|(set, ..)| set.is_some()) {
+            return Err(DetectorError::Retired { field, instead });
         }
         let (alarm, z, weight) = (self.alarm_level, self.z_saturation, self.forest_weight);
         let tolerance = self.spatial_tolerance;
