@@ -26,8 +26,8 @@ use omen_detector::wire::{remote_write, Sample, ValueKind};
 use omen_detector_live::state::now_ms;
 
 use common::{
-    free_port, http_get, http_post, log_tail, wait_for, Alertmanager, LiveAgent, LiveDetector,
-    Prometheus, WebhookReceiver,
+    free_port, http_get, http_post, log_tail, wait_for, Alertmanager, ChildGuard, LiveAgent,
+    LiveDetector, Prometheus, WebhookReceiver,
 };
 
 /// The three services, their normal latency in milliseconds, and how many seconds after
@@ -646,6 +646,152 @@ remote_write:
         "more remote_write samples after the hostile ones",
         || (remote_write_samples() > before).then_some(()),
     );
+}
+
+#[test]
+fn slow_clients_and_wide_series_under_a_low_fd_limit_leave_metrics_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = dir.path().join("detector.yaml");
+    std::fs::write(&config, format!("listen: {addr}\n")).expect("config");
+    // An open-files limit of 256, soft and hard: the connection cap becomes 128.
+    let process = ChildGuard::spawn_logged(
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -n 256 && exec \"$0\" detect --config \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_omen"))
+            .arg(&config)
+            .env("OMEN_LOG", "info"),
+        &dir.path().join("detector.log"),
+    );
+    let pid = process.0.as_ref().expect("running").id();
+    wait_for(common::LIMIT, "the detector to be ready", || {
+        http_get(addr, "/ready").filter(|(status, _)| *status == 200)
+    });
+
+    // Throughout: a scrape every 50 ms, each answered within a second, and the
+    // detector's resident memory.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut scrapes, mut slowest, mut peak_rss_kib) = (0, Duration::ZERO, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let answered = timed_get(addr, "/metrics", Duration::from_secs(1));
+                let took = started.elapsed();
+                assert!(answered, "/metrics unanswered after {took:?}");
+                (scrapes, slowest) = (scrapes + 1, slowest.max(took));
+                peak_rss_kib = peak_rss_kib.max(resident_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (scrapes, slowest, peak_rss_kib)
+        })
+    };
+    // 1,000 slow clients: half stop in the request head, half in the body.
+    let mut slow = Vec::new();
+    for i in 0..1_000 {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            continue;
+        };
+        let head = if i % 2 == 0 {
+            "POST /api/v1/write HTTP/1.1\r\nHost: x\r\n".to_owned()
+        } else {
+            "POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 100000\r\n\r\nabc".to_owned()
+        };
+        let _ = stream.write_all(head.as_bytes());
+        slow.push(stream);
+    }
+    // Four series of 20,000 labels on 400 samples each, sent at once.
+    let wide = {
+        let labels: Vec<(String, String)> = (0..20_000)
+            .map(|i| (format!("label_{i}"), format!("value_{i}")))
+            .collect();
+        let samples: Vec<Sample> = (0..400)
+            .map(|i| Sample {
+                name: "wide".to_owned(),
+                labels: labels.clone(),
+                value: 1.0,
+                timestamp_ms: Some(now_ms() - 400_000 + i * 1_000),
+                kind: ValueKind::Gauge,
+            })
+            .collect();
+        Arc::new(remote_write::encode(&samples))
+    };
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let wide = wide.clone();
+            std::thread::spawn(move || {
+                let headers = [
+                    ("Content-Type", "application/x-protobuf"),
+                    ("Content-Encoding", "snappy"),
+                ];
+                http_post(addr, "/api/v1/write", &headers, &wide).map(|(status, _)| status)
+            })
+        })
+        .collect();
+    for sender in senders {
+        assert_eq!(
+            sender.join().expect("sender"),
+            Some(204),
+            "the series is skipped"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let (scrapes, slowest, peak_rss_kib) = watcher.join().expect("every scrape answered");
+    drop(slow);
+
+    let samples = http_get(addr, "/metrics")
+        .map(|(_, body)| omen_agent::oneshot::parse_exposition(&body))
+        .expect("metrics");
+    let skipped = samples
+        ["omen_detector_ingest_errors_total{reason=\"label_limits\",source=\"remote_write\"}"];
+    assert_eq!(skipped, 4.0);
+    let closed = samples["omen_detector_http_connections_closed_total{reason=\"limit\"}"];
+    assert!(closed >= 800.0, "{closed} connections closed at the cap");
+    eprintln!(
+        "{scrapes} scrapes, slowest {slowest:?}; peak RSS {peak_rss_kib} KiB; {closed} closed at the cap"
+    );
+    assert!(peak_rss_kib < 64 * 1024, "peak RSS {peak_rss_kib} KiB");
+}
+
+/// `GET path`, true when a whole answer came back within `limit`.
+fn timed_get(addr: SocketAddr, path: &str, limit: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, limit) else {
+        return false;
+    };
+    let head = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => {
+                return answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+            }
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A process's resident memory, from /proc.
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Request headers, name and value.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use omen_common::http::ServerLimits;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
@@ -74,12 +75,16 @@ pub enum SourceConfig {
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Connection cap and timeouts.
+    #[serde(default)]
+    pub http: ServerLimits,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            http: ServerLimits::default(),
         }
     }
 }
@@ -182,6 +187,11 @@ pub enum AgentError {
     Kafka(#[from] KafkaSourceError),
     #[error("probes: {0}")]
     Probe(String),
+    #[error("server.http.{field}: {reason}")]
+    Server {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 enum Command {
@@ -507,11 +517,14 @@ pub fn run_oneshot(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<String
 
 /// Runs the agent with its HTTP server until SIGINT or SIGTERM; SIGHUP reloads the rules.
 pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), AgentError> {
-    let listen = config.server.listen;
+    let (listen, limits) = (config.server.listen, config.server.http);
     // Configuration errors come first, before any port is taken.
+    limits
+        .check()
+        .map_err(|(field, reason)| AgentError::Server { field, reason })?;
     let otlp = config.otlp.clone().map(OtlpConfig::build).transpose()?;
     let agent = Agent::start(config, clock)?;
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match omen_common::http::bind(listen) {
         Ok(listener) => listener,
         Err(source) => {
             tokio::task::spawn_blocking(move || agent.stop()).await.ok();
@@ -537,11 +550,9 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
             }
         }
     });
-    let server = axum::serve(listener, crate::server::app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal());
-    if let Err(error) = server.await {
-        error!(%error, "http server failed");
-    }
+    let app = crate::server::app(state.clone());
+    let stats = state.http_stats().clone();
+    omen_common::http::serve(listener, app, limits, stats, shutdown_signal()).await;
     if let Some(pusher) = pusher {
         pusher.abort();
     }

@@ -15,6 +15,7 @@ use crate::export::prometheus;
 use crate::pipeline::Pipeline;
 use crate::probe::ProbeMetrics;
 use crate::registry::{Format, Registry};
+use omen_common::http::ServerStats;
 
 /// State shared by the worker and the HTTP server.
 pub struct AgentState {
@@ -34,6 +35,8 @@ pub struct AgentState {
     clock: Arc<dyn Clock>,
     /// What the probes measured, served after the pipeline's metrics.
     probes: Arc<ProbeMetrics>,
+    /// What the HTTP server did (connections, timeouts), served with the rest.
+    http: Arc<ServerStats>,
 }
 
 impl AgentState {
@@ -49,7 +52,13 @@ impl AgentState {
             checkpoint_failing: AtomicBool::new(false),
             clock,
             probes: Arc::default(),
+            http: Arc::default(),
         }
+    }
+
+    /// The counts the HTTP server adds to.
+    pub fn http_stats(&self) -> &Arc<ServerStats> {
+        &self.http
     }
 
     /// The probes' metrics (for the probe threads).
@@ -110,9 +119,13 @@ impl AgentState {
     }
 
     pub fn render(&self, format: Format) -> String {
-        let rules = self.read_registry(|registry, _| prometheus::render(registry, format));
+        let mut text = self.read_registry(|registry, _| prometheus::render(registry, format));
+        if format == Format::OpenMetrics && text.ends_with("# EOF\n") {
+            text.truncate(text.len() - "# EOF\n".len());
+        }
+        self.http.render(&mut text, "omen_agent", format);
         let probes = self.probes.registry();
-        prometheus::render_after(rules, &probes, format)
+        prometheus::render_after(text, &probes, format)
     }
 
     /// Runs `read` under the pipeline lock with the checkpoint age refreshed; `read` also

@@ -6,6 +6,7 @@
 //!   with serde helpers for `Duration` and `Option<Duration>` fields.
 //! - `kafka` (feature `kafka`): applying a consumer-group rebalance in the group's
 //!   protocol (eager or cooperative).
+//! - `http` (feature `http`): serving an axum router with a connection cap and timeouts.
 //!
 //! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
 //! `thiserror` and `itoa` as dependencies, so both halves use it without paying for the
@@ -13,5 +14,7 @@
 
 pub mod duration;
 pub mod exposition;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;

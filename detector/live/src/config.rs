@@ -12,8 +12,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::engine::select::{Selection, Selector};
+use omen_common::http::ServerLimits;
 use omen_detector::model::baseline::{EventEffect, PlannedEvent};
 use omen_detector::model::detector::{SeriesDetector, SeriesDetectorConfig};
+use omen_detector::wire::remote_write;
 
 /// Errors from loading or checking a detector configuration.
 #[derive(Debug, Error)]
@@ -54,6 +56,8 @@ pub fn default_listen() -> SocketAddr {
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     pub listen: SocketAddr,
+    /// Connection cap and timeouts of every HTTP listener (`listen`, OTLP/HTTP).
+    pub http: ServerLimits,
     /// Prometheus/OpenMetrics targets scraped directly.
     pub scrape: Vec<ScrapeConfig>,
     /// The remote_write receiver at `POST /api/v1/write`.
@@ -82,6 +86,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            http: ServerLimits::default(),
             scrape: Vec::new(),
             remote_write: RemoteWriteConfig::default(),
             prometheus: Vec::new(),
@@ -244,6 +249,15 @@ pub struct RemoteWriteConfig {
     pub max_body_bytes: usize,
     /// Largest decompressed body accepted (413 beyond).
     pub max_decoded_bytes: usize,
+    /// Series per request (413 beyond).
+    pub series_limit: usize,
+    /// Labels per series, `__name__` included; a series over any label limit is skipped
+    /// and counted, and the rest of its request taken.
+    pub label_limit: usize,
+    /// Bytes per label name.
+    pub label_name_length_limit: usize,
+    /// Bytes per label value.
+    pub label_value_length_limit: usize,
     #[serde(rename = "match")]
     pub name_match: Option<NameMatch>,
     /// Only series matching one of these are modelled (within the global `select`).
@@ -252,12 +266,30 @@ pub struct RemoteWriteConfig {
     pub exclude: Vec<Selector>,
 }
 
+impl RemoteWriteConfig {
+    /// What one request may hold.
+    pub fn limits(&self) -> remote_write::Limits {
+        remote_write::Limits {
+            max_decoded_bytes: self.max_decoded_bytes,
+            series_limit: self.series_limit,
+            label_limit: self.label_limit,
+            label_name_length_limit: self.label_name_length_limit,
+            label_value_length_limit: self.label_value_length_limit,
+        }
+    }
+}
+
 impl Default for RemoteWriteConfig {
     fn default() -> Self {
+        let limits = remote_write::Limits::default();
         Self {
             enabled: true,
             max_body_bytes: 1 << 20,
-            max_decoded_bytes: 8 << 20,
+            max_decoded_bytes: limits.max_decoded_bytes,
+            series_limit: limits.series_limit,
+            label_limit: limits.label_limit,
+            label_name_length_limit: limits.label_name_length_limit,
+            label_value_length_limit: limits.label_value_length_limit,
             name_match: None,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -542,6 +574,9 @@ impl DetectConfig {
         for (i, hook) in self.alerting.webhook.iter().enumerate() {
             url(format!("alerting.webhook[{i}]"), hook)?;
         }
+        self.http
+            .check()
+            .map_err(|(field, reason)| invalid(format!("http.{field}"), reason))?;
         positive("alerting.resend".to_owned(), self.alerting.resend)?;
         positive("alerting.timeout".to_owned(), self.alerting.timeout)?;
         positive("store.ttl".to_owned(), self.store.ttl)?;
@@ -564,6 +599,16 @@ impl DetectConfig {
             (
                 "remote_write.max_decoded_bytes",
                 self.remote_write.max_decoded_bytes,
+            ),
+            ("remote_write.series_limit", self.remote_write.series_limit),
+            ("remote_write.label_limit", self.remote_write.label_limit),
+            (
+                "remote_write.label_name_length_limit",
+                self.remote_write.label_name_length_limit,
+            ),
+            (
+                "remote_write.label_value_length_limit",
+                self.remote_write.label_value_length_limit,
             ),
         ] {
             if bytes == 0 {

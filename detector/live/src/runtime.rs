@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::config::{DetectConfig, TracesConfig};
@@ -20,6 +19,7 @@ use crate::snapshot::{self, SnapshotError};
 use crate::state::{now_ms, LiveState};
 use crate::traces::Traces;
 use crate::{kafka, server};
+use omen_common::http;
 
 /// Errors that stop `omen detect` from starting or stopping cleanly.
 #[derive(Debug, Error)]
@@ -112,25 +112,19 @@ async fn spawn_trace_receivers<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let limits = shared.engine().config().http;
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Listen { addr, source })
+        http::bind(addr).map_err(|source| RunError::Listen { addr, source })
     };
     let mut tasks = Vec::new();
     if let Some(addr) = config.otlp_http {
         let listener = bind(addr).await?;
         let app = crate::traces::http::routes(config.max_body_bytes).with_state(shared.clone());
-        let shutdown = stop();
+        let (stats, shutdown) = (shared.http_stats().clone(), stop());
         info!(%addr, "OTLP/HTTP trace receiver listening");
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(error = %e, "OTLP/HTTP receiver stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(http::serve(
+            listener, app, limits, stats, shutdown,
+        )));
     }
     if let Some(addr) = config.otlp_grpc {
         let listener = bind(addr).await?;
@@ -152,12 +146,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     replay: Option<Replay>,
 ) -> Result<(), RunError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = http::bind(config.listen).map_err(|source| RunError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     let snapshot_path = config.store.snapshot_path.clone();
     let snapshot_interval = config.store.snapshot_interval;
@@ -233,12 +225,18 @@ pub async fn serve(
     shared.set_ready();
     info!(%addr, "omen detect listening");
     let app = server::app(shared.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let limits = shared.engine().config().http;
+    http::serve(
+        listener,
+        app,
+        limits,
+        shared.http_stats().clone(),
+        async move {
             shutdown.await;
             let _ = stop.send(true);
-        })
-        .await;
+        },
+    )
+    .await;
     for receiver in receivers {
         let _ = receiver.await;
     }
@@ -247,9 +245,6 @@ pub async fn serve(
     }
     if let Some(task) = snapshots {
         task.abort();
-    }
-    if let Err(e) = served {
-        error!(error = %e, "server stopped");
     }
     // Hands this detector's series (and incidents) over to the group before the
     // snapshot below.

@@ -12,6 +12,8 @@ use crate::engine::{Engine, Mode, Notification, Origin};
 use crate::metrics;
 use crate::sinks::{counts_by_kind, Sink};
 use crate::traces::Traces;
+use omen_common::exposition::Format;
+use omen_common::http::ServerStats;
 use omen_detector::wire::Sample;
 
 /// Unix milliseconds now.
@@ -33,6 +35,8 @@ pub struct LiveState {
     observer: Option<Observer>,
     /// The OTLP trace receivers' end, when traces are enabled.
     traces: Option<Arc<Traces>>,
+    /// What the HTTP listeners did (connections, timeouts).
+    http: Arc<ServerStats>,
 }
 
 impl LiveState {
@@ -43,7 +47,13 @@ impl LiveState {
             ready: AtomicBool::new(false),
             observer: None,
             traces: None,
+            http: Arc::default(),
         }
+    }
+
+    /// The counts every HTTP listener of this detector adds to.
+    pub fn http_stats(&self) -> &Arc<ServerStats> {
+        &self.http
     }
 
     /// Serves OTLP traces into `traces`.
@@ -216,6 +226,8 @@ impl LiveState {
         if let Some(traces) = &self.traces {
             crate::traces::render::render(&mut out, traces);
         }
+        self.http
+            .render(&mut out, "omen_detector", Format::Prometheus);
         out
     }
 }

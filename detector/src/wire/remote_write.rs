@@ -5,8 +5,11 @@
 //! `application/x-protobuf` (a `proto` parameter, if any, must name 1.0's
 //! `prometheus.WriteRequest`) and the content encoding `snappy`; both are required. The
 //! decoded size is read from the snappy header and checked against the caller's limit
-//! before anything is allocated for it. Each [`RemoteWriteError`] knows the HTTP status
-//! that the receiver answers with.
+//! before anything is allocated for it. The decoded request is then walked on the wire
+//! before any of it is decoded ([`Limits`]): too many series refuse the request, and a
+//! series over a label limit is skipped unread, so a hostile body costs no more memory
+//! than its own size. Each [`RemoteWriteError`] knows the HTTP status that the receiver
+//! answers with.
 //!
 //! A series that is not valid (no `__name__`, a name that is not a metric or label name, a
 //! label twice, text that is not UTF-8) is skipped and counted, and the rest of the
@@ -103,6 +106,9 @@ pub struct WriteRequest {
     /// Series skipped as not valid, and why the first was.
     pub invalid_series: usize,
     pub first_invalid: Option<String>,
+    /// Series skipped as over a label limit, and which limit the first was over.
+    pub over_limits: usize,
+    pub first_over_limits: Option<String>,
 }
 
 /// Why a request was refused; [`RemoteWriteError::status`] is the HTTP answer.
@@ -141,6 +147,12 @@ pub enum RemoteWriteError {
     /// would take far more memory and work than the body it came in.
     #[error("samples would copy {bytes} bytes of names and labels, over the limit of {max_bytes}")]
     TooManyLabelBytes { bytes: usize, max_bytes: usize },
+    #[error("more than {limit} series in one request")]
+    TooManySeries { limit: usize },
+    #[error("invalid protobuf: a field runs past the end of its message")]
+    Truncated,
+    #[error("invalid protobuf: groups are not part of a WriteRequest")]
+    Groups,
 }
 
 impl RemoteWriteError {
@@ -152,9 +164,13 @@ impl RemoteWriteError {
             | Self::UnsupportedProto { .. }
             | Self::MissingContentEncoding
             | Self::UnsupportedContentEncoding { .. } => 415,
-            Self::TooLarge { .. } | Self::TooManyLabelBytes { .. } => 413,
+            Self::TooLarge { .. } | Self::TooManyLabelBytes { .. } | Self::TooManySeries { .. } => {
+                413
+            }
             Self::Snappy(_)
             | Self::Protobuf(_)
+            | Self::Truncated
+            | Self::Groups
             | Self::MissingMetricName
             | Self::InvalidUtf8
             | Self::DuplicateLabel { .. }
@@ -167,17 +183,47 @@ impl RemoteWriteError {
 const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 const WRITE_REQUEST_V1: &str = "prometheus.WriteRequest";
 
-/// Decodes one request body, given its `Content-Type` and `Content-Encoding` headers;
-/// `max_decoded_bytes` bounds the uncompressed size, and
-/// [`EXPANSION`]` * max_decoded_bytes` the samples it is decoded into.
+/// What one request may hold, checked on the wire before anything of it is decoded: a
+/// request over `max_decoded_bytes` or `series_limit` is refused (413), and a series over
+/// a label limit is skipped and counted while the rest of the request is taken. The label
+/// limits carry the names of Prometheus' own per-scrape limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_decoded_bytes: usize,
+    /// Series per request.
+    pub series_limit: usize,
+    /// Labels per series, `__name__` included.
+    pub label_limit: usize,
+    /// Bytes per label name.
+    pub label_name_length_limit: usize,
+    /// Bytes per label value.
+    pub label_value_length_limit: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_decoded_bytes: 8 << 20,
+            series_limit: 20_000,
+            label_limit: 64,
+            label_name_length_limit: 1024,
+            label_value_length_limit: 2048,
+        }
+    }
+}
+
+/// Decodes one request body, given its `Content-Type` and `Content-Encoding` headers,
+/// within `limits`; [`EXPANSION`]` * max_decoded_bytes` bounds the samples it is decoded
+/// into.
 pub fn decode(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: &[u8],
-    max_decoded_bytes: usize,
+    limits: &Limits,
 ) -> Result<WriteRequest, RemoteWriteError> {
     check_content_type(content_type)?;
     check_content_encoding(content_encoding)?;
+    let max_decoded_bytes = limits.max_decoded_bytes;
     let decoded_bytes = snap::raw::decompress_len(body).map_err(RemoteWriteError::Snappy)?;
     if decoded_bytes > max_decoded_bytes {
         return Err(RemoteWriteError::TooLarge {
@@ -188,9 +234,8 @@ pub fn decode(
     let decoded = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(RemoteWriteError::Snappy)?;
-    let request =
-        proto::WriteRequest::decode(decoded.as_slice()).map_err(RemoteWriteError::Protobuf)?;
-    into_samples(request, max_decoded_bytes.saturating_mul(EXPANSION))
+    let scanned = scan(&decoded, limits)?;
+    into_samples(scanned)
 }
 
 /// How many times its decoded size a request's samples may copy in names and labels (each
@@ -198,6 +243,154 @@ pub fn decode(
 /// with up to 176 bytes of them fits with any number of samples, and a long label repeated
 /// over millions of samples does not.
 pub const EXPANSION: usize = 16;
+
+/// A request's parts as found on the wire: the series within the limits and the metadata,
+/// each still encoded.
+struct Scanned<'a> {
+    series: Vec<&'a [u8]>,
+    metadata: Vec<&'a [u8]>,
+    over_limits: usize,
+    first_over_limits: Option<String>,
+}
+
+/// Walks a `WriteRequest` without decoding it, so that what the limits refuse is never
+/// allocated: prost would build every label of every series first.
+fn scan<'a>(mut request: &'a [u8], limits: &Limits) -> Result<Scanned<'a>, RemoteWriteError> {
+    let mut scanned = Scanned {
+        series: Vec::new(),
+        metadata: Vec::new(),
+        over_limits: 0,
+        first_over_limits: None,
+    };
+    let (mut series_count, mut copied_bytes) = (0usize, 0usize);
+    let max_copied_bytes = limits.max_decoded_bytes.saturating_mul(EXPANSION);
+    while !request.is_empty() {
+        match next_field(&mut request)? {
+            (1, Some(series)) => {
+                series_count += 1;
+                if series_count > limits.series_limit {
+                    return Err(RemoteWriteError::TooManySeries {
+                        limit: limits.series_limit,
+                    });
+                }
+                let shape = SeriesShape::of(series)?;
+                if let Some(over) = shape.over(limits) {
+                    scanned.over_limits += 1;
+                    scanned.first_over_limits.get_or_insert(over);
+                    continue;
+                }
+                copied_bytes =
+                    copied_bytes.saturating_add(shape.label_bytes.saturating_mul(shape.samples));
+                if copied_bytes > max_copied_bytes {
+                    return Err(RemoteWriteError::TooManyLabelBytes {
+                        bytes: copied_bytes,
+                        max_bytes: max_copied_bytes,
+                    });
+                }
+                scanned.series.push(series);
+            }
+            (3, Some(metadata)) => scanned.metadata.push(metadata),
+            _ => {}
+        }
+    }
+    Ok(scanned)
+}
+
+/// What one encoded series holds, in counts and sizes.
+#[derive(Debug, Default)]
+struct SeriesShape {
+    labels: usize,
+    label_bytes: usize,
+    longest_name: usize,
+    longest_value: usize,
+    samples: usize,
+}
+
+impl SeriesShape {
+    fn of(mut series: &[u8]) -> Result<Self, RemoteWriteError> {
+        let mut shape = SeriesShape::default();
+        while !series.is_empty() {
+            match next_field(&mut series)? {
+                (1, Some(mut label)) => {
+                    shape.labels += 1;
+                    while !label.is_empty() {
+                        match next_field(&mut label)? {
+                            (1, Some(name)) => {
+                                shape.longest_name = shape.longest_name.max(name.len());
+                                shape.label_bytes += name.len();
+                            }
+                            (2, Some(value)) => {
+                                shape.longest_value = shape.longest_value.max(value.len());
+                                shape.label_bytes += value.len();
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                (2, Some(_)) => shape.samples += 1,
+                _ => {}
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Which label limit the series is over, said for the log.
+    fn over(&self, limits: &Limits) -> Option<String> {
+        if self.labels > limits.label_limit {
+            Some(format!(
+                "{} labels, over label_limit {}",
+                self.labels, limits.label_limit
+            ))
+        } else if self.longest_name > limits.label_name_length_limit {
+            Some(format!(
+                "a label name of {} bytes, over label_name_length_limit {}",
+                self.longest_name, limits.label_name_length_limit
+            ))
+        } else if self.longest_value > limits.label_value_length_limit {
+            Some(format!(
+                "a label value of {} bytes, over label_value_length_limit {}",
+                self.longest_value, limits.label_value_length_limit
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Takes the next field off an encoded message: its number and, when it is
+/// length-delimited, its bytes.
+fn next_field<'a>(message: &mut &'a [u8]) -> Result<(u32, Option<&'a [u8]>), RemoteWriteError> {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    let (tag, wire_type) = decode_key(message).map_err(RemoteWriteError::Protobuf)?;
+    let skip = |message: &mut &'a [u8], len: usize| -> Result<&'a [u8], RemoteWriteError> {
+        if message.len() < len {
+            return Err(RemoteWriteError::Truncated);
+        }
+        let (field, rest) = message.split_at(len);
+        *message = rest;
+        Ok(field)
+    };
+    match wire_type {
+        WireType::Varint => {
+            decode_varint(message).map_err(RemoteWriteError::Protobuf)?;
+        }
+        WireType::SixtyFourBit => {
+            skip(message, 8)?;
+        }
+        WireType::ThirtyTwoBit => {
+            skip(message, 4)?;
+        }
+        WireType::LengthDelimited => {
+            let len = decode_varint(message).map_err(RemoteWriteError::Protobuf)?;
+            let len = usize::try_from(len).map_err(|_| RemoteWriteError::Truncated)?;
+            return Ok((tag, Some(skip(message, len)?)));
+        }
+        WireType::StartGroup | WireType::EndGroup => {
+            return Err(RemoteWriteError::Groups);
+        }
+    }
+    Ok((tag, None))
+}
 
 /// What an error quotes of a name.
 fn quoted(name: &str) -> String {
@@ -270,33 +463,24 @@ fn kind_of(family_types: &HashMap<&str, FamilyType>, name: &str) -> Option<Value
     Some(ValueKind::Unknown)
 }
 
-fn into_samples(
-    request: proto::WriteRequest,
-    max_bytes: usize,
-) -> Result<WriteRequest, RemoteWriteError> {
-    let proto::WriteRequest {
-        timeseries,
-        metadata,
-    } = request;
-    // Counted before anything is copied.
-    let bytes = timeseries.iter().fold(0usize, |total, series| {
-        let labels = series.labels.iter().fold(0usize, |sum, label| {
-            sum.saturating_add(label.name.len() + label.value.len())
-        });
-        total.saturating_add(labels.saturating_mul(series.samples.len()))
-    });
-    if bytes > max_bytes {
-        return Err(RemoteWriteError::TooManyLabelBytes { bytes, max_bytes });
-    }
+fn into_samples(scanned: Scanned<'_>) -> Result<WriteRequest, RemoteWriteError> {
+    let decode_error = RemoteWriteError::Protobuf;
+    let metadata = scanned
+        .metadata
+        .iter()
+        .map(|bytes| proto::MetricMetadata::decode(*bytes).map_err(decode_error))
+        .collect::<Result<Vec<_>, _>>()?;
     let family_types: HashMap<&str, FamilyType> = metadata
         .iter()
         .map(|m| (m.metric_family_name.as_str(), family_type(m.r#type)))
         .collect();
     let mut result = WriteRequest {
-        samples: Vec::with_capacity(timeseries.iter().map(|s| s.samples.len()).sum()),
+        over_limits: scanned.over_limits,
+        first_over_limits: scanned.first_over_limits,
         ..WriteRequest::default()
     };
-    for series in timeseries {
+    for bytes in scanned.series {
+        let series = proto::TimeSeries::decode(bytes).map_err(decode_error)?;
         result.skipped_histograms += series.histograms.len();
         let (name, labels) = match series_labels(series.labels) {
             Ok(named) => named,
@@ -318,6 +502,7 @@ fn into_samples(
             timestamp_ms: Some(s.timestamp),
             kind,
         };
+        result.samples.reserve(series.samples.len());
         if let Some((last, others)) = series.samples.split_last() {
             for s in others {
                 result.samples.push(sample(name.clone(), labels.clone(), s));
@@ -438,6 +623,13 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 20;
+
+    fn limits(max_decoded_bytes: usize) -> Limits {
+        Limits {
+            max_decoded_bytes,
+            ..Limits::default()
+        }
+    }
     const PROTOBUF: Option<&str> = Some("application/x-protobuf");
     const SNAPPY: Option<&str> = Some("snappy");
 
@@ -530,7 +722,7 @@ mod tests {
                 ValueKind::Counter,
             ),
         ];
-        let decoded = decode(PROTOBUF, SNAPPY, &encode(&samples), LIMIT).unwrap();
+        let decoded = decode(PROTOBUF, SNAPPY, &encode(&samples), &limits(LIMIT)).unwrap();
         assert_eq!(decoded.skipped_histograms, 0);
         // Grouped by series in order of first appearance.
         let order = [0, 2, 1, 3, 4];
@@ -548,7 +740,9 @@ mod tests {
             .metadata
             .is_empty());
         assert_eq!(
-            decode(PROTOBUF, SNAPPY, &body, LIMIT).unwrap().samples,
+            decode(PROTOBUF, SNAPPY, &body, &limits(LIMIT))
+                .unwrap()
+                .samples,
             samples
         );
     }
@@ -569,7 +763,7 @@ mod tests {
             timeseries: vec![first, series(&[("__name__", "mem")], &[(f64::NAN, 30)])],
             metadata: Vec::new(),
         };
-        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
         assert_eq!(decoded.skipped_histograms, 1);
         let labels = [("az", "b"), ("job", "api")];
         assert_eq!(
@@ -611,7 +805,7 @@ mod tests {
                 metadata("queue", proto::MetricType::GaugeHistogram),
             ],
         };
-        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
         let kinds: Vec<_> = decoded
             .samples
             .iter()
@@ -641,8 +835,8 @@ mod tests {
             .collect();
         let body = encode(&samples);
         let decoded_len = snap::raw::decompress_len(&body).unwrap();
-        assert!(decode(PROTOBUF, SNAPPY, &body, decoded_len).is_ok());
-        let error = decode(PROTOBUF, SNAPPY, &body, decoded_len - 1).unwrap_err();
+        assert!(decode(PROTOBUF, SNAPPY, &body, &limits(decoded_len)).is_ok());
+        let error = decode(PROTOBUF, SNAPPY, &body, &limits(decoded_len - 1)).unwrap_err();
         assert_eq!(error.status(), 413);
         assert_eq!(
             error.to_string(),
@@ -663,7 +857,7 @@ mod tests {
             "application/x-protobuf; proto=\"prometheus.WriteRequest\"",
         ] {
             assert!(
-                decode(Some(accepted), SNAPPY, &body, LIMIT).is_ok(),
+                decode(Some(accepted), SNAPPY, &body, &limits(LIMIT)).is_ok(),
                 "{accepted}"
             );
         }
@@ -675,7 +869,7 @@ mod tests {
             Some("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
         ] {
             assert_eq!(
-                status(decode(refused, SNAPPY, &body, LIMIT)),
+                status(decode(refused, SNAPPY, &body, &limits(LIMIT))),
                 415,
                 "{refused:?}"
             );
@@ -685,16 +879,16 @@ mod tests {
     #[test]
     fn content_encoding_is_checked() {
         let body = encode(&[sample("m", &[], 1.0, 1, ValueKind::Unknown)]);
-        assert!(decode(PROTOBUF, Some("SNAPPY"), &body, LIMIT).is_ok());
+        assert!(decode(PROTOBUF, Some("SNAPPY"), &body, &limits(LIMIT)).is_ok());
         for refused in [None, Some(""), Some("gzip"), Some("zstd")] {
             assert_eq!(
-                status(decode(PROTOBUF, refused, &body, LIMIT)),
+                status(decode(PROTOBUF, refused, &body, &limits(LIMIT))),
                 415,
                 "{refused:?}"
             );
         }
         assert!(matches!(
-            decode(PROTOBUF, None, &body, LIMIT),
+            decode(PROTOBUF, None, &body, &limits(LIMIT)),
             Err(RemoteWriteError::MissingContentEncoding)
         ));
     }
@@ -703,14 +897,14 @@ mod tests {
     fn bad_bodies_are_400_and_bad_series_are_counted() {
         let bad_snappy = b"\xff\xff\xff\xff\xff\xff";
         assert!(matches!(
-            decode(PROTOBUF, SNAPPY, bad_snappy, LIMIT),
+            decode(PROTOBUF, SNAPPY, bad_snappy, &limits(LIMIT)),
             Err(RemoteWriteError::Snappy(_))
         ));
         let bad_protobuf = snap::raw::Encoder::new()
             .compress_vec(b"\xff\xff\xff")
             .unwrap();
         assert!(matches!(
-            decode(PROTOBUF, SNAPPY, &bad_protobuf, LIMIT),
+            decode(PROTOBUF, SNAPPY, &bad_protobuf, &limits(LIMIT)),
             Err(RemoteWriteError::Protobuf(_))
         ));
         let request = |labels: Vec<proto::Label>| proto::WriteRequest {
@@ -767,7 +961,7 @@ mod tests {
             ),
         ];
         for (request, message) in cases {
-            let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+            let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
             assert!(decoded.samples.is_empty());
             assert_eq!(decoded.invalid_series, 1, "{message}");
             assert_eq!(decoded.first_invalid.as_deref(), Some(message));
@@ -784,7 +978,7 @@ mod tests {
             ],
             metadata: Vec::new(),
         };
-        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
         assert_eq!(decoded.samples.len(), 2);
         assert!(decoded.samples.iter().all(|s| s.name == "up"));
         assert_eq!(decoded.invalid_series, 2);
@@ -802,7 +996,7 @@ mod tests {
             timeseries: vec![series(&[("__name__", &name)], &[(1.0, 1)])],
             metadata: Vec::new(),
         };
-        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), LIMIT).unwrap();
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
         assert_eq!(
             decoded.first_invalid,
             Some(format!("invalid metric name \"0{}…\"", "n".repeat(63)))
@@ -820,7 +1014,12 @@ mod tests {
         };
         let body = body(&request);
         let decoded = snap::raw::decompress_len(&body).unwrap();
-        let error = decode(PROTOBUF, SNAPPY, &body, decoded).unwrap_err();
+        // Long values allowed, so that the copies are what refuses it.
+        let long_values = |max_decoded_bytes| Limits {
+            label_value_length_limit: usize::MAX,
+            ..limits(max_decoded_bytes)
+        };
+        let error = decode(PROTOBUF, SNAPPY, &body, &long_values(decoded)).unwrap_err();
         assert_eq!(error.status(), 413);
         assert!(
             error
@@ -836,7 +1035,7 @@ mod tests {
         let body = super::tests::body(&request);
         let decoded = snap::raw::decompress_len(&body).unwrap();
         assert_eq!(
-            decode(PROTOBUF, SNAPPY, &body, decoded)
+            decode(PROTOBUF, SNAPPY, &body, &long_values(decoded))
                 .unwrap()
                 .samples
                 .len(),
@@ -844,16 +1043,119 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_series_over_a_label_limit_is_skipped_unread_and_the_rest_taken() {
+        let many: Vec<(String, String)> = (0..20_000)
+            .map(|i| (format!("l{i}"), "v".to_owned()))
+            .collect();
+        let mut many_labels: Vec<(&str, &str)> = vec![("__name__", "wide")];
+        many_labels.extend(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let long_name = "n".repeat(2_000);
+        let long_value = "v".repeat(3_000);
+        let samples: Vec<(f64, i64)> = (0..400).map(|i| (1.0, i)).collect();
+        let request = proto::WriteRequest {
+            timeseries: vec![
+                series(&many_labels, &samples),
+                series(&[("__name__", "named"), (&long_name, "x")], &[(1.0, 1)]),
+                series(&[("__name__", "valued"), ("k", &long_value)], &[(1.0, 1)]),
+                series(&[("__name__", "up"), ("job", "a")], &[(1.0, 1), (0.0, 2)]),
+            ],
+            metadata: Vec::new(),
+        };
+        let decoded = decode(PROTOBUF, SNAPPY, &body(&request), &limits(LIMIT)).unwrap();
+        assert_eq!(decoded.over_limits, 3);
+        assert_eq!(
+            decoded.first_over_limits.as_deref(),
+            Some("20001 labels, over label_limit 64")
+        );
+        assert_eq!(decoded.samples.len(), 2);
+        assert!(decoded.samples.iter().all(|s| s.name == "up"));
+        // Each limit names itself.
+        let names = decode(
+            PROTOBUF,
+            SNAPPY,
+            &body(&proto::WriteRequest {
+                timeseries: request.timeseries[1..].to_vec(),
+                metadata: Vec::new(),
+            }),
+            &limits(LIMIT),
+        )
+        .unwrap();
+        let first = names.first_over_limits.unwrap();
+        assert!(first.contains("label_name_length_limit 1024"), "{first}");
+        let values = decode(
+            PROTOBUF,
+            SNAPPY,
+            &body(&proto::WriteRequest {
+                timeseries: request.timeseries[2..].to_vec(),
+                metadata: Vec::new(),
+            }),
+            &limits(LIMIT),
+        )
+        .unwrap();
+        let first = values.first_over_limits.unwrap();
+        assert!(first.contains("label_value_length_limit 2048"), "{first}");
+    }
+
+    #[test]
+    fn a_request_over_the_series_limit_is_413() {
+        let timeseries: Vec<_> = (0..11)
+            .map(|i| series(&[("__name__", "m"), ("i", &i.to_string())], &[(1.0, 1)]))
+            .collect();
+        let body = body(&proto::WriteRequest {
+            timeseries,
+            metadata: Vec::new(),
+        });
+        let ten = Limits {
+            series_limit: 10,
+            ..limits(LIMIT)
+        };
+        let error = decode(PROTOBUF, SNAPPY, &body, &ten).unwrap_err();
+        assert_eq!(error.status(), 413);
+        assert_eq!(error.to_string(), "more than 10 series in one request");
+        let eleven = Limits {
+            series_limit: 11,
+            ..ten
+        };
+        assert_eq!(
+            decode(PROTOBUF, SNAPPY, &body, &eleven)
+                .unwrap()
+                .samples
+                .len(),
+            11
+        );
+    }
+
+    #[test]
+    fn a_field_running_past_its_message_is_400() {
+        // Field 1, length-delimited, claiming 100 bytes where 2 follow.
+        let payload = [0x0a, 100, 1, 2];
+        let body = snap::raw::Encoder::new().compress_vec(&payload).unwrap();
+        let error = decode(PROTOBUF, SNAPPY, &body, &limits(LIMIT)).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(error.to_string().contains("runs past the end"), "{error}");
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             // A random snappy header may claim more than the limit (413), and a few
             // bodies are valid by chance (`[0]` is an empty request).
-            match decode(PROTOBUF, SNAPPY, &bytes, 1 << 16) {
+            match decode(PROTOBUF, SNAPPY, &bytes, &limits(1 << 16)) {
                 Ok(_) => {}
                 Err(error) => prop_assert!(
                     matches!(error.status(), 400 | 413), "{}", error
                 ),
+            }
+        }
+
+        #[test]
+        fn any_bytes_as_a_request_give_samples_or_an_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..1024)
+        ) {
+            let body = snap::raw::Encoder::new().compress_vec(&bytes).unwrap();
+            if let Err(error) = decode(PROTOBUF, SNAPPY, &body, &limits(LIMIT)) {
+                prop_assert!(matches!(error.status(), 400 | 413), "{}", error);
             }
         }
 
@@ -865,7 +1167,7 @@ mod tests {
             let mut payload = vec![0u8];
             payload.extend(bytes);
             let body = snap::raw::Encoder::new().compress_vec(&payload).unwrap();
-            let error = decode(PROTOBUF, SNAPPY, &body, LIMIT).unwrap_err();
+            let error = decode(PROTOBUF, SNAPPY, &body, &limits(LIMIT)).unwrap_err();
             prop_assert_eq!(error.status(), 400);
         }
 
@@ -881,7 +1183,7 @@ mod tests {
                     sample(names[which], &[("k", "v")], value, ts, kinds[which])
                 })
                 .collect();
-            let decoded = decode(PROTOBUF, SNAPPY, &encode(&samples), LIMIT).unwrap();
+            let decoded = decode(PROTOBUF, SNAPPY, &encode(&samples), &limits(LIMIT)).unwrap();
             prop_assert_eq!(decoded.samples.len(), samples.len());
             for name in names {
                 let written: Vec<_> = samples.iter().filter(|s| s.name == name).collect();

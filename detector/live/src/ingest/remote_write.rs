@@ -46,12 +46,12 @@ pub async fn receive(
         Err(refusal) => return refusal.into_response(),
     };
     let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let (limit, name_match, include, exclude) = {
+    let (limits, name_match, include, exclude) = {
         let engine = state.engine();
         let config = &engine.config().remote_write;
         let selectors = (config.include.clone(), config.exclude.clone());
         (
-            config.max_decoded_bytes,
+            config.limits(),
             config.name_match.clone(),
             selectors.0,
             selectors.1,
@@ -61,14 +61,27 @@ pub async fn receive(
         header_text(header::CONTENT_TYPE),
         header_text(header::CONTENT_ENCODING),
         &body,
-        limit,
+        &limits,
     );
     match decoded {
         Ok(request) => {
-            if let Some(first) = &request.first_invalid {
-                let count = request.invalid_series as u64;
-                state.count_errors(Origin::RemoteWrite, "invalid_series", count);
-                warn!(series = count, first = %first, "remote_write series skipped");
+            let skipped = [
+                (
+                    "invalid_series",
+                    request.invalid_series,
+                    &request.first_invalid,
+                ),
+                (
+                    "label_limits",
+                    request.over_limits,
+                    &request.first_over_limits,
+                ),
+            ];
+            for (reason, count, first) in skipped {
+                if let Some(first) = first {
+                    state.count_errors(Origin::RemoteWrite, reason, count as u64);
+                    warn!(series = count, first = %first, reason, "remote_write series skipped");
+                }
             }
             let samples = request
                 .samples
