@@ -160,6 +160,9 @@ pub struct PipelineSnapshot {
     pub metrics: Vec<FamilySnapshot>,
     pub pairs: BTreeMap<String, PairSnapshot>,
     pub newest_event_ns: Option<i64>,
+    /// The last record's event time (absent in checkpoints from before it was kept).
+    #[serde(default)]
+    pub last_event_ns: Option<i64>,
     /// Each patterns rule's miner (absent in checkpoints from before patterns rules).
     #[serde(default)]
     pub patterns: BTreeMap<String, PatternsSnapshot>,
@@ -178,6 +181,8 @@ pub struct Pipeline {
     rule_matches: Vec<u64>,
     errors: BTreeMap<(&'static str, &'static str), u64>,
     newest_event_ns: Option<i64>,
+    /// The previous record's event time, which a jump of the clock must be confirmed by.
+    last_event_ns: Option<i64>,
     now_ns: i64,
     clock: Arc<dyn Clock>,
 }
@@ -205,6 +210,7 @@ impl Pipeline {
             stream_ids: HashMap::new(),
             errors: BTreeMap::new(),
             newest_event_ns: None,
+            last_event_ns: None,
             now_ns: clock.now_ns(),
             clock,
         };
@@ -399,7 +405,26 @@ impl Pipeline {
             }
             EventTime::NotConfigured => self.now_ns,
         };
-        let newest = self.newest_event_ns.map_or(time, |newest| newest.max(time));
+        // The clock moves to the newest time seen, except by a jump longer than the
+        // shortest pair timeout, which would expire open starts at once: that needs a second
+        // record as far ahead, so that one line stamped hours ahead of its neighbours (a
+        // wrong clock, a replayed line) expires nothing. An end read while the clock is
+        // held back is still judged by its own time (`PairRule::apply`).
+        let shortest = self.rules.pairs().map(|p| p.timeout_ns()).min();
+        let believed = match (self.newest_event_ns, shortest) {
+            (Some(clock), Some(timeout)) if time > clock.saturating_add(timeout) => {
+                self.last_event_ns.map_or(clock, |last| last.min(time))
+            }
+            _ => time,
+        };
+        let newest = self.newest_event_ns.map_or(believed, |n| n.max(believed));
+        if let (Some(last), Some(timeout)) = (self.last_event_ns, shortest) {
+            if last > newest.saturating_add(timeout) {
+                // The previous record was that far ahead, alone.
+                *self.errors.entry(("parse", "timestamp_ahead")).or_default() += 1;
+            }
+        }
+        self.last_event_ns = Some(time);
         self.newest_event_ns = Some(newest);
         // Expired on every record, not only when the clock moves: a start that arrives
         // out of order, already past its timeout, is unmatched at once.
@@ -427,6 +452,7 @@ impl Pipeline {
                 .map(|p| (p.name().to_owned(), p.snapshot()))
                 .collect(),
             newest_event_ns: self.newest_event_ns,
+            last_event_ns: self.last_event_ns,
             patterns: self
                 .rules
                 .patterns()
@@ -460,6 +486,7 @@ impl Pipeline {
             }
         }
         self.newest_event_ns = snapshot.newest_event_ns;
+        self.last_event_ns = snapshot.last_event_ns;
         self.end_batch();
     }
 
@@ -647,6 +674,48 @@ mod tests {
         p.end_batch();
         assert_eq!(value(&p, "job_unmatched_total", &[]), Some(1.0));
         assert_eq!(value(&p, "job_pending", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn one_line_stamped_far_ahead_expires_no_start_and_is_counted() {
+        let mut p = pipeline(PAIR_RULES);
+        for line in [
+            "t=100 msg=start id=a",
+            "t=101 msg=start id=b",
+            "t=18101 msg=noise", // five hours ahead, alone
+            "t=102 msg=end id=a",
+            "t=103 msg=end id=b",
+        ] {
+            p.process(line);
+        }
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(2.0));
+        assert_eq!(value(&p, "job_unmatched_total", &[]), Some(0.0));
+        let ahead = value(
+            &p,
+            "omen_agent_errors_total",
+            &[("stage", "parse"), ("reason", "timestamp_ahead")],
+        );
+        assert_eq!(ahead, Some(1.0));
+    }
+
+    #[test]
+    fn an_end_read_while_the_clock_lags_is_judged_by_its_own_time() {
+        let mut p = pipeline(PAIR_RULES);
+        for line in [
+            "t=100 msg=start id=a",
+            "t=101 msg=start id=a",
+            // Late for the start at 100 (deadline 110), in time for the one at 101; the
+            // clock is still at 101, but the start at 100 is unmatched all the same.
+            "t=110.5 msg=end id=a",
+        ] {
+            p.process(line);
+        }
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_unmatched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_orphan_total", &[]), Some(0.0));
+        assert_eq!(value(&p, "job_pending", &[]), Some(0.0));
     }
 
     #[test]

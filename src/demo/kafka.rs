@@ -191,9 +191,15 @@ fn take_orders(
             rfc3339(at + 40)
         )?;
     }
-    // Log time moves on past the last decrement's timeout.
+    // Log time moves on past the last decrement's timeout: two lines, as a jump longer
+    // than a pair timeout moves the agent's clock only once a second line confirms it.
     let end = start_ms + options.orders as i64 * ORDER_SPACING_MS + 60_000;
     writeln!(service, "{} level=info msg=\"shift ended\"", rfc3339(end))?;
+    writeln!(
+        service,
+        "{} level=info msg=\"service stopped\"",
+        rfc3339(end + 1)
+    )?;
     service.flush()?;
     producer
         .flush(Duration::from_secs(30))

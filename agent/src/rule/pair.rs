@@ -1,11 +1,15 @@
 //! Pair rule: a start event and an end event with the same key, in the logs' own time.
 //!
 //! Semantics: a start at t0 is *matched* by an end with its key at t1 <= t0 + timeout;
-//! once the newest event time seen is > t0 + timeout the start is *unmatched* and
-//! forgotten; an end that finds no open start is an *orphan*; open starts are *pending*.
-//! Several open starts of one key are matched first in, first out. A record is tested as
-//! an end before it is tested as a start. State is bounded by `max_open`: a start beyond
-//! it is dropped and counted as overflow (its end will then count as an orphan).
+//! once the logs' clock (the pipeline's: the newest time seen, where a jump longer than a
+//! timeout needs a second record to confirm it) is > t0 + timeout the start is *unmatched*
+//! and forgotten, and so is it when an end of its key comes later than that; an end that
+//! finds no open start in time is an *orphan*; open starts are *pending*. Several open
+//! starts of one key are matched first in, first out. Whether a start is matched depends
+//! on the two events' times only, not on how far the clock has moved when the end is read.
+//! A record is tested as an end before it is tested as a start. State is bounded by
+//! `max_open`: a start beyond it is dropped and counted as overflow (its end will then
+//! count as an orphan).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -127,18 +131,7 @@ impl PairRule {
     ) -> PairOutcome {
         if let Some(event) = self.end.matches_with(record, mask) {
             if let Some(key) = event.get(&self.end_key) {
-                let front = self
-                    .state
-                    .open
-                    .get(key)
-                    .and_then(|queue| queue.front())
-                    .map(|s| (s.t0, s.seq));
-                let taken = front.and_then(|(t0, seq)| {
-                    self.state
-                        .deadlines
-                        .remove(&(t0.saturating_add(self.timeout_ns), seq));
-                    self.state.take(key, seq)
-                });
+                let taken = self.take_in_time(key, time, registry);
                 return match taken {
                     Some(start) => {
                         let t0 = start.t0;
@@ -184,6 +177,27 @@ impl PairRule {
                 labels,
             });
         PairOutcome::Started
+    }
+
+    /// The oldest open start of `key` that an end at `time` is in time for; older ones it
+    /// is too late for are unmatched, as the clock would have made them by `time`.
+    fn take_in_time(&mut self, key: &str, time: i64, registry: &mut Registry) -> Option<OpenStart> {
+        loop {
+            let front = self.state.open.get(key).and_then(|queue| queue.front())?;
+            let (deadline, seq) = (front.t0.saturating_add(self.timeout_ns), front.seq);
+            self.state.deadlines.remove(&(deadline, seq));
+            let start = self.state.take(key, seq)?;
+            if time <= deadline {
+                return Some(start);
+            }
+            registry.inc(self.metrics.unmatched.id, &start.labels, 1.0);
+            registry.inc(self.metrics.pending.id, &start.labels, -1.0);
+        }
+    }
+
+    /// The shortest timeout: a clock jump longer than this can expire starts.
+    pub fn timeout_ns(&self) -> i64 {
+        self.timeout_ns
     }
 
     pub fn snapshot(&self) -> PairSnapshot {
