@@ -15,3 +15,6 @@ pub mod runtime;
 pub mod server;
 pub mod source;
 pub mod state;
+
+#[cfg(test)]
+mod hostile_tests;

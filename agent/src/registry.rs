@@ -286,7 +286,7 @@ impl Registry {
                 family.push_series(self.key_buffer.as_slice().into(), labels, self.now)
             }
             None => {
-                family.dropped += 1;
+                family.dropped = family.dropped.saturating_add(1);
                 match family.overflow {
                     Some(slot) => slot,
                     None => {
@@ -356,9 +356,10 @@ impl Registry {
             .partition_point(|&bound| bound < value);
         let refused = match &mut self.series(id, labels).value {
             Value::Histogram(h) if (h.sum + value).is_finite() => {
-                h.counts[bucket] += 1;
+                // Saturating: a restored checkpoint may hold any count.
+                h.counts[bucket] = h.counts[bucket].saturating_add(1);
                 h.sum += value;
-                h.count += 1;
+                h.count = h.count.saturating_add(1);
                 false
             }
             _ => true,
@@ -596,7 +597,7 @@ fn render_histograms(out: &mut String, desc: &FamilyDesc, series: &[&Series], op
         };
         let mut cumulative = 0u64;
         for (count, le) in h.counts.iter().zip(&bounds) {
-            cumulative += count;
+            cumulative = cumulative.saturating_add(*count);
             let labels = label_pairs(names, &s.labels).chain([("le", le.as_str())]);
             exposition::write_sample(out, &bucket_name, labels, cumulative as f64);
         }

@@ -7,6 +7,7 @@
 //! - `kafka` (feature `kafka`): applying a consumer-group rebalance in the group's
 //!   protocol (eager or cooperative).
 //! - `http` (feature `http`): serving an axum router with a connection cap and timeouts.
+//! - `mutate` (feature `mutate`, for tests): hostile variants of a valid JSON document.
 //!
 //! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
 //! `thiserror` and `itoa` as dependencies, so both halves use it without paying for the
@@ -18,3 +19,5 @@ pub mod exposition;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mutate")]
+pub mod mutate;

@@ -218,7 +218,7 @@ impl TemplateMiner {
 
     /// Assigns `message` to a template, starting one if none is similar enough.
     pub fn add(&mut self, message: &str) -> Assignment {
-        self.clock += 1;
+        self.clock = self.clock.saturating_add(1);
         let mut tokens = std::mem::take(&mut self.tokens);
         tokenize(message, &mut tokens);
         let key = tokens.key(message, self.config.depth);
@@ -245,7 +245,7 @@ impl TemplateMiner {
                     .as_mut()
                     .expect("indexed slots hold a template");
                 template.absorb(message, &tokens);
-                template.count += 1;
+                template.count = template.count.saturating_add(1);
                 template.last_used = self.clock;
                 Assignment {
                     id: template.id,
@@ -309,7 +309,7 @@ impl TemplateMiner {
             if let Some(slots) = self.index.get_mut(&template.key) {
                 slots.retain(|&s| s as usize != slot);
             }
-            self.evicted += 1;
+            self.evicted = self.evicted.saturating_add(1);
         }
     }
 

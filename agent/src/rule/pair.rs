@@ -157,13 +157,13 @@ impl PairRule {
             return PairOutcome::None;
         };
         if self.state.deadlines.len() >= self.max_open {
-            self.state.overflow += 1;
+            self.state.overflow = self.state.overflow.saturating_add(1);
             return PairOutcome::Overflow;
         }
         let labels = self.labels.owned_values(&event);
         registry.inc(self.metrics.pending.id, &labels, 1.0);
         let seq = self.state.next_seq;
-        self.state.next_seq += 1;
+        self.state.next_seq = self.state.next_seq.saturating_add(1);
         self.state
             .deadlines
             .insert((time.saturating_add(self.timeout_ns), seq), key.to_owned());

@@ -1234,6 +1234,44 @@ mod tests {
         }
     }
 
+    /// A checkpoint with hostile positions (past the end, negative times, unknown files,
+    /// other fingerprints) restores to reading on, never to a panic.
+    #[test]
+    fn hostile_checkpoints_are_refused_or_read_on() {
+        use omen_common::mutate::{for_each_seed, mutate};
+        let Fixture {
+            dir,
+            app,
+            pipeline: mut p,
+            source: mut s,
+        } = fixture(
+            &lines(20, "a"),
+            "app.log*",
+            StartAt::Beginning,
+            Framing::default(),
+        );
+        polls(&mut s, &mut p, 1);
+        rotate_numbered(&app);
+        append(&app, &lines(5, "b"));
+        polls(&mut s, &mut p, 1);
+        let saved = (p.snapshot(), s.checkpoint());
+        let document = serde_json::to_value(&saved.1).unwrap();
+        let glob = format!("{}/app.log*", dir.path().display());
+        for_each_seed("a mutated file checkpoint", |seed| {
+            let mutated = mutate(&document, seed, 1 + (seed % 3) as usize);
+            let Ok(checkpoint) = serde_json::from_value::<SourceCheckpoint>(mutated) else {
+                return false;
+            };
+            let (mut p, mut s) = restarted(
+                glob.clone(),
+                StartAt::Beginning,
+                (saved.0.clone(), checkpoint),
+            );
+            polls(&mut s, &mut p, 2);
+            true
+        });
+    }
+
     /// Rename and copytruncate rotations in random order between polls, and crashes that
     /// go back to the last checkpoint: every line counts once.
     #[test]

@@ -267,9 +267,12 @@ impl SeasonalBaseline {
             .map(|e| e.effect)
     }
 
-    /// Replaces the planned events (a calendar changed; nothing learnt changes).
-    pub fn set_events(&mut self, events: Vec<PlannedEvent>) {
-        self.config.events = events;
+    /// Takes `config` in place of the settings it was built or restored with: those of a
+    /// restored snapshot are whatever the file held, and `config` (checked, and keeping
+    /// this state, see `SeriesDetectorConfig::keeps_state_of`) is what it must run on.
+    /// Planned events come with it.
+    pub fn set_config(&mut self, config: BaselineConfig) {
+        self.config = config;
     }
 
     /// Says that the values it is given are `transform`ed (the detector's choice for the
@@ -334,8 +337,10 @@ impl SeasonalBaseline {
 
     fn learn(&mut self, timestamp_ms: i64, value: f64, z: f64, scale: f64) {
         if let Some(previous) = self.previous_ms {
-            let gap = (timestamp_ms - previous).max(0) as f64;
-            self.interval_ms = if self.interval_ms == 0.0 {
+            let gap = timestamp_ms.saturating_sub(previous).max(0) as f64;
+            // Unknown until a first gap (or nonsense restored from a corrupt snapshot).
+            let known = self.interval_ms > 0.0 && self.interval_ms.is_finite();
+            self.interval_ms = if !known {
                 gap
             } else {
                 // Steps towards each gap by a bounded amount: robust to a few long gaps.
@@ -344,7 +349,7 @@ impl SeasonalBaseline {
             };
         }
         self.previous_ms = Some(timestamp_ms);
-        self.seen += 1;
+        self.seen = self.seen.saturating_add(1);
         // Holt-Winters with the residual clipped, so one spike bends nothing much.
         let residual = z.clamp(-self.config.clip, self.config.clip) * scale;
         let Some(level) = self.level else {
@@ -391,7 +396,7 @@ impl SeasonalBaseline {
         }
         self.history.push_back((offset_s, value as f32));
         if self.seen >= self.next_season_check {
-            self.next_season_check = self.seen + (self.seen / 4).max(64);
+            self.next_season_check = self.seen.saturating_add((self.seen / 4).max(64));
             self.try_settle_season();
         }
     }

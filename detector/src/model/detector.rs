@@ -410,7 +410,13 @@ impl SeriesDetector {
             return false;
         }
         self.config = config.clone();
-        self.baseline.set_events(config.baseline.events.clone());
+        // The channels' own copies of their settings come from the checked configuration,
+        // never from the snapshot, which could hold any value.
+        self.baseline.set_config(config.baseline.clone());
+        self.likelihood.set_config(config.likelihood.clone());
+        if let Some(shape_likelihood) = &mut self.shape_likelihood {
+            shape_likelihood.set_config(config.likelihood.clone());
+        }
         true
     }
 

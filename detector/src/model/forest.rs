@@ -220,7 +220,7 @@ impl Channel for OnlineForest {
         if self.features.len() > config.window + config.refit_every {
             self.features.pop_front();
         }
-        self.since_fit += 1;
+        self.since_fit = self.since_fit.saturating_add(1);
         score
     }
 

@@ -145,6 +145,11 @@ impl Default for AnomalyLikelihood {
 }
 
 impl AnomalyLikelihood {
+    /// Takes `config` (checked) in place of the settings it was restored with.
+    pub fn set_config(&mut self, config: LikelihoodConfig) {
+        self.config = config;
+    }
+
     /// A fresh likelihood on settings already checked.
     pub fn from_checked(config: LikelihoodConfig) -> Self {
         Self {
@@ -252,7 +257,7 @@ impl Channel for AnomalyLikelihood {
         };
         if self.config.slow_horizon > 0 {
             // Plain averages while young, exponential weights once the horizon is reached.
-            self.slow_seen += 1;
+            self.slow_seen = self.slow_seen.saturating_add(1);
             let rate = (1.0 / self.slow_seen as f64).max(1.0 / self.config.slow_horizon as f64);
             let delta = average - self.slow_mean;
             self.slow_mean += rate * delta;
@@ -268,7 +273,7 @@ impl Channel for AnomalyLikelihood {
             self.long_sum_squares -= old * old;
         }
         // Running sums drift with rounding; recompute them now and then.
-        self.updates_since_resum += 1;
+        self.updates_since_resum = self.updates_since_resum.saturating_add(1);
         if self.updates_since_resum >= self.config.long_window.max(1024) {
             self.updates_since_resum = 0;
             self.long_sum = self.long.iter().map(|&v| f64::from(v)).sum();

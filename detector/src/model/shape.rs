@@ -26,9 +26,19 @@ pub enum ShapeError {
         min: usize,
         value: usize,
     },
+    #[error("shape.{field} must be at most {max}, got {value}")]
+    TooLarge {
+        field: &'static str,
+        max: usize,
+        value: usize,
+    },
     #[error("shape.dead_zone must be in [0, 1), got {0}")]
     DeadZone(f64),
 }
+
+/// The largest window and history accepted: far beyond any use (a year of 5-minute
+/// points), and small enough that no size computed from them overflows.
+const MAX_POINTS: usize = 1 << 20;
 
 /// Shape novelty settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,8 +78,11 @@ const LARGEST: f64 = 1e15;
 /// No novelty before this many earlier stretches (or `history`, if smaller) can be compared.
 const MIN_STRETCHES: usize = 20;
 
-/// The running shape novelty of one series.
+/// The running shape novelty of one series. Restored state is checked for the sizes the
+/// updates index by (a corrupt or hostile snapshot is refused, never indexed out of
+/// bounds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ShapeNoveltyState")]
 pub struct ShapeNovelty {
     window: usize,
     history: usize,
@@ -80,6 +93,50 @@ pub struct ShapeNovelty {
     /// oldest (ending `window + len - 1` points before it) first.
     distances: Vec<f32>,
     since_refresh: u32,
+}
+
+/// [`ShapeNovelty`] as read, before its sizes are checked.
+#[derive(Deserialize)]
+struct ShapeNoveltyState {
+    window: usize,
+    history: usize,
+    values: Vec<f32>,
+    distances: Vec<f32>,
+    since_refresh: u32,
+}
+
+impl TryFrom<ShapeNoveltyState> for ShapeNovelty {
+    type Error = String;
+
+    fn try_from(state: ShapeNoveltyState) -> Result<Self, String> {
+        let ShapeNoveltyState {
+            window,
+            history,
+            values,
+            distances,
+            since_refresh,
+        } = state;
+        if !(2..=MAX_POINTS).contains(&window) || !(1..=MAX_POINTS).contains(&history) {
+            return Err(format!(
+                "shape state with window {window} and history {history}"
+            ));
+        }
+        // Each earlier stretch compared needs its window and the latest one's.
+        let lags = distances.len();
+        if lags > history || (lags > 0 && values.len() < 2 * window + lags - 1) {
+            return Err(format!(
+                "shape state with {lags} distances over {} values",
+                values.len()
+            ));
+        }
+        Ok(Self {
+            window,
+            history,
+            values,
+            distances,
+            since_refresh,
+        })
+    }
 }
 
 impl Default for ShapeNovelty {
@@ -184,6 +241,10 @@ impl ChannelConfig for ShapeConfig {
             if value < min {
                 return Err(ShapeError::TooSmall { field, min, value });
             }
+            if value > MAX_POINTS {
+                let max = MAX_POINTS;
+                return Err(ShapeError::TooLarge { field, max, value });
+            }
         }
         if !(0.0..1.0).contains(&self.dead_zone) {
             return Err(ShapeError::DeadZone(self.dead_zone));
@@ -238,7 +299,7 @@ impl Channel for ShapeNovelty {
             nearest = nearest.min(d);
             self.distances.insert(0, d);
         }
-        self.since_refresh += 1;
+        self.since_refresh = self.since_refresh.saturating_add(1);
         if self.since_refresh >= REFRESH {
             self.since_refresh = 0;
             nearest = f32::INFINITY;

@@ -22,8 +22,10 @@ fn edge(k: usize) -> f64 {
     FIRST_EDGE * (k as f64 / 4.0).exp2()
 }
 
-/// Decaying counts of `|z|` above each edge's bin.
+/// Decaying counts of `|z|` above each edge's bin. Restored counts must be none or one
+/// per bin (a corrupt snapshot is refused, never indexed out of bounds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ZTailState")]
 pub struct ZTail {
     /// Weight of the points in each bin (`counts[k]`: `|z|` in `[edge(k), edge(k + 1))`);
     /// the last bin is open-ended; residuals under the first edge are only in `total`.
@@ -34,6 +36,31 @@ pub struct ZTail {
     weight: f64,
     /// Points seen (not decayed).
     seen: u64,
+}
+
+/// [`ZTail`] as read, before its bins are counted.
+#[derive(Deserialize)]
+struct ZTailState {
+    counts: Vec<f32>,
+    total: f64,
+    weight: f64,
+    seen: u64,
+}
+
+impl TryFrom<ZTailState> for ZTail {
+    type Error = String;
+
+    fn try_from(state: ZTailState) -> Result<Self, String> {
+        if !state.counts.is_empty() && state.counts.len() != BINS {
+            return Err(format!("a tail of {} bins, not {BINS}", state.counts.len()));
+        }
+        Ok(Self {
+            counts: state.counts,
+            total: state.total,
+            weight: state.weight,
+            seen: state.seen,
+        })
+    }
 }
 
 impl ZTail {
@@ -52,7 +79,7 @@ impl ZTail {
             self.counts[bin.min(BINS - 1)] += self.weight as f32;
         }
         self.total += self.weight;
-        self.seen += 1;
+        self.seen = self.seen.saturating_add(1);
         self.weight /= 1.0 - RATE;
         if self.weight > 1e6 {
             let rescale = 1.0 / self.weight;

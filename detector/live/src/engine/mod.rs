@@ -746,4 +746,6 @@ fn warning_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<Str
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use crate::sinks::SinkCounts;
 use omen_detector::model::Driver;
 
 /// A detector that learns from a few dozen one-second points, as the live tests use.
-pub(crate) fn quick_config(extra: &str) -> DetectConfig {
+pub(super) fn quick_config(extra: &str) -> DetectConfig {
     quick_config_with("", extra)
 }
 
@@ -57,7 +57,7 @@ fn feed(engine: &mut Engine, seconds: std::ops::Range<i64>, anomaly: (i64, i64))
 
 /// Feeds the three related series at one point a second, the `k`th multiplied by
 /// `factor(k, s)` at second `s`.
-fn feed_with(
+pub(super) fn feed_with(
     engine: &mut Engine,
     seconds: std::ops::Range<i64>,
     factor: impl Fn(usize, i64) -> f64,

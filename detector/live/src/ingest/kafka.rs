@@ -138,7 +138,33 @@ pub(crate) fn score(handover: &Handover, shared: &LiveState, batch: &mut Vec<(i3
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_as_a_record_give_a_sample_or_a_reason(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn a_record_with_any_fields_gives_a_sample_or_a_reason(
+            value in "\\PC{0,16}",
+            timestamp in "\\PC{0,32}",
+            number in any::<i64>(),
+        ) {
+            for record in [
+                serde_json::json!({ "name": "m", "value": value, "timestamp": timestamp }),
+                serde_json::json!({ "name": "m", "value": number, "timestamp": number }),
+                serde_json::json!({ "labels": { "__name__": value }, "value": 1 }),
+            ] {
+                let _ = decode(record.to_string().as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn adapter_samples_decode_with_either_timestamp() {

@@ -274,7 +274,40 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn query() -> QueryConfig {
+        QueryConfig {
+            name: "q".to_owned(),
+            expr: "up".to_owned(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_as_a_reply_give_samples_or_an_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let _ = matrix_samples(&query(), &bytes);
+        }
+
+        #[test]
+        fn a_reply_with_any_values_gives_samples_or_an_error(
+            seconds in any::<f64>(),
+            value in "\\PC{0,12}",
+            name in "\\PC{0,12}",
+        ) {
+            let reply = serde_json::json!({
+                "status": "success",
+                "data": { "resultType": "matrix", "result": [
+                    { "metric": { "__name__": name }, "values": [[seconds, value]] }
+                ] }
+            });
+            let _ = matrix_samples(&query(), reply.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn a_range_is_cut_into_pieces_prometheus_accepts_with_no_gap_or_overlap() {
