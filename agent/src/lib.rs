@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod export;
+pub mod log_backoff;
 pub mod oneshot;
 pub mod parse;
 pub mod pattern;

@@ -22,6 +22,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::clock::Clock;
 use crate::config::{ConfigError, DurationConfig, RulesConfig};
 use crate::export::otlp::{OtlpConfig, OtlpConfigError};
+use crate::log_backoff::LogBackoff;
 use crate::pipeline::Pipeline;
 use crate::probe::{Probes, ProbesConfig};
 use crate::source::{
@@ -222,6 +223,8 @@ struct Worker {
     state: Arc<AgentState>,
     commands: Receiver<Command>,
     rules_text: Vec<u8>,
+    /// The rules file could not be read at the last check (logged with backoff).
+    rules_unreadable: LogBackoff,
 }
 
 impl Agent {
@@ -260,6 +263,7 @@ impl Agent {
             state: state.clone(),
             commands: receiver,
             rules_text,
+            rules_unreadable: LogBackoff::default(),
         };
         let handle = std::thread::Builder::new()
             .name("omen-agent".into())
@@ -436,9 +440,21 @@ impl Worker {
 
     fn reload_if_changed(&mut self) {
         match std::fs::read(&self.config.rules) {
-            Ok(text) if text != self.rules_text => self.reload_from(text),
-            Ok(_) => {}
-            Err(error) => warn!(path = %self.config.rules.display(), %error, "cannot read rules"),
+            Ok(text) => {
+                if self.rules_unreadable.succeeded() {
+                    info!(path = %self.config.rules.display(), "rules readable again");
+                }
+                if text != self.rules_text {
+                    self.reload_from(text);
+                }
+            }
+            Err(error) => {
+                // Checked every second: logged with backoff.
+                if let Some(unlogged) = self.rules_unreadable.failed(Instant::now()) {
+                    let path = self.config.rules.display();
+                    warn!(%path, %error, unlogged, "cannot read rules, keeping the running ones");
+                }
+            }
         }
     }
 

@@ -26,7 +26,7 @@
 //! (two rotations between checkpoints) are drained next, oldest first, and the file
 //! under the name last. The same is done when a rotation is seen while running.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -41,6 +41,7 @@ use super::framer::{Framer, Framing};
 use super::position::{FilePosition, SourceCheckpoint};
 use super::prepare::Preparer;
 use super::traits::{RecordSink, Source, SourceEvent, StreamId};
+use crate::log_backoff::LogBackoff;
 use crate::parse::{ParsedBatch, Scratch};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -78,6 +79,8 @@ impl FileSourceConfig {
 struct Tailed {
     path: PathBuf,
     file: File,
+    /// Read errors are logged with backoff (each is counted as a source event).
+    read_errors: LogBackoff,
     dev: u64,
     ino: u64,
     framer: Framer,
@@ -102,6 +105,8 @@ const RETIRED_LIMIT: usize = 1024;
 pub struct FileSource {
     config: FileSourceConfig,
     framing: Framing,
+    /// Files matched that cannot be opened (permissions, say), for logging with backoff.
+    open_errors: HashMap<PathBuf, LogBackoff>,
     files: BTreeMap<PathBuf, Tailed>,
     /// Rotated or deleted files still being read (until idle for DRAIN_IDLE_POLLS).
     draining: Vec<Tailed>,
@@ -126,6 +131,7 @@ impl FileSource {
         Self {
             config,
             framing,
+            open_errors: HashMap::new(),
             files: BTreeMap::new(),
             draining: Vec::new(),
             retired: VecDeque::new(),
@@ -180,10 +186,19 @@ impl FileSource {
 
     fn open(&mut self, path: PathBuf, sink: &mut dyn RecordSink) {
         let (file, meta) = match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
-            Ok(opened) => opened,
+            Ok(opened) => {
+                self.open_errors.remove(&path);
+                opened
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                self.open_errors.remove(&path);
+                return;
+            }
             Err(error) => {
-                if error.kind() != ErrorKind::NotFound {
-                    warn!(path = %path.display(), %error, "cannot open file");
+                // Tried again at every rescan: logged with backoff, per file.
+                let backoff = self.open_errors.entry(path.clone()).or_default();
+                if let Some(unlogged) = backoff.failed(Instant::now()) {
+                    warn!(path = %path.display(), %error, unlogged, "cannot open file");
                 }
                 return;
             }
@@ -257,6 +272,7 @@ impl FileSource {
         Some(Tailed {
             path,
             file,
+            read_errors: LogBackoff::default(),
             dev,
             ino,
             framer: Framer::new(self.framing.clone(), offset),
@@ -408,10 +424,12 @@ impl FileSource {
         loop {
             match tailed.file.read(buffer) {
                 Ok(0) => {
+                    tailed.read_errors.succeeded();
                     outcome.at_end = true;
                     return outcome;
                 }
                 Ok(n) => {
+                    tailed.read_errors.succeeded();
                     outcome.bytes += n as u64;
                     tailed.framer.feed(&buffer[..n], emit);
                     if outcome.bytes as usize >= budget {
@@ -420,7 +438,9 @@ impl FileSource {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    warn!(path = %tailed.path.display(), %error, "read failed");
+                    if let Some(unlogged) = tailed.read_errors.failed(Instant::now()) {
+                        warn!(path = %tailed.path.display(), %error, unlogged, "read failed");
+                    }
                     outcome.at_end = true;
                     outcome.failed = true;
                     return outcome;
