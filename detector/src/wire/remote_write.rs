@@ -248,6 +248,8 @@ pub const EXPANSION: usize = 16;
 /// each still encoded.
 struct Scanned<'a> {
     series: Vec<&'a [u8]>,
+    /// Samples in those series.
+    samples: usize,
     metadata: Vec<&'a [u8]>,
     over_limits: usize,
     first_over_limits: Option<String>,
@@ -258,6 +260,7 @@ struct Scanned<'a> {
 fn scan<'a>(mut request: &'a [u8], limits: &Limits) -> Result<Scanned<'a>, RemoteWriteError> {
     let mut scanned = Scanned {
         series: Vec::new(),
+        samples: 0,
         metadata: Vec::new(),
         over_limits: 0,
         first_over_limits: None,
@@ -287,6 +290,7 @@ fn scan<'a>(mut request: &'a [u8], limits: &Limits) -> Result<Scanned<'a>, Remot
                         max_bytes: max_copied_bytes,
                     });
                 }
+                scanned.samples += shape.samples;
                 scanned.series.push(series);
             }
             (3, Some(metadata)) => scanned.metadata.push(metadata),
@@ -475,6 +479,7 @@ fn into_samples(scanned: Scanned<'_>) -> Result<WriteRequest, RemoteWriteError> 
         .map(|m| (m.metric_family_name.as_str(), family_type(m.r#type)))
         .collect();
     let mut result = WriteRequest {
+        samples: Vec::with_capacity(scanned.samples),
         over_limits: scanned.over_limits,
         first_over_limits: scanned.first_over_limits,
         ..WriteRequest::default()
@@ -502,7 +507,6 @@ fn into_samples(scanned: Scanned<'_>) -> Result<WriteRequest, RemoteWriteError> 
             timestamp_ms: Some(s.timestamp),
             kind,
         };
-        result.samples.reserve(series.samples.len());
         if let Some((last, others)) = series.samples.split_last() {
             for s in others {
                 result.samples.push(sample(name.clone(), labels.clone(), s));
