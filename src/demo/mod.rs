@@ -79,11 +79,7 @@ fn describe(scenario: &Scenario, notification: &Notification) -> String {
                     incident.id
                 ),
                 Change::Joined => {
-                    let newest = incident
-                        .members
-                        .iter()
-                        .max_by_key(|m| m.onset_ms)
-                        .map_or("", |m| m.series.as_str());
+                    let newest = event.joined.as_deref().unwrap_or_default();
                     format!(
                         "[{}] incident {} grew to {} series (+ {newest}); probable root cause {root}",
                         sim_time(scenario, incident.last_active_ms),

@@ -276,6 +276,7 @@ mod tests {
             change: Change::Joined,
             incident,
             previous_root_cause: Some("checkout_latency".to_owned()),
+            joined: Some("checkout_latency".to_owned()),
         };
         let alerts = incident_alerts(&event, "http://grafana/d/omen", 2_000);
         assert_eq!(alerts.len(), 2);

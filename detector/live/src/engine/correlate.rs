@@ -84,12 +84,14 @@ pub enum Change {
     Resolved,
 }
 
-/// An incident after a change, with the root cause it had before (for `Joined`).
+/// An incident after a change, with the root cause it had before and the series that
+/// joined (for `Joined`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentEvent {
     pub change: Change,
     pub incident: Incident,
     pub previous_root_cause: Option<String>,
+    pub joined: Option<String>,
 }
 
 /// What a detector tells the correlator about one point of a series: an alarm, or that
@@ -260,6 +262,7 @@ impl Correlator {
             .max_by_key(|i| i.last_active_ms);
         if let Some(incident) = joined {
             let previous = incident.root_cause().series.clone();
+            let newcomer = member.series.clone();
             incident.members.push(member);
             incident.last_active_ms = incident.last_active_ms.max(at_ms);
             rank(config, &mut incident.members);
@@ -270,6 +273,7 @@ impl Correlator {
                 change: Change::Joined,
                 incident: incident.clone(),
                 previous_root_cause: Some(previous),
+                joined: Some(newcomer),
             });
         }
         self.next_seq += 1;
@@ -348,6 +352,7 @@ impl Correlator {
                     change: Change::Resolved,
                     incident,
                     previous_root_cause: None,
+                    joined: None,
                 }
             })
             .collect()
@@ -372,6 +377,7 @@ fn confirm(config: &CorrelationConfig, incident: &mut Incident) -> Option<Incide
         change: Change::Opened,
         incident: incident.clone(),
         previous_root_cause: None,
+        joined: None,
     })
 }
 
@@ -671,6 +677,25 @@ mod tests {
             (opened.change, opened.incident.members.len()),
             (Change::Opened, 2)
         );
+    }
+
+    #[test]
+    fn each_joining_series_is_named_once_even_when_several_join_at_once() {
+        let config = config();
+        let mut c = Correlator::default();
+        let host = labels(&[("instance", "h1")]);
+        let opened = c.anomaly(&config, "a", &host, 0, 0.9, true).unwrap();
+        assert_eq!(opened.change, Change::Opened);
+        // Two series join at the same instant; ranking reorders the members each time.
+        let mut named = Vec::new();
+        for (series, peak) in [("b", 1.0), ("c", 0.5)] {
+            let joined = c
+                .anomaly(&config, series, &host, 1_000, peak, true)
+                .unwrap();
+            assert_eq!(joined.change, Change::Joined);
+            named.push(joined.joined.unwrap());
+        }
+        assert_eq!(named, ["b", "c"]);
     }
 
     #[test]
