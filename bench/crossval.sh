@@ -4,8 +4,8 @@
 # out (each category at the threshold best on the other categories, the folds' raw scores
 # summed and normalised once), for the combined detector and each `--models` ablation.
 # A change is kept only if it holds on both corpora and on the cross-validated figures.
-# Usage: bench/crossval.sh [CONFIG.json ...]   (each CONFIG overrides fields of
-#        SeriesDetectorConfig as `omen backtest --config` does; SHARED=DIR, default
+# Usage: bench/crossval.sh [CONFIG.yaml ...]   (each CONFIG's `detector:` section overrides
+#        the defaults as `omen backtest --config` reads it; SHARED=DIR, default
 #        ../shared; MODELS="combined baseline forest shape" by default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -2,11 +2,11 @@
 # Judges detector settings on two halves of the NAB development split, so that a gain
 # found on some files can be checked on files it was not found on. The halves are fixed:
 # files alternate between A and B within each category, in sorted order. Each setting
-# (the defaults, then every CONFIG.json given, each overriding fields of SeriesDetectorConfig as
-# `omen backtest --config` does) runs over forest seeds 1-10 and 42 on half A, half B and
+# (the defaults, then every CONFIG.yaml given, its `detector:` section overriding the defaults
+# as `omen backtest --config` reads it) runs over forest seeds 1-10 and 42 on half A, half B and
 # all files, and the mean normalised scores (standard / reward-low-FP / reward-low-FN)
 # are printed with their change from the defaults.
-# Usage: bench/nab_halves.sh [CONFIG.json ...]   (NAB=DIR, default ../shared/nab)
+# Usage: bench/nab_halves.sh [CONFIG.yaml ...]   (NAB=DIR, default ../shared/nab)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 nab=${NAB:-$root/../shared/nab}
@@ -29,9 +29,9 @@ score() { # DATA CONFIG SEED
   local dir
   dir=$(mktemp -d -p "$work")
   python3 - "$2" "$3" > "$dir/config.json" <<'PY'
-import json, sys
-config = json.load(open(sys.argv[1])) if sys.argv[1] else {}
-config.setdefault("forest", {})["seed"] = int(sys.argv[2])
+import json, sys, yaml
+config = (yaml.safe_load(open(sys.argv[1])) or {}) if sys.argv[1] else {}
+config.setdefault("detector", {}).setdefault("forest", {})["seed"] = int(sys.argv[2])
 print(json.dumps(config))
 PY
   "$target/release/omen" backtest "$1" --labels "$nab/labels/combined_windows.json" \

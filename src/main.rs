@@ -1,274 +1,48 @@
 //! `omen`: the command line. Parses arguments and calls the agent and detector libraries.
 
+mod check;
+mod cli;
 mod demo;
 mod fleet;
+mod logging;
 mod rca;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use cli::{
+    AgentCommand, AgentPatternsArgs, AgentRunArgs, AgentTestArgs, BacktestArgs, Cli, Command,
+    DemoArgs, DetectArgs, FleetArgs, ModelsArg, StartAtArg, EXIT_CONFIG, EXIT_FAILED, EXIT_RUNTIME,
+};
 use omen_agent::clock::SystemClock;
-use omen_agent::config::DurationConfig;
 use omen_agent::runtime::{AgentConfig, CheckpointConfig, SourceConfig};
 use omen_agent::source::StartAt;
 
-#[derive(Parser)]
-#[command(name = "omen", version, about = "AIOps agent and anomaly detector")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Turn logs into metrics: tail files or stdin, serve /metrics.
-    Agent(AgentArgs),
-    /// Detect anomalies live: ingest by scrape, remote_write or PromQL; alert on incidents.
-    Detect(DetectArgs),
-    /// Replay history through the detector and score it (NAB rules).
-    Backtest(BacktestArgs),
-    /// Agent and detector on a simulated inventory service with injected incidents.
-    Demo(DemoArgs),
-    /// Replay recorded fault cases (spans) and rank each one's root-cause services.
-    Rca(RcaArgs),
-    /// Write a simulated production fleet (about 200 series, weeks of history and a live
-    /// week of incidents and planned events) to a Prometheus by remote_write.
-    #[command(
-        after_help = "Example:\n  omen fleet --remote-write http://127.0.0.1:9090/api/v1/write --truth truth.json\n  omen detect --config fleet.yaml --replay 2026-11-23T00:00:00Z..2026-11-30T00:00:00Z"
-    )]
-    Fleet(FleetArgs),
-}
-
-#[derive(Args)]
-struct FleetArgs {
-    /// Prometheus' remote_write receiver (run Prometheus with
-    /// --web.enable-remote-write-receiver); without it, only the truth is written.
-    #[arg(long, value_name = "URL")]
-    remote_write: Option<String>,
-    /// Where to write the truth (JSON: the live week's windows); default: standard output.
-    #[arg(long)]
-    truth: Option<PathBuf>,
-    /// Also write an `omen detect` configuration for the fleet: PromQL on that Prometheus,
-    /// the calendar, the services' calls, alerts to stdout.
-    #[arg(long, value_name = "FILE", requires = "remote_write")]
-    detect_config: Option<PathBuf>,
-    /// Days of normal history before the live week.
-    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=56))]
-    history_days: i64,
-    /// First day (RFC 3339, a Monday midnight UTC); default: the latest Monday from which
-    /// history and the live week end before now.
-    #[arg(long)]
-    start: Option<String>,
-    /// Seed of the simulated noise.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
-#[derive(Args)]
-struct RcaArgs {
-    /// One case directory (with case.json and spans.csv.gz), or a directory of them
-    cases: PathBuf,
-    /// Output directory: predictions.json (case id → services, best first) and report.json
-    #[arg(long)]
-    out: PathBuf,
-    /// Rank from spans alone, without the cases' logs
-    #[arg(long)]
-    no_logs: bool,
-}
-
-#[derive(Args)]
-struct DemoArgs {
-    /// Exit 1 unless every injected incident is detected and no other incident opens.
-    #[arg(long)]
-    check: bool,
-    /// Wall-clock milliseconds per simulated minute of the live day (0: full speed).
-    #[arg(long, default_value_t = 40)]
-    pace_ms: u64,
-    /// Days of history learnt before the live day.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..=28))]
-    history_days: i64,
-    /// Seed of the simulated traffic.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Address of the agent's /metrics.
-    #[arg(long, default_value = "127.0.0.1:9750")]
-    agent_listen: SocketAddr,
-    /// Address of the detector's /metrics and /api/v1/incidents.
-    #[arg(long, default_value = "127.0.0.1:9751")]
-    detector_listen: SocketAddr,
-    /// Run the inventory scenario against this Kafka broker instead (with --redis): an
-    /// inventory service that dies between Redis and Kafka, watched by the agent.
-    #[arg(long, requires = "redis")]
-    kafka: Option<SocketAddr>,
-    /// The Redis server of the Kafka scenario.
-    #[arg(long, requires = "kafka")]
-    redis: Option<SocketAddr>,
-    /// Orders the Kafka scenario's service takes.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    orders: u64,
-    /// Orders whose event the Kafka scenario's service loses (0: a healthy run).
-    #[arg(long, default_value_t = 7)]
-    lost: u64,
-}
-
-#[derive(Args)]
-struct DetectArgs {
-    /// Detector configuration (YAML); without it, the defaults: remote_write and /metrics
-    /// on 127.0.0.1:9751.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Address for /metrics, /api/v1/write, /api/v1/incidents (overrides the config).
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Replay this stretch of the `prometheus` sources' history (`FROM..TO`, RFC 3339)
-    /// through the live path in the series' own time, alerting as it goes, then exit.
-    /// Each source's `warmup` before FROM is learnt first.
-    #[arg(long, value_name = "FROM..TO")]
-    replay: Option<String>,
-    /// With --replay: wall time per step while an incident is open, so that Alertmanager
-    /// (which notifies after its group_wait) sees each one firing; with any pace, every
-    /// alert update is delivered before the next step.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "replay")]
-    replay_pace: DurationConfig,
-}
-
-/// Which models feed the anomaly score.
-#[derive(Clone, Copy, ValueEnum)]
-enum ModelsArg {
-    Combined,
-    Baseline,
-    Forest,
-    Shape,
-}
-
-#[derive(Args)]
-struct BacktestArgs {
-    /// A directory searched for CSV / Prometheus files, or one file
-    data: PathBuf,
-    /// NAB `combined_windows.json` with the anomaly windows
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Output directory: results go to OUT/NAME/
-    #[arg(long)]
-    out: PathBuf,
-    /// Detector name ([A-Za-z0-9-]+)
-    #[arg(long, default_value = "omen")]
-    name: String,
-    /// Detector configuration (JSON, fields of SeriesDetectorConfig); defaults otherwise
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Models feeding the score (for ablation); overrides the configuration's `models`
-    /// [default: combined]
-    #[arg(long, value_enum)]
-    models: Option<ModelsArg>,
-    /// Skip the per-series plots
-    #[arg(long)]
-    no_plots: bool,
-}
-
-#[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct AgentArgs {
-    #[command(subcommand)]
-    command: Option<AgentCommand>,
-    #[command(flatten)]
-    run: AgentRunArgs,
-}
-
-#[derive(Subcommand)]
-enum AgentCommand {
-    /// Run rules over a finished input and print the exposition, or check rule test cases.
-    Test(AgentTestArgs),
-    /// Learn the log templates of a finished input with no rules written, and print them
-    /// with their counts, largest first.
-    Patterns(AgentPatternsArgs),
-}
-
-#[derive(Args)]
-struct AgentPatternsArgs {
-    /// Input log file (`-` for stdin).
-    #[arg(long)]
-    input: PathBuf,
-    /// Header format of each line, in Loghub's syntax (e.g. `<Date> <Time> <Level>
-    /// <Component>: <Content>`); the `<Content>` field is mined. Default: the whole line.
-    #[arg(long)]
-    format: Option<String>,
-    /// Also write `line,id,template` for every line (1-based; the id given when the line
-    /// arrived, the template as it stands at the end) to this CSV file.
-    #[arg(long, value_name = "OUT.csv")]
-    assignments: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct AgentRunArgs {
-    /// Agent configuration file (sources, server, checkpoint); flags below override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Rules file.
-    #[arg(long)]
-    rules: Option<PathBuf>,
-    /// Files to tail (glob patterns; repeatable).
-    #[arg(long = "tail", value_name = "GLOB")]
-    tail: Vec<String>,
-    /// Where to start in files found at startup.
-    #[arg(long, value_enum, default_value = "beginning")]
-    start_at: StartAtArg,
-    /// Read records from standard input.
-    #[arg(long)]
-    stdin: bool,
-    /// Address for /metrics, /healthz and /ready.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Checkpoint file (offsets and metric state), written every --checkpoint-interval.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    checkpoint_interval: DurationConfig,
-    /// Push metrics over OTLP/HTTP (protobuf) to this URL, e.g.
-    /// http://127.0.0.1:4318/v1/metrics; other `otlp` settings come from the config file.
-    #[arg(long, value_name = "URL")]
-    otlp_endpoint: Option<String>,
-    /// Threads reading and parsing files in parallel (default: the machine's cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Read the sources to their current end, print the rules' metrics and exit (no server).
-    #[arg(long)]
-    oneshot: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum StartAtArg {
-    Beginning,
-    End,
-}
-
-#[derive(Args)]
-struct AgentTestArgs {
-    #[arg(long)]
-    rules: PathBuf,
-    /// Input log file (`-` for stdin); prints the final exposition.
-    #[arg(long, conflicts_with = "cases", required_unless_present = "cases")]
-    input: Option<PathBuf>,
-    /// Rule test cases (YAML); exits 1 with a diff when one fails.
-    #[arg(long)]
-    cases: Option<PathBuf>,
-}
-
-fn parse_duration(text: &str) -> Result<DurationConfig, String> {
-    omen_agent::config::parse_duration(text).map(DurationConfig)
-}
-
-/// Exit codes: 0 success, 1 a check failed, 2 bad configuration or usage.
-const EXIT_FAILED: u8 = 1;
-const EXIT_CONFIG: u8 = 2;
-
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    if let Err(error) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("error: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Completions(args) => {
+            write_stdout(&cli::completions(args.shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man(args) => match cli::man_pages(&args.out) {
+            Ok(pages) => {
+                let listed: Vec<String> = pages.iter().map(|p| p.display().to_string()).collect();
+                write_stdout(&(listed.join("\n") + "\n"));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: cannot write to {}: {error}", args.out.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
         Command::Agent(args) => match args.command {
             Some(AgentCommand::Test(test)) => agent_test(test),
             Some(AgentCommand::Patterns(patterns)) => agent_patterns(patterns),
@@ -281,14 +55,14 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", error_line(&error));
-                ExitCode::FAILURE
+                ExitCode::from(EXIT_RUNTIME)
             }
         },
         Command::Backtest(args) => match backtest(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", error_line(&error));
-                ExitCode::FAILURE
+                ExitCode::from(EXIT_RUNTIME)
             }
         },
     }
@@ -329,7 +103,7 @@ fn detect(args: DetectArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }
@@ -374,7 +148,7 @@ fn fleet(args: &FleetArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", error_line(&error));
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }
@@ -393,7 +167,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_FAILED),
             Err(error) => {
                 eprintln!("error: {}", error_line(&error));
-                ExitCode::FAILURE
+                ExitCode::from(EXIT_RUNTIME)
             }
         };
     }
@@ -410,8 +184,24 @@ fn demo(args: &DemoArgs) -> ExitCode {
         Ok(false) => ExitCode::from(EXIT_FAILED),
         Err(error) => {
             eprintln!("error: {}", error_line(&error));
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_RUNTIME)
         }
+    }
+}
+
+/// Writes `text` to standard output; a reader that stopped early (`| head`) is not an
+/// error, and other write errors are said once, not a panic as `print!` would make them.
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write to standard output: {error}");
+        }
+        _ => {}
     }
 }
 
@@ -433,12 +223,9 @@ fn error_line(error: &anyhow::Error) -> String {
 
 fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     use omen_detector::model::{Models, SeriesDetectorConfig};
+    // The `detector:` section of a detect configuration: one format for both commands.
     let mut config: SeriesDetectorConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
+        Some(path) => omen_detector_live::config::DetectConfig::load(path)?.detector,
         None => SeriesDetectorConfig::default(),
     };
     // Given on the command line, the models win over the configuration's.
@@ -461,15 +248,6 @@ fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     })?;
     print!("{}", report.summary());
     Ok(())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OMEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn agent_test(args: AgentTestArgs) -> ExitCode {
@@ -498,7 +276,25 @@ fn agent_test(args: AgentTestArgs) -> ExitCode {
         };
     }
     let input = args.input.unwrap_or_else(|| PathBuf::from("-"));
-    print_exposition(omen_agent::oneshot::run_input(&args.rules, &input, clock))
+    let run = match omen_agent::oneshot::run_input(&args.rules, &input, clock) {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    write_stdout(&run.exposition);
+    // What the rules made of the input, after the metrics and apart from them.
+    let mistakes = run.findings.iter().filter(|f| f.mistake).count();
+    for finding in &run.findings {
+        let kind = if finding.mistake { "warning" } else { "note" };
+        eprintln!("{kind}: {}", finding.text);
+    }
+    eprintln!("{} records, {mistakes} warning(s)", run.records);
+    if args.strict && mistakes > 0 {
+        return ExitCode::from(EXIT_FAILED);
+    }
+    ExitCode::SUCCESS
 }
 
 fn agent_patterns(args: AgentPatternsArgs) -> ExitCode {
@@ -595,6 +391,14 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
             Arc::new(SystemClock),
         ));
     }
+    // What the agent will read, make and write, as `omen check agent` prints it.
+    let summary = omen_agent::check::describe(&config);
+    for line in &summary.lines {
+        tracing::info!("{line}");
+    }
+    for warning in &summary.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -603,7 +407,7 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_RUNTIME);
         }
     };
     match runtime.block_on(omen_agent::runtime::run(config, Arc::new(SystemClock))) {
@@ -611,14 +415,17 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
         Err(
             error @ (omen_agent::runtime::AgentError::Config(_)
             | omen_agent::runtime::AgentError::Otlp(_)
-            | omen_agent::runtime::AgentError::DuplicateSource(_)),
+            | omen_agent::runtime::AgentError::DuplicateSource(_)
+            | omen_agent::runtime::AgentError::Bind { .. }
+            | omen_agent::runtime::AgentError::Server { .. }
+            | omen_agent::runtime::AgentError::Probe(_)),
         ) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }

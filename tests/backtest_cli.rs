@@ -24,7 +24,7 @@ fn errors_name_the_file_and_say_their_cause_once() {
     assert!(error.contains("bad.csv"), "{error}");
     assert_eq!(error.matches(cause).count(), 1, "{error}");
 
-    let config = dir.path().join("missing.json");
+    let config = dir.path().join("missing.yaml");
     let error = failing_backtest(&[
         data.as_os_str(),
         "--out".as_ref(),
@@ -33,7 +33,7 @@ fn errors_name_the_file_and_say_their_cause_once() {
         config.as_os_str(),
     ]);
     assert!(
-        error.contains("cannot read") && error.contains("missing.json"),
+        error.contains("cannot read") && error.contains("missing.yaml"),
         "{error}"
     );
 }
@@ -67,8 +67,9 @@ fn the_configuration_chooses_the_models_unless_the_command_line_does() {
         csv += &format!("2024-01-{day:02} {hour:02}:{minute:02}:00,{value}\n");
     }
     std::fs::write(&data, csv).unwrap();
-    let config = dir.path().join("forest.json");
-    std::fs::write(&config, r#"{"models": "forest_only"}"#).unwrap();
+    // The `detector:` section of a detect configuration, as `omen detect` reads it.
+    let config = dir.path().join("forest.yaml");
+    std::fs::write(&config, "detector: { models: forest_only }\n").unwrap();
     let config = config.to_str().unwrap();
     let out = |name: &str| dir.path().join(name);
 

@@ -427,6 +427,9 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// Rules that do not parse, every one named by its place and name.
+    #[error("{path}: {}", .errors.join("; "))]
+    Rules { path: PathBuf, errors: Vec<String> },
 }
 
 impl RulesConfig {
@@ -439,12 +442,46 @@ impl RulesConfig {
         Self::from_yaml(&text, path)
     }
 
+    /// Parses a rules file. When rules do not parse, each is named (`rules[2] (latency)`)
+    /// with its error, all at once: serde stops at the first, and for a rule (a tagged
+    /// enum) says only `rules` and where the list starts.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
+        serde_yaml::from_str(text).map_err(|source| {
+            rule_errors(text, path).unwrap_or(ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            })
         })
     }
+}
+
+/// Every rule of `text` that does not parse on its own, or `None` when they all do (the
+/// error is elsewhere) or the file is not even a map with a list of rules.
+fn rule_errors(text: &str, path: &Path) -> Option<ConfigError> {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        rules: Vec<serde_yaml::Value>,
+    }
+    let loose: Loose = serde_yaml::from_str(text).ok()?;
+    let errors: Vec<String> = loose
+        .rules
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, rule)| {
+            let name = rule
+                .get("name")
+                .and_then(serde_yaml::Value::as_str)
+                .map(|name| format!(" (`{name}`)"))
+                .unwrap_or_default();
+            let error = serde_yaml::from_value::<RuleConfig>(rule).err()?;
+            Some(format!("rules[{index}]{name}: {error}"))
+        })
+        .collect();
+    (!errors.is_empty()).then(|| ConfigError::Rules {
+        path: path.to_owned(),
+        errors,
+    })
 }
 
 #[cfg(test)]

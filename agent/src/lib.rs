@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
+pub mod check;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;

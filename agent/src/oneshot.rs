@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::audit::Finding;
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
 use crate::pipeline::Pipeline;
@@ -61,14 +62,24 @@ pub fn feed_reader(
     Ok(())
 }
 
-/// Runs the rules over `input` (`-` for stdin) and returns the rules' exposition.
+/// What a run over a finished input gives: the rules' exposition and what the audit found.
+#[derive(Debug)]
+pub struct TestRun {
+    pub exposition: String,
+    pub records: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs the rules over `input` (`-` for stdin) and returns the rules' exposition, with
+/// what the audit found of the rules on that input.
 pub fn run_input(
     rules: &Path,
     input: &Path,
     clock: Arc<dyn Clock>,
-) -> Result<String, OneShotError> {
+) -> Result<TestRun, OneShotError> {
     let config = RulesConfig::load(rules)?;
     let mut pipeline = Pipeline::new(&config, rules, clock)?;
+    pipeline.start_audit();
     let name = input.to_string_lossy();
     let result = if input == Path::new("-") {
         feed_reader(&mut pipeline, &name, std::io::stdin().lock())
@@ -79,7 +90,12 @@ pub fn run_input(
         path: input.to_owned(),
         source,
     })?;
-    Ok(pipeline.render_rules())
+    let audit = pipeline.audit().expect("started above");
+    Ok(TestRun {
+        exposition: pipeline.render_rules(),
+        records: audit.records,
+        findings: audit.findings(pipeline.rule_names()),
+    })
 }
 
 /// A rule test file: cases of input lines and expected sample values.
@@ -94,7 +110,12 @@ pub struct CasesFile {
 pub struct Case {
     pub name: String,
     pub input: String,
+    #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// Records of the input that did not parse, plus values a rule could not use.
+    pub errors: Option<u64>,
+    /// Records of the input that no rule matched.
+    pub unmatched: Option<u64>,
 }
 
 /// One expected sample, named as in the exposition (`x_total`, `h_bucket`, `h_sum`…).
@@ -135,12 +156,32 @@ pub fn run_cases(
     };
     for case in &file.cases {
         let mut pipeline = Pipeline::new(&config, rules, clock.clone())?;
+        pipeline.start_audit();
         feed_reader(&mut pipeline, "case", case.input.as_bytes()).map_err(|source| {
             OneShotError::Input {
                 path: cases.to_owned(),
                 source,
             }
         })?;
+        let audit = pipeline.audit().expect("started above");
+        for (what, want, got) in [
+            ("errors", case.errors, audit.errors()),
+            ("unmatched", case.unmatched, audit.unmatched.count),
+        ] {
+            if want.is_some_and(|want| want != got) {
+                let findings: Vec<String> = audit
+                    .findings(pipeline.rule_names())
+                    .into_iter()
+                    .map(|f| format!("    {}", f.text))
+                    .collect();
+                report.failures.push(format!(
+                    "case `{}`: {what}\n  - expected {}\n  + got      {got}\n{}",
+                    case.name,
+                    want.unwrap_or_default(),
+                    findings.join("\n")
+                ));
+            }
+        }
         let exposition = pipeline.render_rules();
         let samples = parse_exposition(&exposition);
         for expectation in &case.expect {

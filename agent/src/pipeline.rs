@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{ConfigError, RulesConfig};
 use crate::parse::{self, EventTime, ParsedBatch, Parser, Record, Scratch};
@@ -34,6 +35,7 @@ struct SelfMetrics {
     pair_overflow: FamilyId,
     pattern_templates: FamilyId,
     pattern_evictions: FamilyId,
+    source_files: FamilyId,
     newest_event: FamilyId,
     pub(crate) reloads: FamilyId,
     pub(crate) checkpoint_writes: FamilyId,
@@ -113,6 +115,12 @@ impl SelfMetrics {
                 Counter,
                 &["rule"],
             ),
+            source_files: def(
+                "source_files",
+                "Files each file source tails now: 0 while its globs match nothing.",
+                Gauge,
+                &["source"],
+            ),
             newest_event: def(
                 "newest_event_time_seconds",
                 "The newest event time seen in the logs (pair rules' clock).",
@@ -185,6 +193,8 @@ pub struct Pipeline {
     last_event_ns: Option<i64>,
     now_ns: i64,
     clock: Arc<dyn Clock>,
+    /// What `omen agent test` reports besides the metrics; off in the live agent.
+    audit: Option<Box<Audit>>,
 }
 
 impl Pipeline {
@@ -213,6 +223,7 @@ impl Pipeline {
             last_event_ns: None,
             now_ns: clock.now_ns(),
             clock,
+            audit: None,
         };
         pipeline.end_batch();
         Ok(pipeline)
@@ -317,6 +328,12 @@ impl Pipeline {
         }
     }
 
+    /// How many files the file source `source` tails now.
+    pub fn set_source_files(&mut self, source: &str, files: usize) {
+        self.registry
+            .set(self.self_metrics.source_files, &[source], files as f64);
+    }
+
     pub fn set_checkpoint_age(&mut self, seconds: f64) {
         self.registry
             .set(self.self_metrics.checkpoint_age, &[] as &[&str], seconds);
@@ -356,6 +373,21 @@ impl Pipeline {
         }
     }
 
+    /// Watches every record from now on for the mistakes [`Audit`] reports.
+    pub fn start_audit(&mut self) {
+        self.audit = Some(Box::new(Audit::new(&self.parser, self.rules.rules.len())));
+    }
+
+    /// What the audit saw, if one was started.
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_deref()
+    }
+
+    /// The rules' names, in the order of the rules file.
+    pub fn rule_names(&self) -> &[String] {
+        &self.rules.names
+    }
+
     /// Processes one record's text.
     pub fn process(&mut self, text: &str) {
         // The scratch is taken out for the call, so the record can borrow it while the
@@ -365,9 +397,19 @@ impl Pipeline {
             Ok(()) => {
                 let record = Record::new(text, &scratch);
                 let time = self.parser.event_time(&record);
+                let before = self.audit.is_some().then(|| self.rule_matches.clone());
                 self.apply(record, time, None);
+                if let (Some(audit), Some(before)) = (self.audit.as_mut(), before) {
+                    let hits = self.rule_matches.iter().zip(&before).map(|(a, b)| a > b);
+                    audit.parsed(&self.parser, &record, hits);
+                }
             }
-            Err(error) => *self.errors.entry(("parse", error.reason())).or_default() += 1,
+            Err(error) => {
+                *self.errors.entry(("parse", error.reason())).or_default() += 1;
+                if let Some(audit) = self.audit.as_mut() {
+                    audit.unparsed(text, error.reason());
+                }
+            }
         }
         self.scratch = scratch;
     }
@@ -375,11 +417,16 @@ impl Pipeline {
     /// Applies a parsed record to every rule.
     fn apply(&mut self, record: Record<'_>, event_time: EventTime, mask: Option<u128>) {
         let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
-        let errors = &mut self.errors;
+        let (errors, audit) = (&mut self.errors, &mut self.audit);
         rules.apply_simple(record, mask, registry, |index, result| match result {
             Ok(true) => matches[index] += 1,
             Ok(false) => {}
-            Err(error) => *errors.entry(("rule", error.reason())).or_default() += 1,
+            Err(error) => {
+                *errors.entry(("rule", error.reason())).or_default() += 1;
+                if let Some(audit) = audit.as_mut() {
+                    audit.rule_error(index, error.reason());
+                }
+            }
         });
         for (rule_index, patterns) in self.rules.patterns_mut() {
             if patterns.apply(record, mask, &mut self.registry) {

@@ -71,6 +71,23 @@ pub enum SourceConfig {
     Kafka(KafkaSourceConfig),
 }
 
+impl SourceConfig {
+    /// The source's name: its own, else its kind and position (`file0`, `kafka1`); it
+    /// keys the source's positions in the checkpoint.
+    pub fn name(&self, index: usize) -> String {
+        match self {
+            SourceConfig::File { name, .. } => {
+                name.clone().unwrap_or_else(|| format!("file{index}"))
+            }
+            SourceConfig::Stdin => "stdin".to_owned(),
+            SourceConfig::Kafka(kafka) => kafka
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("kafka{index}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -311,19 +328,17 @@ impl Drop for Agent {
     }
 }
 
-fn build_sources(
+pub(crate) fn build_sources(
     config: &AgentConfig,
     pipeline: &Pipeline,
 ) -> Result<Vec<Box<dyn Source>>, AgentError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (index, source) in config.sources.iter().enumerate() {
+        let name = source.name(index);
         match source {
             SourceConfig::File {
-                name,
-                paths,
-                start_at,
+                paths, start_at, ..
             } => {
-                let name = name.clone().unwrap_or_else(|| format!("file{index}"));
                 let mut file_config = FileSourceConfig::new(name, paths.clone());
                 file_config.start_at = *start_at;
                 sources.push(Box::new(FileSource::new(
@@ -335,10 +350,6 @@ fn build_sources(
                 sources.push(Box::new(StdinSource::new(pipeline.framing().clone())));
             }
             SourceConfig::Kafka(kafka) => {
-                let name = kafka
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("kafka{index}"));
                 sources.push(Box::new(KafkaSource::new(name, kafka)?));
             }
         }
@@ -502,6 +513,9 @@ fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], thread
             Some(preparer) => source.poll_parallel(pipeline, preparer, threads),
             None => source.poll(pipeline),
         };
+        if let Some(files) = source.files() {
+            pipeline.set_source_files(source.name(), files);
+        }
     }
     pipeline.end_batch();
     read

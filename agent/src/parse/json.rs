@@ -14,17 +14,7 @@ pub(super) fn parse_into(
     scratch: &mut Scratch,
 ) -> Result<(), ParseError> {
     let value: Value = serde_json::from_str(line).map_err(|_| ParseError::InvalidJson)?;
-    let Value::Object(document) = &value else {
-        return Err(ParseError::InvalidJson);
-    };
-    let root = match (
-        document.len(),
-        document.get("schema"),
-        document.get("payload"),
-    ) {
-        (2, Some(_), Some(payload @ Value::Object(_))) => payload,
-        _ => &value,
-    };
+    let root = root(&value)?;
     for (slot, path) in paths.iter().enumerate() {
         let walked = path.iter().try_fold(root, |node, part| match node {
             Value::Object(map) => map.get(part),
@@ -43,6 +33,57 @@ pub(super) fn parse_into(
         }
     }
     Ok(())
+}
+
+/// The document rules read: the object itself, or the payload of a Connect envelope.
+fn root(value: &Value) -> Result<&Value, ParseError> {
+    let Value::Object(document) = value else {
+        return Err(ParseError::InvalidJson);
+    };
+    Ok(
+        match (
+            document.len(),
+            document.get("schema"),
+            document.get("payload"),
+        ) {
+            (2, Some(_), Some(payload @ Value::Object(_))) => payload,
+            _ => value,
+        },
+    )
+}
+
+/// The dotted paths of `line`'s scalars (an audit's did-you-mean candidates), at most a
+/// few levels and a few hundred deep, so a hostile line costs little.
+pub(super) fn keys(line: &str) -> Vec<String> {
+    const DEPTH: usize = 4;
+    const MAX: usize = 256;
+    fn walk(node: &Value, path: &mut String, depth: usize, out: &mut Vec<String>) {
+        let Value::Object(map) = node else {
+            if !path.is_empty() {
+                out.push(path.clone());
+            }
+            return;
+        };
+        for (key, child) in map {
+            if out.len() >= MAX || depth >= DEPTH {
+                return;
+            }
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            walk(child, path, depth + 1, out);
+            path.truncate(len);
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::from_str::<Value>(line) {
+        if let Ok(root) = root(&value) {
+            walk(root, &mut String::new(), 0, &mut out);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

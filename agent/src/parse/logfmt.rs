@@ -5,6 +5,25 @@
 use super::record::{FieldNames, Scratch};
 
 pub(super) fn parse_into(line: &str, fields: &FieldNames, scratch: &mut Scratch) {
+    scan(line, |key| fields.find(key), scratch);
+}
+
+/// Every key of `line`, in order (an audit's did-you-mean candidates).
+pub(super) fn keys(line: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    scan(
+        line,
+        |key| {
+            keys.push(key.to_owned());
+            None
+        },
+        &mut Scratch::default(),
+    );
+    keys
+}
+
+/// Walks `line`'s fields; the value of a key `slot_of` gives a slot is kept in `scratch`.
+fn scan(line: &str, mut slot_of: impl FnMut(&str) -> Option<usize>, scratch: &mut Scratch) {
     let bytes = line.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -20,7 +39,7 @@ pub(super) fn parse_into(line: &str, fields: &FieldNames, scratch: &mut Scratch)
             i += 1;
             continue;
         }
-        let slot = fields.find(&line[key_start..i]);
+        let slot = slot_of(&line[key_start..i]);
         if i >= bytes.len() || bytes[i] != b'=' {
             if let Some(slot) = slot {
                 scratch.set_borrowed(slot, line, &line[i..i]);

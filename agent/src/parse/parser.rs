@@ -75,6 +75,22 @@ impl Parser {
         })
     }
 
+    /// The fields the rules read.
+    pub fn fields(&self) -> &FieldNames {
+        &self.fields
+    }
+
+    /// The format's name and, for `regex`, the pattern's capture names: what an audit
+    /// lists the keys of a line by.
+    pub fn keys_of(&self, line: &str) -> Vec<String> {
+        match &self.format {
+            Format::Logfmt => logfmt::keys(line),
+            Format::Json(_) => json::keys(line),
+            Format::Regex(regex, _) => regex.capture_names().flatten().map(str::to_owned).collect(),
+            Format::None => Vec::new(),
+        }
+    }
+
     /// Parses `line` into `scratch`; read the fields with `Record::new(line, scratch)`.
     pub fn parse(&self, line: &str, scratch: &mut Scratch) -> Result<(), ParseError> {
         if u32::try_from(line.len()).is_err() {

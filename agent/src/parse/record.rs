@@ -24,16 +24,36 @@ pub struct Slot(pub usize);
 #[derive(Debug, Clone, Default)]
 pub struct FieldNames {
     names: Vec<String>,
+    /// Whether some rule reads the name from the record itself, rather than only from a
+    /// capture of its own pattern.
+    from_record: Vec<bool>,
 }
 
 impl FieldNames {
-    /// The slot of a name, added if new.
+    /// The slot of a name read from the record, added if new.
     pub fn slot(&mut self, name: &str) -> Slot {
+        let slot = self.capture_slot(name);
+        self.from_record[slot.0] = true;
+        slot
+    }
+
+    /// The slot of a name a rule reads from a capture of its own pattern, added if new.
+    pub fn capture_slot(&mut self, name: &str) -> Slot {
         let known = self.names.iter().position(|n| n == name);
         Slot(known.unwrap_or_else(|| {
             self.names.push(name.to_owned());
+            self.from_record.push(false);
             self.names.len() - 1
         }))
+    }
+
+    /// The names rules read from records, with their slots.
+    pub fn record_fields(&self) -> impl Iterator<Item = (Slot, &str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.from_record[*i])
+            .map(|(i, name)| (Slot(i), name.as_str()))
     }
 
     /// The slot of a key seen in a record, if a rule reads it.

@@ -140,9 +140,13 @@ impl Matcher {
             .pattern
             .as_ref()
             .and_then(|p| p.capture_names().position(|group| group == Some(name)));
+        let slot = match capture {
+            Some(_) => fields.capture_slot(name),
+            None => fields.slot(name),
+        };
         FieldRef {
             name: name.to_owned(),
-            slot: fields.slot(name),
+            slot,
             capture,
         }
     }

@@ -898,6 +898,10 @@ impl Source for FileSource {
         }
     }
 
+    fn files(&self) -> Option<usize> {
+        Some(self.files.len())
+    }
+
     fn finished(&self) -> bool {
         false
     }

@@ -74,6 +74,10 @@ pub trait Source: Send {
     fn flush(&mut self, sink: &mut dyn RecordSink, end_of_input: bool);
     /// True once the source can produce nothing more (stdin closed; never for tailing).
     fn finished(&self) -> bool;
+    /// The files a file source tails now; `None` for other kinds.
+    fn files(&self) -> Option<usize> {
+        None
+    }
     /// Whether input arrives by itself (a pipe) rather than being read when polled.
     fn is_stdin(&self) -> bool {
         false

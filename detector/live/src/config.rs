@@ -491,6 +491,30 @@ impl DetectConfig {
 
     /// Parses and checks YAML text; relative paths are relative to `path`'s folder.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::parse_unchecked(text, path)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads a YAML file and gives every problem in it, not only the first: a file that
+    /// does not parse has one, one that parses as many as [`DetectConfig::problems`] finds.
+    pub fn load_all(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            }]
+        })?;
+        let config = Self::parse_unchecked(&text, path).map_err(|e| vec![e])?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn parse_unchecked(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
@@ -505,8 +529,104 @@ impl DetectConfig {
                 config.store.snapshot_path = Some(base.join(snapshot));
             }
         }
-        config.check()?;
         Ok(config)
+    }
+
+    /// The configuration resolved, one line per input, output and path: what `omen check
+    /// detect` prints and `omen detect` logs when it starts.
+    pub fn describe(&self) -> Vec<String> {
+        let duration = |d: Duration| omen_common::duration::format(d);
+        let mut lines = vec![format!(
+            "listen: http://{}/ (/metrics, /api/v1/incidents; at most {} connections)",
+            self.listen, self.http.max_connections
+        )];
+        for scrape in &self.scrape {
+            lines.push(format!(
+                "scrape: {} every {} as job {}",
+                scrape.url,
+                duration(scrape.interval),
+                scrape.job
+            ));
+        }
+        if self.remote_write.enabled {
+            lines.push(format!(
+                "remote_write: receives on http://{}/api/v1/write",
+                self.listen
+            ));
+        }
+        for prometheus in &self.prometheus {
+            lines.push(format!(
+                "prometheus: {} queries of {} every {} (warm-up {})",
+                prometheus.queries.len(),
+                prometheus.url,
+                duration(prometheus.interval),
+                duration(prometheus.warmup)
+            ));
+        }
+        if let Some(kafka) = &self.kafka {
+            lines.push(format!(
+                "kafka: topic {} of {} in group {} (state in {})",
+                kafka.topic, kafka.brokers, kafka.group, kafka.state_topic
+            ));
+        }
+        if let Some(traces) = &self.traces {
+            let receivers: Vec<String> = [
+                traces.otlp_grpc.map(|a| format!("OTLP/gRPC {a}")),
+                traces
+                    .otlp_http
+                    .map(|a| format!("OTLP/HTTP http://{a}/v1/traces")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            lines.push(format!("traces: {}", receivers.join(", ")));
+        }
+        lines.push(format!(
+            "select: {} include, {} exclude{}",
+            self.select.include.len(),
+            self.select.exclude.len(),
+            if self.select.defaults {
+                " (and the default exclusions: up, scrape_*, ALERTS*, omen's own)"
+            } else {
+                ""
+            }
+        ));
+        lines.push(match &self.store.snapshot_path {
+            Some(path) => format!(
+                "snapshot: {} every {}",
+                path.display(),
+                duration(self.store.snapshot_interval)
+            ),
+            None => "snapshot: none (a restart learns every series again)".to_owned(),
+        });
+        let mut sinks: Vec<String> = self
+            .alerting
+            .alertmanager
+            .iter()
+            .map(|url| format!("Alertmanager {url}"))
+            .chain(
+                self.alerting
+                    .webhook
+                    .iter()
+                    .map(|url| format!("webhook {url}")),
+            )
+            .collect();
+        if self.alerting.stdout {
+            sinks.push("standard output".to_owned());
+        }
+        lines.push(if sinks.is_empty() {
+            "alerts: nowhere (incidents only on /api/v1/incidents)".to_owned()
+        } else {
+            format!("alerts: {}", sinks.join(", "))
+        });
+        if !self.calendar.is_empty() || !self.limits.is_empty() {
+            lines.push(format!(
+                "calendar: {} planned events; limits: {} metrics",
+                self.calendar.len(),
+                self.limits.len()
+            ));
+        }
+        lines
     }
 
     /// Every planned event ends after it starts and has an effect that can apply.
@@ -533,11 +653,27 @@ impl DetectConfig {
         Ok(())
     }
 
-    /// Checks what serde cannot: URLs, positive durations, a model that builds.
+    /// Checks what serde cannot: URLs, positive durations, a model that builds. The first
+    /// problem found is the error; [`DetectConfig::problems`] lists them all.
     pub fn check(&self) -> Result<(), ConfigError> {
-        SeriesDetector::new(self.detector.clone())
-            .map_err(|e| invalid("detector", e.to_string()))?;
-        self.check_calendar()?;
+        match self.problems().into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`DetectConfig::check`] looks for, in the order of the file.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let keep = |errors: &mut Vec<ConfigError>, checked: Result<(), ConfigError>| {
+            if let Err(error) = checked {
+                errors.push(error);
+            }
+        };
+        if let Err(e) = SeriesDetector::new(self.detector.clone()) {
+            errors.push(invalid("detector", e.to_string()));
+        }
+        keep(&mut errors, self.check_calendar());
         let url = |field: String, url: &str| -> Result<(), ConfigError> {
             match reqwest::Url::parse(url) {
                 Ok(parsed) if parsed.scheme() == "http" => Ok(()),
@@ -556,102 +692,145 @@ impl DetectConfig {
             }
         };
         for (i, scrape) in self.scrape.iter().enumerate() {
-            url(format!("scrape[{i}].url"), &scrape.url)?;
-            positive(format!("scrape[{i}].interval"), scrape.interval)?;
-            positive(format!("scrape[{i}].timeout"), scrape.timeout)?;
+            keep(&mut errors, url(format!("scrape[{i}].url"), &scrape.url));
+            keep(
+                &mut errors,
+                positive(format!("scrape[{i}].interval"), scrape.interval),
+            );
+            keep(
+                &mut errors,
+                positive(format!("scrape[{i}].timeout"), scrape.timeout),
+            );
         }
         for (i, prometheus) in self.prometheus.iter().enumerate() {
-            url(format!("prometheus[{i}].url"), &prometheus.url)?;
-            positive(format!("prometheus[{i}].interval"), prometheus.interval)?;
-            positive(format!("prometheus[{i}].step"), prometheus.step())?;
+            keep(
+                &mut errors,
+                url(format!("prometheus[{i}].url"), &prometheus.url),
+            );
+            keep(
+                &mut errors,
+                positive(format!("prometheus[{i}].interval"), prometheus.interval),
+            );
+            keep(
+                &mut errors,
+                positive(format!("prometheus[{i}].step"), prometheus.step()),
+            );
             if prometheus.queries.is_empty() {
-                return Err(invalid(format!("prometheus[{i}].queries"), "is empty"));
+                errors.push(invalid(format!("prometheus[{i}].queries"), "is empty"));
             }
         }
         for (i, am) in self.alerting.alertmanager.iter().enumerate() {
-            url(format!("alerting.alertmanager[{i}]"), am)?;
+            keep(&mut errors, url(format!("alerting.alertmanager[{i}]"), am));
         }
         for (i, hook) in self.alerting.webhook.iter().enumerate() {
-            url(format!("alerting.webhook[{i}]"), hook)?;
+            keep(&mut errors, url(format!("alerting.webhook[{i}]"), hook));
         }
-        self.http
-            .check()
-            .map_err(|(field, reason)| invalid(format!("http.{field}"), reason))?;
-        positive("alerting.resend".to_owned(), self.alerting.resend)?;
-        positive("alerting.timeout".to_owned(), self.alerting.timeout)?;
-        positive("store.ttl".to_owned(), self.store.ttl)?;
-        positive(
-            "store.snapshot_interval".to_owned(),
-            self.store.snapshot_interval,
-        )?;
-        positive("correlation.quiet".to_owned(), self.correlation.quiet)?;
+        keep(
+            &mut errors,
+            self.http
+                .check()
+                .map_err(|(field, reason)| invalid(format!("http.{field}"), reason)),
+        );
+        keep(
+            &mut errors,
+            positive("alerting.resend".to_owned(), self.alerting.resend),
+        );
+        keep(
+            &mut errors,
+            positive("alerting.timeout".to_owned(), self.alerting.timeout),
+        );
+        keep(
+            &mut errors,
+            positive("store.ttl".to_owned(), self.store.ttl),
+        );
+        keep(
+            &mut errors,
+            positive(
+                "store.snapshot_interval".to_owned(),
+                self.store.snapshot_interval,
+            ),
+        );
+        keep(
+            &mut errors,
+            positive("correlation.quiet".to_owned(), self.correlation.quiet),
+        );
         if self.alerting.queue == 0 {
-            return Err(invalid("alerting.queue", "must be at least 1"));
+            errors.push(invalid("alerting.queue", "must be at least 1"));
         }
         if self.store.max_series == 0 {
-            return Err(invalid("store.max_series", "must be at least 1"));
+            errors.push(invalid("store.max_series", "must be at least 1"));
         }
-        for (field, bytes) in [
-            (
-                "remote_write.max_body_bytes",
-                self.remote_write.max_body_bytes,
-            ),
-            (
-                "remote_write.max_decoded_bytes",
-                self.remote_write.max_decoded_bytes,
-            ),
-            ("remote_write.series_limit", self.remote_write.series_limit),
-            ("remote_write.label_limit", self.remote_write.label_limit),
-            (
-                "remote_write.label_name_length_limit",
-                self.remote_write.label_name_length_limit,
-            ),
-            (
-                "remote_write.label_value_length_limit",
-                self.remote_write.label_value_length_limit,
-            ),
-        ] {
-            if bytes == 0 {
-                return Err(invalid(
-                    field,
-                    "must be at least 1 (every request would be refused)",
-                ));
-            }
-        }
+        self.size_problems(&mut errors);
         if let Some(traces) = &self.traces {
-            positive("traces.interval".to_owned(), traces.interval)?;
-            positive("traces.wait".to_owned(), traces.wait)?;
-            for (field, value) in [
-                ("traces.max_body_bytes", traces.max_body_bytes),
-                ("traces.max_decoded_bytes", traces.max_decoded_bytes),
-                ("traces.max_span_series", traces.max_span_series),
-                ("traces.max_edges", traces.max_edges),
-                ("traces.max_held_spans", traces.max_held_spans),
-                ("traces.queue", traces.queue),
-            ] {
-                if value == 0 {
-                    return Err(invalid(field, "must be at least 1"));
-                }
-            }
+            keep(
+                &mut errors,
+                positive("traces.interval".to_owned(), traces.interval),
+            );
+            keep(&mut errors, positive("traces.wait".to_owned(), traces.wait));
         }
+        self.limit_problems(&mut errors);
+        errors
+    }
+
+    /// Forecast limits: finite, the lower below the upper.
+    fn limit_problems(&self, errors: &mut Vec<ConfigError>) {
         for (i, limit) in self.limits.iter().enumerate() {
             let finite = |bound: Option<f64>| bound.is_none_or(f64::is_finite);
             if !finite(limit.upper) || !finite(limit.lower) {
-                return Err(invalid(
+                errors.push(invalid(
                     format!("limits[{i}]"),
                     "bounds must be finite numbers",
                 ));
             }
             if let (Some(lower), Some(upper)) = (limit.lower, limit.upper) {
                 if lower >= upper {
-                    return Err(invalid(
+                    errors.push(invalid(
                         format!("limits[{i}]"),
                         format!("lower ({lower}) must be below upper ({upper})"),
                     ));
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Sizes and counts that must be at least 1, or every request would be refused.
+    fn size_problems(&self, errors: &mut Vec<ConfigError>) {
+        let remote_write = &self.remote_write;
+        let mut sizes = vec![
+            ("remote_write.max_body_bytes", remote_write.max_body_bytes),
+            (
+                "remote_write.max_decoded_bytes",
+                remote_write.max_decoded_bytes,
+            ),
+            ("remote_write.series_limit", remote_write.series_limit),
+            ("remote_write.label_limit", remote_write.label_limit),
+            (
+                "remote_write.label_name_length_limit",
+                remote_write.label_name_length_limit,
+            ),
+            (
+                "remote_write.label_value_length_limit",
+                remote_write.label_value_length_limit,
+            ),
+        ];
+        if let Some(traces) = &self.traces {
+            sizes.extend([
+                ("traces.max_body_bytes", traces.max_body_bytes),
+                ("traces.max_decoded_bytes", traces.max_decoded_bytes),
+                ("traces.max_span_series", traces.max_span_series),
+                ("traces.max_edges", traces.max_edges),
+                ("traces.max_held_spans", traces.max_held_spans),
+                ("traces.queue", traces.queue),
+            ]);
+        }
+        for (field, size) in sizes {
+            if size == 0 {
+                errors.push(invalid(
+                    field,
+                    "must be at least 1 (every request would be refused)",
+                ));
+            }
+        }
     }
 
     /// The model configuration for one metric: the shared one plus its limits.

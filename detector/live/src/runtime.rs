@@ -79,6 +79,9 @@ pub fn run(config: DetectConfig, replay: Option<Replay>) -> Result<(), RunError>
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
+    for line in config.describe() {
+        info!("{line}");
+    }
     runtime.block_on(serve(config, shutdown_signal(), replay))
 }
 
