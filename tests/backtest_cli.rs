@@ -85,3 +85,74 @@ fn the_configuration_chooses_the_models_unless_the_command_line_does() {
     assert_eq!(from_config, from_flag);
     assert_eq!(overridden, combined);
 }
+
+/// The texts of an SVG's `<text>` elements, trimmed.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|element| {
+            let (_, rest) = element.split_once('>')?;
+            let (text, _) = rest.split_once("</text>")?;
+            Some(text.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn plots_have_a_time_axis_a_legend_and_a_png_named_after_the_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("payments");
+    std::fs::create_dir(&data).unwrap();
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..800u32 {
+        let (day, hour, minute) = (1 + i / 288, i % 288 / 12, i % 12 * 5);
+        let shift = if i >= 700 { 30.0 } else { 0.0 };
+        let value = 10.0 + (f64::from(i) / 9.0).sin() + f64::from(i * 37 % 11) / 10.0 + shift;
+        csv += &format!("2024-01-{day:02} {hour:02}:{minute:02}:00,{value}\n");
+    }
+    std::fs::write(data.join("latency p99.csv"), csv).unwrap();
+    let out = dir.path().join("out");
+    let output = common::omen()
+        .arg("backtest")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::stderr(&output));
+
+    let plots = out.join("omen/plots");
+    let svg = std::fs::read_to_string(plots.join("latency_p99.svg")).unwrap();
+    let texts = svg_texts(&svg);
+    for wanted in [
+        "latency p99",
+        "time (UTC)",
+        "value",
+        "expected band",
+        "warm-up",
+        "alarm",
+        "anomaly score",
+        "threshold 0.500",
+    ] {
+        assert!(texts.iter().any(|t| t == wanted), "`{wanted}` in {texts:?}");
+    }
+    // The x axis is labelled with times of the data, not row numbers.
+    let times = texts.iter().filter(|t| t.starts_with("2024-01-0")).count();
+    assert!(times >= 4, "{texts:?}");
+    let png = std::fs::read(plots.join("latency_p99.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(png.len() > 10_000, "a drawn figure: {} bytes", png.len());
+
+    // The index lists the series with its worst score and the time of its alarm.
+    let index = std::fs::read_to_string(out.join("omen/index.html")).unwrap();
+    assert!(index.contains("href=\"plots/latency_p99.svg\""), "{index}");
+    let alarms = index
+        .rsplit("<td>")
+        .next()
+        .and_then(|cell| cell.split('<').next())
+        .unwrap_or_default();
+    assert!(
+        alarms.starts_with("2024-01-0"),
+        "alarm times listed: {index}"
+    );
+}

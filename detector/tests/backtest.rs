@@ -116,8 +116,8 @@ fn writes_nab_results_report_and_plots() {
     assert_eq!(by_range.first_in_window, 1);
     assert!(report.cross_validated.is_none(), "one category");
     assert!(out.join("omen/report.json").is_file());
-    assert_eq!(out.join("omen/plots/index.html").is_file(), plots);
-    assert_eq!(out.join("omen/plots/000.svg").is_file(), plots);
+    assert_eq!(out.join("omen/index.html").is_file(), plots);
+    assert_eq!(out.join("omen/plots/synthetic_wave.svg").is_file(), plots);
 }
 
 #[test]

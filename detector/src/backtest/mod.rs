@@ -186,7 +186,11 @@ pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
     report.write(&report_dir.join("report.json"))?;
     #[cfg(feature = "plots")]
     if options.plots {
-        plot::write_all(&report_dir.join("plots"), &runs, &report)?;
+        let marks = plot::Marks {
+            threshold: options.config.alarm_level,
+            warmup_rows: options.config.warmup_points,
+        };
+        plot::write_all(&report_dir, &runs, &report, marks)?;
     }
     Ok(report)
 }
