@@ -1,5 +1,5 @@
-//! The agent's HTTP server: `/metrics`, `/api/v1/patterns` (the log templates of the
-//! patterns rules), `/healthz`, `/ready`. The router is built by [`app`] so tests drive
+//! The agent's HTTP server: `/` (a page linking the rest), `/metrics`,
+//! `/api/v1/patterns` (the log templates of the patterns rules), `/healthz`, `/ready`. The router is built by [`app`] so tests drive
 //! it without a socket.
 //!
 //! Handlers only read the [`AgentState`]; the worker thread owns every change to it.
@@ -17,11 +17,27 @@ use crate::state::AgentState;
 
 pub fn app(state: Arc<AgentState>) -> Router {
     Router::new()
+        .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/api/v1/patterns", get(patterns))
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .with_state(state)
+}
+
+async fn landing() -> impl IntoResponse {
+    omen_common::http::landing_page(
+        "omen agent",
+        &[
+            ("/metrics", "the rules' metrics and the agent's own"),
+            ("/api/v1/patterns", "log templates learnt by patterns rules"),
+            ("/healthz", "200 while the worker runs"),
+            (
+                "/ready",
+                "200 once the sources are open and checkpoints succeed",
+            ),
+        ],
+    )
 }
 
 async fn metrics(State(state): State<Arc<AgentState>>, headers: HeaderMap) -> impl IntoResponse {

@@ -124,6 +124,7 @@ impl AgentState {
             text.truncate(text.len() - "# EOF\n".len());
         }
         self.http.render(&mut text, "omen_agent", format);
+        omen_common::process::render(&mut text, "agent", format);
         let probes = self.probes.registry();
         prometheus::render_after(text, &probes, format)
     }

@@ -582,6 +582,36 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// The page a browser gets on `/`: what answers (`omen agent 0.1.0`) and a link to each of
+/// `links` (`path`, what it gives), so no one meets a bare 404 there.
+pub fn landing_page(title: &str, links: &[(&str, &str)]) -> Response<Body> {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let title = escape(title);
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>omen {version}</p>\n<ul>\n"
+    );
+    for (path, what) in links {
+        let path = escape(path);
+        page.push_str(&format!(
+            "<li><a href=\"{path}\">{path}</a>: {}</li>\n",
+            escape(what)
+        ));
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    let mut response = Response::new(Body::from(page));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;

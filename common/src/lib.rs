@@ -6,7 +6,9 @@
 //!   with serde helpers for `Duration` and `Option<Duration>` fields.
 //! - `kafka` (feature `kafka`): applying a consumer-group rebalance in the group's
 //!   protocol (eager or cooperative).
-//! - `http` (feature `http`): serving an axum router with a connection cap and timeouts.
+//! - `http` (feature `http`): serving an axum router with a connection cap and timeouts,
+//!   and the landing page both servers answer on `/`.
+//! - `process` (feature `http`): `process_*` self-metrics and `omen_build_info`.
 //! - `mutate` (feature `mutate`, for tests): hostile variants of a valid JSON document.
 //!
 //! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
@@ -21,3 +23,5 @@ pub mod http;
 pub mod kafka;
 #[cfg(feature = "mutate")]
 pub mod mutate;
+#[cfg(feature = "http")]
+pub mod process;

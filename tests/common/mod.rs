@@ -139,11 +139,16 @@ pub fn wait_for_or<T>(
     }
 }
 
-/// Samples of an exposition, `name{labels}` → value, without the agent's self-metrics.
+/// Samples of an exposition, `name{labels}` → value, without the agent's self-metrics
+/// (its own families, the build and the process).
 pub fn rule_samples(exposition: &str) -> BTreeMap<String, f64> {
     omen_agent::oneshot::parse_exposition(exposition)
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("omen_agent_"))
+        .filter(|(k, _)| {
+            !["omen_agent_", "omen_build_info", "process_"]
+                .iter()
+                .any(|prefix| k.starts_with(prefix))
+        })
         .collect()
 }
 

@@ -1,4 +1,4 @@
-//! The detector's HTTP server: `/metrics`, the remote_write receiver
+//! The detector's HTTP server: `/` (a page linking the rest), `/metrics`, the remote_write receiver
 //! (`POST /api/v1/write`, handled in `ingest::remote_write`), `/api/v1/incidents`,
 //! `/api/v1/series` (each series' learning state), OTLP/HTTP `POST /v1/traces` and
 //! `/api/v1/traces/anomalous` when traces are enabled (handled in `traces::http`),
@@ -18,7 +18,33 @@ use crate::state::LiveState;
 
 pub fn app(state: Arc<LiveState>) -> Router {
     let remote_write = state.engine().config().remote_write.clone();
+    let traced = state.traces().is_some();
+    let mut links = vec![
+        (
+            "/metrics",
+            "series modelled, anomaly scores, the detector's own metrics",
+        ),
+        ("/api/v1/incidents", "open and recently resolved incidents"),
+        ("/api/v1/series", "each series' learning state"),
+    ];
+    if traced {
+        links.push((
+            "/api/v1/traces/anomalous",
+            "the most anomalous recent traces",
+        ));
+    }
+    links.extend([
+        ("/healthz", "200 while the process runs"),
+        (
+            "/ready",
+            "200 once snapshots are restored and sources started",
+        ),
+    ]);
     let mut router = Router::new()
+        .route(
+            "/",
+            get(move || async move { omen_common::http::landing_page("omen detector", &links) }),
+        )
         .route("/metrics", get(metrics))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/series", get(series))

@@ -228,6 +228,7 @@ impl LiveState {
         }
         self.http
             .render(&mut out, "omen_detector", Format::Prometheus);
+        omen_common::process::render(&mut out, "detector", Format::Prometheus);
         out
     }
 }
