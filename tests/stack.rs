@@ -403,6 +403,19 @@ fn assert_every_dashboard_query_returns_data(prometheus: &Prometheus) {
             "{}",
             path.display()
         );
+        // Annotation queries (incidents) must be valid; they have data only during one.
+        for annotation in dashboard["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(expr) = annotation["expr"].as_str() {
+                wait_for(common::LIMIT, &format!("an answer to `{expr}`"), || {
+                    prometheus.query(expr)
+                });
+                checked += 1;
+            }
+        }
         for (title, expr) in common::dashboard_expressions(&dashboard, &series) {
             wait_for(
                 common::LIMIT,
@@ -984,5 +997,53 @@ remote_write:
                 || metric.starts_with("omen_")),
             "{series} should not be modelled"
         );
+    }
+}
+
+/// What an on-call engineer sees first: health as stat panels, incidents marked on every
+/// graph, and on the agent dashboard nothing tied to one set of rules outside a collapsed
+/// row (the example's panels stay there for the demo).
+#[test]
+fn dashboards_lead_with_health_and_mark_incidents() {
+    for name in ["omen-agent.json", "omen-detector.json"] {
+        let path = common::repo_root().join("dashboards").join(name);
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let panels = dashboard["panels"].as_array().unwrap();
+        assert_eq!(panels[0]["type"], "row", "{name}");
+        let stats = panels.iter().filter(|p| p["type"] == "stat").count();
+        assert!(stats >= 4, "{name}: {stats} stat panels");
+        assert!(
+            panels[1..=stats].iter().all(|p| p["type"] == "stat"),
+            "{name}: the stat panels come first"
+        );
+        let incidents = dashboard["annotations"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("omen_incidents_open"))
+            });
+        assert!(incidents, "{name}: incidents annotated");
+    }
+    let path = common::repo_root().join("dashboards/omen-agent.json");
+    let agent: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for panel in agent["panels"].as_array().unwrap() {
+        let expressions = panel["targets"].as_array().into_iter().flatten();
+        for expr in expressions.filter_map(|t| t["expr"].as_str()) {
+            for example in ["hard_deletes", "stock_event", "http_request"] {
+                assert!(
+                    !expr.contains(example),
+                    "`{}` is tied to the example's rules: {expr}",
+                    panel["title"]
+                );
+            }
+        }
+        if panel["collapsed"] == true {
+            assert!(!panel["panels"].as_array().unwrap().is_empty());
+        }
     }
 }
