@@ -193,3 +193,28 @@ fn every_rule_that_does_not_parse_is_named_at_once() {
     }
     assert!(!error.contains("rules[0]"), "{error}");
 }
+
+#[test]
+fn every_invalid_rule_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent_test(
+        dir.path(),
+        "rules:
+  - { name: latency, type: histogram, value: ms, buckets: [1, 0.5] }
+  - { name: fine_total, type: counter, match: { msg: charged } }
+  - { name: fine_total, type: counter, match: { msg: refunded } }
+  - { name: bad_regex_total, type: counter, pattern: '(unclosed' }
+",
+        LOGFMT,
+        false,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let error = common::stderr(&output);
+    for wanted in [
+        "rule `latency`: field `buckets`",
+        "rule `fine_total`: field `name`: another rule has this name",
+        "rule `bad_regex_total`: field `pattern`",
+    ] {
+        assert!(error.contains(wanted), "`{wanted}` in {error}");
+    }
+}

@@ -167,7 +167,7 @@ impl RuleSet {
     }
 
     /// Builds every rule in file order, defining each family with `define`; errors name
-    /// the file, the rule and the field.
+    /// the file, the rule and the field, every one of them at once.
     fn build(
         config: &RulesConfig,
         path: &Path,
@@ -179,8 +179,9 @@ impl RuleSet {
             field: field.to_owned(),
             message,
         };
+        let mut errors = Vec::new();
         if config.limits.max_series_per_metric == 0 {
-            return Err(invalid(
+            errors.push(invalid(
                 "(limits)",
                 "limits.max_series_per_metric",
                 "must be at least 1".into(),
@@ -192,7 +193,8 @@ impl RuleSet {
         for rule_config in &config.rules {
             let name = rule_config.name();
             if names.iter().any(|n| n == name) {
-                return Err(invalid(name, "name", "another rule has this name".into()));
+                errors.push(invalid(name, "name", "another rule has this name".into()));
+                continue;
             }
             names.push(name.to_owned());
             let rule = match rule_config {
@@ -207,10 +209,20 @@ impl RuleSet {
                 RuleConfig::CdcDeletes(c) => builder.counter(&c.counter()).map(Rule::Counter),
                 RuleConfig::Patterns(c) => builder.patterns(c).map(|p| Rule::Patterns(Box::new(p))),
             };
-            rules.push(rule.map_err(|(field, message)| invalid(name, &field, message))?);
+            match rule {
+                Ok(rule) => rules.push(rule),
+                Err((field, message)) => errors.push(invalid(name, &field, message)),
+            }
         }
         let parser = Parser::build(&config.parser, builder.fields)
-            .map_err(|e| invalid("(parser)", "parser", e.to_string()))?;
+            .map_err(|e| invalid("(parser)", "parser", e.to_string()));
+        let parser = match (parser, errors.len()) {
+            (Ok(parser), 0) => parser,
+            (parser, _) => {
+                errors.extend(parser.err());
+                return Err(all_at_once(path, errors));
+            }
+        };
         let plan = assign_match_bits(&mut rules);
         Ok(Self {
             plan,
@@ -242,6 +254,29 @@ impl RuleSet {
             };
             on_result(index, result);
         }
+    }
+}
+
+/// One error as it is, several as one that lists each (without repeating the file).
+fn all_at_once(path: &Path, mut errors: Vec<ConfigError>) -> ConfigError {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let listed = errors
+        .into_iter()
+        .map(|error| match error {
+            ConfigError::Invalid {
+                rule,
+                field,
+                message,
+                ..
+            } => format!("rule `{rule}`: field `{field}`: {message}"),
+            other => other.to_string(),
+        })
+        .collect();
+    ConfigError::Rules {
+        path: path.to_owned(),
+        errors: listed,
     }
 }
 
