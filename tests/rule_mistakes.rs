@@ -185,7 +185,7 @@ fn every_rule_that_does_not_parse_is_named_at_once() {
     assert_eq!(output.status.code(), Some(2));
     let error = common::stderr(&output);
     for wanted in [
-        "rules[1] (`latency`): ",
+        "rules[1] (`latency`): field `buckets[1]`: invalid type: string \"fast\"",
         "rules[2] (`typo_total`): ",
         "countr",
     ] {

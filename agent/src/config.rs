@@ -455,6 +455,37 @@ impl RulesConfig {
     }
 }
 
+/// Why one rule does not parse, with the path of the field at fault (`buckets[1]: ...`)
+/// when its type is known: the rule is read as that type's fields, which keeps the path
+/// serde loses inside a tagged enum.
+fn rule_error(rule: serde_yaml::Value) -> Option<String> {
+    fn fields<T: serde::de::DeserializeOwned>(rule: serde_yaml::Value) -> Option<String> {
+        let error = serde_path_to_error::deserialize::<_, T>(rule).err()?;
+        let path = error.path().to_string();
+        Some(if path == "." {
+            error.into_inner().to_string()
+        } else {
+            format!("field `{path}`: {}", error.into_inner())
+        })
+    }
+    let whole = serde_yaml::from_value::<RuleConfig>(rule.clone()).err()?;
+    let mut body = rule;
+    let kind = body
+        .as_mapping_mut()
+        .and_then(|map| map.remove("type"))
+        .and_then(|kind| kind.as_str().map(str::to_owned));
+    let detailed = match kind.as_deref() {
+        Some("counter") => fields::<CounterConfig>(body),
+        Some("gauge") => fields::<GaugeConfig>(body),
+        Some("histogram") => fields::<HistogramConfig>(body),
+        Some("pair") => fields::<PairConfig>(body),
+        Some("cdc_deletes") => fields::<CdcDeletesConfig>(body),
+        Some("patterns") => fields::<PatternsConfig>(body),
+        _ => None,
+    };
+    Some(detailed.unwrap_or_else(|| whole.to_string()))
+}
+
 /// Every rule of `text` that does not parse on its own, or `None` when they all do (the
 /// error is elsewhere) or the file is not even a map with a list of rules.
 fn rule_errors(text: &str, path: &Path) -> Option<ConfigError> {
@@ -474,7 +505,7 @@ fn rule_errors(text: &str, path: &Path) -> Option<ConfigError> {
                 .and_then(serde_yaml::Value::as_str)
                 .map(|name| format!(" (`{name}`)"))
                 .unwrap_or_default();
-            let error = serde_yaml::from_value::<RuleConfig>(rule).err()?;
+            let error = rule_error(rule)?;
             Some(format!("rules[{index}]{name}: {error}"))
         })
         .collect();
