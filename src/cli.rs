@@ -358,6 +358,10 @@ pub struct AgentRunArgs {
     /// Read the sources to their current end, print the rules' metrics and exit (no server).
     #[arg(long)]
     pub oneshot: bool,
+    /// Refuse to start (exit 2) on what `omen check agent` warns of: a glob that matches
+    /// no file, a rules file with no rules.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -377,7 +377,7 @@ fn print_exposition(result: Result<String, impl std::fmt::Display>) -> ExitCode 
 }
 
 fn agent_run(args: AgentRunArgs) -> ExitCode {
-    let oneshot = args.oneshot;
+    let (oneshot, strict) = (args.oneshot, args.strict);
     let config = match agent_config(args) {
         Ok(config) => config,
         Err(error) => {
@@ -396,8 +396,12 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
     for line in &summary.lines {
         tracing::info!("{line}");
     }
-    for warning in &summary.warnings {
+    for warning in summary.warnings.iter().chain(&summary.errors) {
         tracing::warn!("{warning}");
+    }
+    if strict && !(summary.warnings.is_empty() && summary.errors.is_empty()) {
+        eprintln!("error: --strict: the configuration has warnings (above)");
+        return ExitCode::from(EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

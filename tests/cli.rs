@@ -368,3 +368,22 @@ server: {{ listen: {addr} }}
     .unwrap();
     agent.wait_value("omen_agent_source_files{source=\"app\"}", 1.0);
 }
+
+#[test]
+fn a_strict_agent_refuses_a_glob_that_matches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = common::repo_root().join("examples/agent/inventory.yaml");
+    let glob = format!("{}/*.log", dir.path().display());
+    let output = common::omen()
+        .args(["agent", "--strict", "--rules"])
+        .arg(&rules)
+        .args(["--tail", &glob, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", common::stderr(&output));
+    let said = common::stderr(&output);
+    assert!(
+        said.contains("matches no file yet") && said.contains("--strict"),
+        "{said}"
+    );
+}
