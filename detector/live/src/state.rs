@@ -151,7 +151,9 @@ impl LiveState {
         self.dispatch(notifications, now_ms);
     }
 
-    /// Resolves what went quiet and sends what changed.
+    /// Resolves what went quiet and sends what changed; gives open incidents what spans
+    /// say of them once spans say something (an SDK batches its spans for seconds, so an
+    /// incident can open before the spans of its start have arrived).
     pub fn tick(&self, now_ms: i64) {
         let notifications = {
             let mut engine = self.engine();
@@ -159,6 +161,53 @@ impl LiveState {
             engine.take_notifications()
         };
         self.dispatch(notifications, now_ms);
+        self.fill_trace_context(now_ms);
+    }
+
+    /// What spans say of an incident (started at `started_ms`, with `members`), if it has
+    /// a member in a service they know and they point somewhere.
+    fn trace_context(
+        &self,
+        members: &[crate::engine::correlate::Member],
+        started_ms: i64,
+        now_ms: i64,
+    ) -> Option<crate::engine::correlate::TraceContext> {
+        let traces = self.traces.as_ref()?;
+        let pipeline = traces.pipeline();
+        let traced = members.iter().any(|m| {
+            m.labels
+                .get("service")
+                .is_some_and(|s| pipeline.evidence().knows(s))
+        });
+        traced
+            .then(|| pipeline.context(started_ms, now_ms))
+            .flatten()
+    }
+
+    /// Attaches trace context to open incidents that have none yet.
+    fn fill_trace_context(&self, now_ms: i64) {
+        if self.traces.is_none() {
+            return;
+        }
+        let waiting: Vec<_> = self
+            .engine()
+            .correlator()
+            .open()
+            .iter()
+            .filter(|incident| incident.traces.is_none())
+            .map(|incident| {
+                (
+                    incident.id.clone(),
+                    incident.members.clone(),
+                    incident.started_ms,
+                )
+            })
+            .collect();
+        for (id, members, started_ms) in waiting {
+            if let Some(context) = self.trace_context(&members, started_ms, now_ms) {
+                self.engine().annotate_incident(&id, context);
+            }
+        }
     }
 
     fn dispatch(&self, mut notifications: Vec<Notification>, now_ms: i64) {
@@ -182,9 +231,9 @@ impl LiveState {
     /// Attaches what spans say to each incident opened or joined, in the notification (so
     /// its alert carries it) and in the engine (so the API does).
     fn add_trace_context(&self, notifications: &mut [Notification], now_ms: i64) {
-        let Some(traces) = &self.traces else {
+        if self.traces.is_none() {
             return;
-        };
+        }
         for notification in notifications {
             let Notification::Incident(event) = notification else {
                 continue;
@@ -193,16 +242,8 @@ impl LiveState {
                 continue;
             }
             // Spans and logs speak only of incidents with a member in a service they know.
-            let pipeline = traces.pipeline();
-            let traced = event.incident.members.iter().any(|m| {
-                m.labels
-                    .get("service")
-                    .is_some_and(|s| pipeline.evidence().knows(s))
-            });
-            let context = traced
-                .then(|| pipeline.context(event.incident.started_ms, now_ms))
-                .flatten();
-            drop(pipeline);
+            let context =
+                self.trace_context(&event.incident.members, event.incident.started_ms, now_ms);
             if let Some(context) = context {
                 self.engine()
                     .annotate_incident(&event.incident.id, context.clone());
