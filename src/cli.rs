@@ -325,7 +325,7 @@ pub struct AgentRunArgs {
     /// Agent configuration file (sources, server, checkpoint); flags below override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Rules file (overrides the configuration's `rules`).
+    /// Rules file (replaces the configuration's agent-wide `rules`; sources naming their own keep theirs).
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Files to tail (glob patterns; repeatable).

@@ -441,7 +441,7 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
         (None, None) => anyhow::bail!("give --config FILE or --rules FILE"),
     };
     if let Some(rules) = args.rules {
-        config.rules = rules;
+        config.rules = Some(rules);
     }
     if !args.tail.is_empty() {
         config.sources.push(SourceConfig::File {
@@ -451,10 +451,11 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
                 StartAtArg::Beginning => StartAt::Beginning,
                 StartAtArg::End => StartAt::End,
             },
+            rules: None,
         });
     }
     if args.stdin {
-        config.sources.push(SourceConfig::Stdin);
+        config.sources.push(SourceConfig::Stdin { rules: None });
     }
     if let Some(listen) = args.listen {
         config.server.listen = listen;

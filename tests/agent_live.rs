@@ -580,3 +580,84 @@ fn sigterm_writes_a_final_checkpoint_and_a_restart_resumes() {
     // The counter's start time survives the restart.
     assert_eq!(created(&agent), created_before);
 }
+
+#[test]
+fn one_agent_reads_each_log_by_its_own_rules_across_reload_and_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app_log, access_log) = (dir.path().join("app.log"), dir.path().join("access.log"));
+    let app_rules = dir.path().join("app.yaml");
+    let app = "parser: { format: json }\nrules:\n  - { name: app_errors_total, type: counter, match: { level: error }, labels: { service: service } }\n";
+    fs::write(&app_rules, app).expect("rules");
+    let access_rules = common::repo_root().join("examples/agent/access.yaml");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let config = dir.path().join("agent.yaml");
+    fs::write(
+        &config,
+        format!(
+            "sources:
+  - {{ type: file, name: app, paths: [app.log], rules: app.yaml }}
+  - {{ type: file, name: access, paths: [access.log], rules: {} }}
+server: {{ listen: '{addr}' }}
+checkpoint: {{ path: cp.json, interval: 100ms }}
+",
+            access_rules.display()
+        ),
+    )
+    .expect("config");
+    let app_line = |i: usize| {
+        let level = if i % 3 == 0 { "error" } else { "info" };
+        format!("{{\"level\": \"{level}\", \"service\": \"stock\", \"n\": {i}}}\n")
+    };
+    let access_line = |i: usize| {
+        let status = if i % 4 == 0 { 503 } else { 200 };
+        format!("192.0.2.1 - - [14/Jul/2025:09:00:{:02} +0000] \"GET /api/stock HTTP/1.1\" {status} 10 \"-\" \"probe\"\n", i % 60)
+    };
+    let write_both = |range: std::ops::Range<usize>| {
+        append(&app_log, &range.clone().map(app_line).collect::<String>());
+        append(&access_log, &range.map(access_line).collect::<String>());
+    };
+    let log = dir.path().join("agent.out");
+    write_both(0..30);
+    let mut agent = LiveAgent::start_config(&config, addr, &log);
+    let errors = "app_errors_total{service=\"stock\"}";
+    let served = "access_requests_total{method=\"GET\",status=\"200\"}";
+    agent.wait_value(errors, 10.0);
+    agent.wait_value(served, 22.0);
+    agent.wait_value("access_server_errors_total{path=\"/api/stock\"}", 8.0);
+    agent.wait_value("access_response_bytes_total", 300.0);
+    // Each parser saw only its own log: nothing failed to parse.
+    assert!(
+        !agent
+            .samples()
+            .keys()
+            .any(|k| k.starts_with("omen_agent_errors_total") && k.contains("stage=\"parse\"")),
+        "{:?}",
+        agent.samples()
+    );
+
+    // One file reloaded: its new rule counts, the other file's series go on untouched.
+    fs::write(
+        &app_rules,
+        format!("{app}  - {{ name: app_lines_total, type: counter }}\n"),
+    )
+    .expect("rules");
+    agent.wait_value("omen_agent_reloads_total{result=\"success\"}", 1.0);
+    write_both(30..40);
+    agent.wait_value("app_lines_total", 10.0);
+    agent.wait_value(errors, 14.0);
+    agent.wait_value(served, 30.0);
+
+    // kill -9 while both grow, then a restart: every line of both counted once.
+    write_both(40..70);
+    agent.process.kill();
+    write_both(70..100);
+    let agent = LiveAgent::start_config(&config, addr, &log);
+    agent.wait_value(errors, 34.0);
+    agent.wait_value(served, 75.0);
+    agent.wait_value("app_lines_total", 70.0);
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = agent.samples();
+    assert_eq!(samples.get(errors), Some(&34.0));
+    assert_eq!(samples.get(served), Some(&75.0));
+    assert_eq!(samples.get("access_response_bytes_total"), Some(&1000.0));
+}

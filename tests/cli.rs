@@ -138,6 +138,73 @@ store: { ttl: 0s }
 }
 
 #[test]
+fn rules_files_of_several_sources_are_checked_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "app.yaml",
+        "parser: { format: json }\nrules: [{ name: requests_total, type: counter }]\n",
+    );
+    write(
+        "access.yaml",
+        "parser: { format: logfmt }\nrules: [{ name: requests_total, type: counter }]\n",
+    );
+    // No agent-wide `rules`: the stdin source has none, and both files define one metric.
+    write(
+        "agent.yaml",
+        "sources:
+  - { type: file, name: app, paths: [app.log], rules: app.yaml }
+  - { type: file, name: access, paths: [access.log], rules: access.yaml }
+  - { type: stdin }
+",
+    );
+    let output = check("agent", &dir.path().join("agent.yaml"));
+    assert_eq!(output.status.code(), Some(1));
+    let errors = common::stderr(&output);
+    for wanted in [
+        "source `stdin` has no rules",
+        "the metric `requests_total` is defined in",
+        "2 error(s)",
+    ] {
+        assert!(errors.contains(wanted), "{wanted} in {errors}");
+    }
+    assert!(
+        errors.contains("app.yaml") && errors.contains("access.yaml"),
+        "{errors}"
+    );
+
+    // Renamed apart, with the stdin source given its own: each file listed, each source
+    // with the rules it reads by.
+    write(
+        "access.yaml",
+        "parser: { format: logfmt }\nrules: [{ name: access_total, type: counter }]\n",
+    );
+    write(
+        "agent.yaml",
+        "sources:
+  - { type: file, name: app, paths: [app.log], rules: app.yaml }
+  - { type: file, name: access, paths: [access.log], rules: access.yaml }
+  - { type: stdin, rules: access.yaml }
+",
+    );
+    let output = check("agent", &dir.path().join("agent.yaml"));
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", common::stderr(&output));
+    for wanted in [
+        "(parser json; 1 rules: requests_total (counter))",
+        "(parser logfmt; 1 rules: access_total (counter))",
+        "access.log (0 files now, start at beginning) with rules ",
+    ] {
+        assert!(text.contains(wanted), "{wanted} in {text}");
+    }
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("rules: ")).count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
 fn every_command_has_examples_and_every_flag_a_description() {
     let mut pending = vec![Vec::<String>::new()];
     let mut seen = 0;

@@ -39,8 +39,12 @@ fn every_agent_example_parses_and_validates() {
             rules_files += 1;
         } else {
             let config = AgentConfig::load(file).unwrap_or_else(|e| panic!("{e}"));
-            let rules = RulesConfig::load(&config.rules).unwrap_or_else(|e| panic!("{e}"));
-            Pipeline::validate(&rules, &config.rules).unwrap_or_else(|e| panic!("{e}"));
+            let used = config.rules_files();
+            assert!(!used.is_empty(), "{}: no rules file", file.display());
+            for path in used {
+                let rules = RulesConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                Pipeline::validate(&rules, &path).unwrap_or_else(|e| panic!("{e}"));
+            }
         }
     }
     assert!(

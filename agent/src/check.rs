@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::clock::SystemClock;
 use crate::config::{ParserFormat, RuleConfig, RulesConfig};
 use crate::pipeline::Pipeline;
-use crate::runtime::{build_sources, AgentConfig, SourceConfig};
+use crate::runtime::{build_sources, load_rules, AgentConfig, SourceConfig};
 
 /// The outcome of a check: the resolved configuration (one line per part), what deserves
 /// a look without being wrong (a glob matching no file yet), and every error.
@@ -50,12 +50,16 @@ pub fn check(config: &AgentConfig) -> Report {
 /// the rules file's errors): what the agent logs when it starts.
 pub fn describe(config: &AgentConfig) -> Report {
     let mut report = Report::default();
-    let rules = rules_line(&config.rules, &mut report);
-    report.lines.push(rules);
+    for path in config.rules_files() {
+        let rules = rules_line(&path, &mut report);
+        report.lines.push(rules);
+    }
     for (index, source) in config.sources.iter().enumerate() {
-        report
-            .lines
-            .push(source_line(index, source, &mut report.warnings));
+        let mut line = source_line(index, source, &mut report.warnings);
+        if let Some(rules) = source.own_rules() {
+            line.push_str(&format!(" with rules {}", rules.display()));
+        }
+        report.lines.push(line);
     }
     let limits = config.server.http;
     report.lines.push(format!(
@@ -173,7 +177,7 @@ fn source_line(index: usize, source: &SourceConfig, warnings: &mut Vec<String>) 
                 }
             )
         }
-        SourceConfig::Stdin => "source stdin".to_owned(),
+        SourceConfig::Stdin { .. } => "source stdin".to_owned(),
         SourceConfig::Kafka(kafka) => format!(
             "source {name}: kafka topics {} of {} (group {})",
             kafka.topics.join(", "),
@@ -183,16 +187,25 @@ fn source_line(index: usize, source: &SourceConfig, warnings: &mut Vec<String>) 
     }
 }
 
-/// Whether the sources of `config` build (a Kafka consumer's properties, say) and have
-/// names of their own, once the rules load: errors are added to `report`.
+/// Whether the rules files load together (each source has one, no metric is defined in
+/// two), and the sources build (a Kafka consumer's properties, say) and have names of
+/// their own: errors are added to `report`, each once.
 fn check_sources(config: &AgentConfig, report: &mut Report) {
-    let Ok(rules) = RulesConfig::load(&config.rules) else {
-        return;
+    let mut add = |error: String| {
+        if !report.errors.contains(&error) {
+            report.errors.push(error);
+        }
     };
-    let Ok(pipeline) = Pipeline::new(&rules, &config.rules, Arc::new(SystemClock)) else {
-        return;
+    for index in 0..config.sources.len() {
+        if let Err(error) = config.source_rules(index) {
+            add(error.to_string());
+        }
+    }
+    let loaded = match load_rules(config, Arc::new(SystemClock)) {
+        Ok(loaded) => loaded,
+        Err(error) => return add(error.to_string()),
     };
-    match build_sources(config, &pipeline) {
+    match build_sources(config, &loaded.pipeline, &loaded.groups) {
         Ok(sources) => {
             let mut names = std::collections::HashSet::new();
             for source in &sources {

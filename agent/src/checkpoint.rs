@@ -133,7 +133,7 @@ mod tests {
                 registry.observe(id, &[] as &[&str], *v * 0.001);
                 registry.inc(gauge, &[] as &[&str], *v / 3.0);
             }
-            let saved = PipelineSnapshot { metrics: registry.snapshot(), pairs: BTreeMap::new(), newest_event_ns: None, last_event_ns: None, patterns: BTreeMap::new() };
+            let saved = PipelineSnapshot { metrics: registry.snapshot(), pairs: BTreeMap::new(), newest_event_ns: None, last_event_ns: None, patterns: BTreeMap::new(), clocks: BTreeMap::new() };
             let json = serde_json::to_vec(&saved).unwrap();
             let back: PipelineSnapshot = serde_json::from_slice(&json).unwrap();
             prop_assert_eq!(back, saved);
@@ -154,6 +154,7 @@ mod tests {
                 newest_event_ns: Some(7),
                 last_event_ns: Some(9),
                 patterns: BTreeMap::new(),
+                clocks: BTreeMap::from([("r.yaml".to_owned(), Default::default())]),
             },
         );
         write(&path, &checkpoint).unwrap();

@@ -167,6 +167,7 @@ struct StreamCounts {
 pub struct PipelineSnapshot {
     pub metrics: Vec<FamilySnapshot>,
     pub pairs: BTreeMap<String, PairSnapshot>,
+    /// The first rules file's event clock (the only one before several were allowed).
     pub newest_event_ns: Option<i64>,
     /// The last record's event time (absent in checkpoints from before it was kept).
     #[serde(default)]
@@ -174,23 +175,85 @@ pub struct PipelineSnapshot {
     /// Each patterns rule's miner (absent in checkpoints from before patterns rules).
     #[serde(default)]
     pub patterns: BTreeMap<String, PatternsSnapshot>,
+    /// Every rules file's event clock, by the file's path.
+    #[serde(default)]
+    pub clocks: BTreeMap<String, EventClock>,
 }
 
-pub struct Pipeline {
-    pub registry: Registry,
+/// The logs' own time as one rules file's records tell it: pair rules time out by it.
+/// Each rules file has its own, since the logs it reads may run on another clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventClock {
+    pub newest_ns: Option<i64>,
+    /// The previous record's event time, which a jump of the clock must be confirmed by.
+    pub last_ns: Option<i64>,
+}
+
+/// One rules file at work: its parser, framing, compiled rules and event clock. Sources
+/// are bound to one group each (`Pipeline::select`); metrics of all groups share one
+/// registry, so a metric name belongs to one rules file only.
+struct RulesGroup {
+    path: std::path::PathBuf,
     parser: Parser,
-    scratch: Scratch,
     /// How sources cut their bytes into records, from the same rules file.
     framing: Framing,
     rules: RuleSet,
+    rule_matches: Vec<u64>,
+    clock: EventClock,
+}
+
+impl EventClock {
+    /// Moves the clock to a record's `time` and gives its new reading. It moves to the
+    /// newest time seen, except by a jump longer than the shortest pair timeout, which
+    /// would expire open starts at once: that needs a second record as far ahead, so that
+    /// one line stamped hours ahead of its neighbours (a wrong clock, a replayed line)
+    /// expires nothing. An end read while the clock is held back is still judged by its
+    /// own time (`PairRule::apply`).
+    fn advance(
+        &mut self,
+        time: i64,
+        shortest_timeout: Option<i64>,
+        errors: &mut BTreeMap<(&'static str, &'static str), u64>,
+    ) -> i64 {
+        let believed = match (self.newest_ns, shortest_timeout) {
+            (Some(clock), Some(timeout)) if time > clock.saturating_add(timeout) => {
+                self.last_ns.map_or(clock, |last| last.min(time))
+            }
+            _ => time,
+        };
+        let newest = self.newest_ns.map_or(believed, |n| n.max(believed));
+        if let (Some(last), Some(timeout)) = (self.last_ns, shortest_timeout) {
+            if last > newest.saturating_add(timeout) {
+                // The previous record was that far ahead, alone.
+                *errors.entry(("parse", "timestamp_ahead")).or_default() += 1;
+            }
+        }
+        self.last_ns = Some(time);
+        self.newest_ns = Some(newest);
+        newest
+    }
+}
+
+impl RulesGroup {
+    fn key(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Which rules file the records handed in next belong to (`Pipeline::add_rules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(pub usize);
+
+pub struct Pipeline {
+    pub registry: Registry,
+    scratch: Scratch,
+    groups: Vec<RulesGroup>,
+    /// The group records go to now.
+    active: usize,
     self_metrics: SelfMetrics,
     streams: Vec<StreamCounts>,
     stream_ids: HashMap<String, StreamId>,
-    rule_matches: Vec<u64>,
     errors: BTreeMap<(&'static str, &'static str), u64>,
-    newest_event_ns: Option<i64>,
-    /// The previous record's event time, which a jump of the clock must be confirmed by.
-    last_event_ns: Option<i64>,
     now_ns: i64,
     clock: Arc<dyn Clock>,
     /// What `omen agent test` reports besides the metrics; off in the live agent.
@@ -198,35 +261,109 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline running one rules file (more may be added with [`Pipeline::add_rules`]).
     pub fn new(
         config: &RulesConfig,
         path: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
+        let mut pipeline = Self::empty(clock);
+        pipeline.add_rules(config, path)?;
+        Ok(pipeline)
+    }
+
+    /// A pipeline with its self-metrics and no rules yet.
+    pub fn empty(clock: Arc<dyn Clock>) -> Self {
         let mut registry = Registry::new();
         registry.set_now(clock.now_ns() as f64 / 1e9);
         let self_metrics = SelfMetrics::define(&mut registry);
-        let framing = Framing::from_rules(config, path)?;
-        let rules = RuleSet::install(config, path, &mut registry)?;
-        let mut pipeline = Self {
+        Self {
             registry,
-            parser: rules.parser.clone(),
             scratch: Scratch::default(),
-            framing,
-            rule_matches: vec![0; rules.rules.len()],
-            rules,
+            groups: Vec::new(),
+            active: 0,
             self_metrics,
             streams: Vec::new(),
             stream_ids: HashMap::new(),
             errors: BTreeMap::new(),
-            newest_event_ns: None,
-            last_event_ns: None,
             now_ns: clock.now_ns(),
             clock,
             audit: None,
-        };
-        pipeline.end_batch();
-        Ok(pipeline)
+        }
+    }
+
+    /// Adds a rules file; records go to it once selected. The same path twice is one
+    /// group. A metric another rules file defines already is refused.
+    pub fn add_rules(&mut self, config: &RulesConfig, path: &Path) -> Result<GroupId, ConfigError> {
+        if let Some(index) = self.groups.iter().position(|g| g.path == path) {
+            return Ok(GroupId(index));
+        }
+        let framing = Framing::from_rules(config, path)?;
+        self.check_names(config, path, None)?;
+        let rules = RuleSet::install(config, path, &mut self.registry)?;
+        self.groups.push(RulesGroup {
+            path: path.to_owned(),
+            parser: rules.parser.clone(),
+            framing,
+            rule_matches: vec![0; rules.rules.len()],
+            rules,
+            clock: EventClock::default(),
+        });
+        self.retain_defined();
+        self.end_batch();
+        Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// Refuses rules defining a metric that a rules file other than `replacing` defines.
+    fn check_names(
+        &self,
+        config: &RulesConfig,
+        path: &Path,
+        replacing: Option<usize>,
+    ) -> Result<(), ConfigError> {
+        let names = RuleSet::family_names(config, path)?;
+        let others = self.groups.iter().enumerate();
+        for (_, group) in others.filter(|(index, _)| Some(*index) != replacing) {
+            if let Some(name) = group.rules.family_names.intersection(&names).next() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    rule: name.clone(),
+                    field: "name".to_owned(),
+                    message: format!(
+                        "the metric `{name}` is defined in {} as well: each metric belongs to one rules file",
+                        group.path.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the series of families no rules file defines any more.
+    fn retain_defined(&mut self) {
+        let groups = &self.groups;
+        self.registry.retain(|desc| {
+            desc.name.starts_with(SELF_METRIC_PREFIX)
+                || groups
+                    .iter()
+                    .any(|g| g.rules.family_names.contains(&desc.name))
+        });
+    }
+
+    /// Records handed in from now on are parsed and counted by the rules of `group`.
+    pub fn select(&mut self, group: GroupId) {
+        if group.0 < self.groups.len() {
+            self.active = group.0;
+        }
+    }
+
+    /// The rules files in use, in the order they were added.
+    pub fn rules_paths(&self) -> impl Iterator<Item = &Path> {
+        self.groups.iter().map(|g| g.path.as_path())
+    }
+
+    fn group(&self) -> &RulesGroup {
+        &self.groups[self.active]
     }
 
     /// Validates a whole rules file without touching any registry: its framing (parser
@@ -236,24 +373,33 @@ impl Pipeline {
         RuleSet::validate(config, path)
     }
 
-    /// How sources must cut records for the running rules.
+    /// How sources must cut records for the selected rules.
     pub fn framing(&self) -> &Framing {
-        &self.framing
+        &self.group().framing
     }
 
-    /// Replaces the rules; an invalid file leaves the running rules untouched.
-    pub fn reload(&mut self, config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
+    /// How sources of `group` must cut records.
+    pub fn framing_of(&self, group: GroupId) -> &Framing {
+        &self.groups[group.0].framing
+    }
+
+    /// Replaces the rules of `group`; an invalid file leaves the running rules untouched.
+    pub fn reload(&mut self, group: GroupId, config: &RulesConfig) -> Result<(), ConfigError> {
         self.end_batch();
-        let result = Framing::from_rules(config, path).and_then(|framing| {
-            RuleSet::validate(config, path)?;
-            let mut rules = RuleSet::install(config, path, &mut self.registry)?;
-            rules.adopt_state(&mut self.rules, &mut self.registry);
-            self.parser = rules.parser.clone();
-            self.rule_matches = vec![0; rules.rules.len()];
-            self.rules = rules;
-            self.framing = framing;
+        let path = self.groups[group.0].path.clone();
+        let result = Framing::from_rules(config, &path).and_then(|framing| {
+            RuleSet::validate(config, &path)?;
+            self.check_names(config, &path, Some(group.0))?;
+            let mut rules = RuleSet::install(config, &path, &mut self.registry)?;
+            let running = &mut self.groups[group.0];
+            rules.adopt_state(&mut running.rules, &mut self.registry);
+            running.parser = rules.parser.clone();
+            running.rule_matches = vec![0; rules.rules.len()];
+            running.rules = rules;
+            running.framing = framing;
             Ok(())
         });
+        self.retain_defined();
         let outcome = if result.is_ok() { "success" } else { "failure" };
         self.registry
             .inc(self.self_metrics.reloads, &[outcome], 1.0);
@@ -284,10 +430,12 @@ impl Pipeline {
             self.registry
                 .inc(m.bytes, &labels, std::mem::take(&mut stream.bytes) as f64);
         }
-        for (index, count) in self.rule_matches.iter_mut().enumerate() {
-            let name = [self.rules.names[index].as_str()];
-            self.registry
-                .inc(m.matches, &name, std::mem::take(count) as f64);
+        for group in &mut self.groups {
+            for (index, count) in group.rule_matches.iter_mut().enumerate() {
+                let name = [group.rules.names[index].as_str()];
+                self.registry
+                    .inc(m.matches, &name, std::mem::take(count) as f64);
+            }
         }
         let non_finite = self.registry.take_non_finite();
         if non_finite > 0 {
@@ -308,21 +456,22 @@ impl Pipeline {
             self.registry
                 .set(m.series_dropped, &[name.as_str()], count as f64);
         }
-        for pair in self.rules.pairs() {
+        for pair in self.groups.iter().flat_map(|g| g.rules.pairs()) {
             let name = [pair.name()];
             self.registry
                 .set(m.pair_open, &name, pair.open_count() as f64);
             self.registry
                 .set(m.pair_overflow, &name, pair.overflow_count() as f64);
         }
-        for patterns in self.rules.patterns() {
+        for patterns in self.groups.iter().flat_map(|g| g.rules.patterns()) {
             let name = [patterns.name()];
             let held = patterns.templates().count() as f64;
             self.registry.set(m.pattern_templates, &name, held);
             self.registry
                 .set(m.pattern_evictions, &name, patterns.evicted() as f64);
         }
-        if let Some(newest) = self.newest_event_ns {
+        // One gauge for all rules files: the newest time any of their logs has reached.
+        if let Some(newest) = self.groups.iter().filter_map(|g| g.clock.newest_ns).max() {
             self.registry
                 .set(m.newest_event, &[] as &[&str], newest as f64 / 1e9);
         }
@@ -365,17 +514,20 @@ impl Pipeline {
         }
     }
 
-    /// What reader threads need to parse and match records for the running rules.
+    /// What reader threads need to parse and match records for the selected rules.
     pub fn preparer(&self) -> Preparer {
+        let group = self.group();
         Preparer {
-            parser: self.parser.clone(),
-            plan: self.rules.plan.clone(),
+            parser: group.parser.clone(),
+            plan: group.rules.plan.clone(),
         }
     }
 
-    /// Watches every record from now on for the mistakes [`Audit`] reports.
+    /// Watches every record of the selected rules from now on for the mistakes [`Audit`]
+    /// reports.
     pub fn start_audit(&mut self) {
-        self.audit = Some(Box::new(Audit::new(&self.parser, self.rules.rules.len())));
+        let group = self.group();
+        self.audit = Some(Box::new(Audit::new(&group.parser, group.rules.rules.len())));
     }
 
     /// What the audit saw, if one was started.
@@ -383,9 +535,9 @@ impl Pipeline {
         self.audit.as_deref()
     }
 
-    /// The rules' names, in the order of the rules file.
+    /// The selected rules' names, in the order of their rules file.
     pub fn rule_names(&self) -> &[String] {
-        &self.rules.names
+        &self.group().rules.names
     }
 
     /// Processes one record's text.
@@ -393,15 +545,20 @@ impl Pipeline {
         // The scratch is taken out for the call, so the record can borrow it while the
         // rules mutate the rest of the pipeline.
         let mut scratch = std::mem::take(&mut self.scratch);
-        match self.parser.parse(text, &mut scratch) {
+        let parser = &self.groups[self.active].parser;
+        match parser.parse(text, &mut scratch) {
             Ok(()) => {
                 let record = Record::new(text, &scratch);
-                let time = self.parser.event_time(&record);
-                let before = self.audit.is_some().then(|| self.rule_matches.clone());
+                let time = parser.event_time(&record);
+                let before = self
+                    .audit
+                    .is_some()
+                    .then(|| self.group().rule_matches.clone());
                 self.apply(record, time, None);
                 if let (Some(audit), Some(before)) = (self.audit.as_mut(), before) {
-                    let hits = self.rule_matches.iter().zip(&before).map(|(a, b)| a > b);
-                    audit.parsed(&self.parser, &record, hits);
+                    let group = &self.groups[self.active];
+                    let hits = group.rule_matches.iter().zip(&before).map(|(a, b)| a > b);
+                    audit.parsed(&group.parser, &record, hits);
                 }
             }
             Err(error) => {
@@ -414,97 +571,79 @@ impl Pipeline {
         self.scratch = scratch;
     }
 
-    /// Applies a parsed record to every rule.
+    /// Applies a parsed record to every rule of the selected group.
     fn apply(&mut self, record: Record<'_>, event_time: EventTime, mask: Option<u128>) {
-        let (registry, rules, matches) = (&mut self.registry, &self.rules, &mut self.rule_matches);
-        let (errors, audit) = (&mut self.errors, &mut self.audit);
-        rules.apply_simple(record, mask, registry, |index, result| match result {
-            Ok(true) => matches[index] += 1,
-            Ok(false) => {}
-            Err(error) => {
-                *errors.entry(("rule", error.reason())).or_default() += 1;
-                if let Some(audit) = audit.as_mut() {
-                    audit.rule_error(index, error.reason());
+        let group = &mut self.groups[self.active];
+        let (registry, errors, audit) = (&mut self.registry, &mut self.errors, &mut self.audit);
+        let matches = &mut group.rule_matches;
+        group
+            .rules
+            .apply_simple(record, mask, registry, |index, result| match result {
+                Ok(true) => matches[index] += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    *errors.entry(("rule", error.reason())).or_default() += 1;
+                    if let Some(audit) = audit.as_mut() {
+                        audit.rule_error(index, error.reason());
+                    }
                 }
-            }
-        });
-        for (rule_index, patterns) in self.rules.patterns_mut() {
-            if patterns.apply(record, mask, &mut self.registry) {
-                self.rule_matches[rule_index] += 1;
+            });
+        for (rule_index, patterns) in group.rules.patterns_mut() {
+            if patterns.apply(record, mask, registry) {
+                group.rule_matches[rule_index] += 1;
             }
         }
-        if !self.rules.has_pairs() {
+        if !group.rules.has_pairs() {
             return;
         }
         let time = match event_time {
             EventTime::At(time) if time <= self.now_ns.saturating_add(MAX_FUTURE_SKEW_NS) => time,
             EventTime::At(_) => {
                 // One line with a clock far ahead must not expire every open start.
-                *self
-                    .errors
-                    .entry(("parse", "timestamp_in_future"))
-                    .or_default() += 1;
-                self.newest_event_ns.unwrap_or(self.now_ns)
+                *errors.entry(("parse", "timestamp_in_future")).or_default() += 1;
+                group.clock.newest_ns.unwrap_or(self.now_ns)
             }
             EventTime::Unreadable => {
-                *self.errors.entry(("parse", "bad_timestamp")).or_default() += 1;
-                self.newest_event_ns.unwrap_or(self.now_ns)
+                *errors.entry(("parse", "bad_timestamp")).or_default() += 1;
+                group.clock.newest_ns.unwrap_or(self.now_ns)
             }
             EventTime::NotConfigured => self.now_ns,
         };
-        // The clock moves to the newest time seen, except by a jump longer than the
-        // shortest pair timeout, which would expire open starts at once: that needs a second
-        // record as far ahead, so that one line stamped hours ahead of its neighbours (a
-        // wrong clock, a replayed line) expires nothing. An end read while the clock is
-        // held back is still judged by its own time (`PairRule::apply`).
-        let shortest = self.rules.pairs().map(|p| p.timeout_ns()).min();
-        let believed = match (self.newest_event_ns, shortest) {
-            (Some(clock), Some(timeout)) if time > clock.saturating_add(timeout) => {
-                self.last_event_ns.map_or(clock, |last| last.min(time))
-            }
-            _ => time,
-        };
-        let newest = self.newest_event_ns.map_or(believed, |n| n.max(believed));
-        if let (Some(last), Some(timeout)) = (self.last_event_ns, shortest) {
-            if last > newest.saturating_add(timeout) {
-                // The previous record was that far ahead, alone.
-                *self.errors.entry(("parse", "timestamp_ahead")).or_default() += 1;
-            }
-        }
-        self.last_event_ns = Some(time);
-        self.newest_event_ns = Some(newest);
+        let shortest = group.rules.pairs().map(|p| p.timeout_ns()).min();
+        let newest = group.clock.advance(time, shortest, errors);
         // Expired on every record, not only when the clock moves: a start that arrives
         // out of order, already past its timeout, is unmatched at once.
-        for pair in self.rules.pairs_mut() {
-            pair.expire(newest, &mut self.registry);
+        for pair in group.rules.pairs_mut() {
+            pair.expire(newest, registry);
         }
-        for (rule_index, rule) in self.rules.rules.iter_mut().enumerate() {
+        for (rule_index, rule) in group.rules.rules.iter_mut().enumerate() {
             let crate::rule::Rule::Pair(pair) = rule else {
                 continue;
             };
             // Overflow is counted by `omen_agent_pair_overflow_total` at the end of the batch.
-            if pair.apply(record, mask, time, &mut self.registry) != PairOutcome::None {
-                self.rule_matches[rule_index] += 1;
+            if pair.apply(record, mask, time, registry) != PairOutcome::None {
+                group.rule_matches[rule_index] += 1;
             }
         }
     }
 
     pub fn snapshot(&mut self) -> PipelineSnapshot {
         self.end_batch();
+        let first = self.groups.first().map(|g| g.clock).unwrap_or_default();
+        let rules = || self.groups.iter().map(|g| &g.rules);
         PipelineSnapshot {
             metrics: self.registry.snapshot(),
-            pairs: self
-                .rules
-                .pairs()
+            pairs: rules()
+                .flat_map(|r| r.pairs())
                 .map(|p| (p.name().to_owned(), p.snapshot()))
                 .collect(),
-            newest_event_ns: self.newest_event_ns,
-            last_event_ns: self.last_event_ns,
-            patterns: self
-                .rules
-                .patterns()
+            newest_event_ns: first.newest_ns,
+            last_event_ns: first.last_ns,
+            patterns: rules()
+                .flat_map(|r| r.patterns())
                 .map(|p| (p.name().to_owned(), p.snapshot()))
                 .collect(),
+            clocks: self.groups.iter().map(|g| (g.key(), g.clock)).collect(),
         }
     }
 
@@ -514,32 +653,40 @@ impl Pipeline {
         for name in self.registry.restore(snapshot.metrics) {
             warn!(metric = %name, "checkpointed metric no longer defined the same way, starting it at zero");
         }
-        let mut saved = snapshot.pairs;
-        for pair in self.rules.pairs_mut() {
-            let restored = saved
-                .remove(pair.name())
-                .is_some_and(|s| pair.restore(s, &mut self.registry));
-            if !restored {
-                pair.resync_pending(&mut self.registry);
+        let (mut pairs, mut patterns) = (snapshot.pairs, snapshot.patterns);
+        let mut clocks = snapshot.clocks;
+        for (index, group) in self.groups.iter_mut().enumerate() {
+            for pair in group.rules.pairs_mut() {
+                let restored = pairs
+                    .remove(pair.name())
+                    .is_some_and(|s| pair.restore(s, &mut self.registry));
+                if !restored {
+                    pair.resync_pending(&mut self.registry);
+                }
+            }
+            for (_, rule) in group.rules.patterns_mut() {
+                let restored = patterns
+                    .remove(rule.name())
+                    .is_some_and(|s| rule.restore(s));
+                if !restored {
+                    warn!(rule = %rule.name(), "no checkpointed templates for this patterns rule as defined now, learning afresh");
+                }
+            }
+            // A checkpoint from before several rules files kept the one clock apart.
+            let legacy = (index == 0).then_some(EventClock {
+                newest_ns: snapshot.newest_event_ns,
+                last_ns: snapshot.last_event_ns,
+            });
+            if let Some(clock) = clocks.remove(&group.key()).or(legacy) {
+                group.clock = clock;
             }
         }
-        let mut saved = snapshot.patterns;
-        for (_, patterns) in self.rules.patterns_mut() {
-            let restored = saved
-                .remove(patterns.name())
-                .is_some_and(|s| patterns.restore(s));
-            if !restored {
-                warn!(rule = %patterns.name(), "no checkpointed templates for this patterns rule as defined now, learning afresh");
-            }
-        }
-        self.newest_event_ns = snapshot.newest_event_ns;
-        self.last_event_ns = snapshot.last_event_ns;
         self.end_batch();
     }
 
     /// Every patterns rule with its templates, for `/api/v1/patterns`.
     pub fn patterns(&self) -> impl Iterator<Item = &crate::rule::PatternsRule> {
-        self.rules.patterns()
+        self.groups.iter().flat_map(|g| g.rules.patterns())
     }
 
     /// Renders the rules' metrics only (no self-metrics), as `omen agent test` prints them.
@@ -797,13 +944,13 @@ mod tests {
             path,
         )
         .unwrap();
-        p.reload(&same, path).unwrap();
+        p.reload(GroupId(0), &same).unwrap();
         p.process("t=101 msg=end id=a");
         p.end_batch();
         assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
         let broken =
             RulesConfig::from_yaml("rules:\n  - name: 9bad\n    type: counter\n", path).unwrap();
-        let error = p.reload(&broken, path).unwrap_err().to_string();
+        let error = p.reload(GroupId(0), &broken).unwrap_err().to_string();
         assert!(
             error.contains("rule `9bad`") && error.contains("field `name`"),
             "{error}"
@@ -864,7 +1011,7 @@ mod tests {
             path,
         )
         .unwrap();
-        p.reload(&same, path).unwrap();
+        p.reload(GroupId(0), &same).unwrap();
         p.process("level=info msg=\"user 4 logged in\"");
         p.end_batch();
         assert_eq!(value(&p, "log_pattern_lines_total", &labels), Some(4.0));
@@ -1006,5 +1153,82 @@ mod tests {
             ),
             Some(2.0)
         );
+    }
+
+    const JSON_PAIR_RULES: &str = "parser: { format: json, timestamp: { field: t, format: unix } }\nrules:\n  - name: other\n    type: pair\n    key: id\n    timeout: 10s\n    start: { match: { msg: start } }\n    end: { match: { msg: end } }\n";
+
+    fn rules(text: &str) -> RulesConfig {
+        RulesConfig::from_yaml(text, Path::new("rules.yaml")).unwrap()
+    }
+
+    #[test]
+    fn each_rules_file_parses_its_own_records_and_keeps_its_own_clock() {
+        let clock = Arc::new(ManualClock::new(0));
+        let mut p = Pipeline::new(&rules(PAIR_RULES), Path::new("a.yaml"), clock.clone()).unwrap();
+        let b = p
+            .add_rules(&rules(JSON_PAIR_RULES), Path::new("b.yaml"))
+            .unwrap();
+        assert_eq!(b, GroupId(1));
+        // The same file twice is one group.
+        let again = p.add_rules(&rules(JSON_PAIR_RULES), Path::new("b.yaml"));
+        assert_eq!(again.unwrap(), b);
+
+        p.process("t=100 msg=start id=a");
+        p.select(b);
+        // Far ahead on b's clock, twice (a jump confirmed): a's start must not expire.
+        p.process(r#"{"t": 5000, "msg": "start", "id": "x"}"#);
+        p.process(r#"{"t": 5001, "msg": "start", "id": "y"}"#);
+        p.process("t=101 msg=start id=z");
+        p.select(GroupId(0));
+        p.process("t=105 msg=end id=a");
+        p.end_batch();
+        assert_eq!(value(&p, "job_matched_total", &[]), Some(1.0));
+        assert_eq!(value(&p, "job_unmatched_total", &[]), Some(0.0));
+        assert_eq!(value(&p, "other_pending", &[]), Some(2.0));
+        let unparsed = [("stage", "parse"), ("reason", "invalid_json")];
+        assert_eq!(value(&p, "omen_agent_errors_total", &unparsed), Some(1.0));
+        assert_eq!(
+            p.rules_paths().collect::<Vec<_>>(),
+            [Path::new("a.yaml"), Path::new("b.yaml")]
+        );
+
+        // A third file defining a metric another defines is refused, naming that file.
+        let error = p.add_rules(&rules(PAIR_RULES), Path::new("c.yaml"));
+        let message = error.unwrap_err().to_string();
+        assert!(
+            message.contains("a.yaml") && message.contains("job"),
+            "{message}"
+        );
+
+        // A restart resumes each file's clock and open starts.
+        let snapshot = p.snapshot();
+        assert_eq!(snapshot.clocks.len(), 2);
+        let mut q = Pipeline::new(&rules(PAIR_RULES), Path::new("a.yaml"), clock).unwrap();
+        let b = q
+            .add_rules(&rules(JSON_PAIR_RULES), Path::new("b.yaml"))
+            .unwrap();
+        q.restore(snapshot);
+        q.select(b);
+        q.process(r#"{"t": 5002, "msg": "end", "id": "x"}"#);
+        q.select(GroupId(0));
+        q.process("t=106 msg=start id=c");
+        q.process("t=107 msg=end id=c");
+        q.end_batch();
+        assert_eq!(value(&q, "other_matched_total", &[]), Some(1.0));
+        assert_eq!(value(&q, "job_matched_total", &[]), Some(2.0));
+
+        // Reloading one file leaves the other's series alone; its removed rules go.
+        let counter = "parser: { format: json }\nrules: [{ name: lines_total, type: counter }]\n";
+        q.reload(b, &rules(counter)).unwrap();
+        q.select(b);
+        q.process(r#"{"msg": "hello"}"#);
+        q.end_batch();
+        assert_eq!(value(&q, "lines_total", &[]), Some(1.0));
+        assert_eq!(value(&q, "job_matched_total", &[]), Some(2.0));
+        assert_eq!(value(&q, "other_matched_total", &[]), None);
+        // A reload may not take a metric of the other file either.
+        let taken = "rules: [{ name: job_matched_total, type: counter }]\n";
+        assert!(q.reload(b, &rules(taken)).is_err());
+        assert_eq!(value(&q, "lines_total", &[]), Some(1.0));
     }
 }

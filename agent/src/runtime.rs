@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, DurationConfig, RulesConfig};
 use crate::export::otlp::{OtlpConfig, OtlpConfigError};
 use crate::log_backoff::LogBackoff;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{GroupId, Pipeline};
 use crate::probe::{Probes, ProbesConfig};
 use crate::source::{
     FileSource, FileSourceConfig, KafkaSource, KafkaSourceConfig, KafkaSourceError, Source,
@@ -36,8 +36,8 @@ use crate::state::AgentState;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
-    /// The rules file.
-    pub rules: PathBuf,
+    /// The rules file of every source that does not name its own (`sources[].rules`).
+    pub rules: Option<PathBuf>,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -65,8 +65,13 @@ pub enum SourceConfig {
         paths: Vec<String>,
         #[serde(default)]
         start_at: StartAt,
+        /// The rules file (and so the parser) for these files; the agent's `rules` when
+        /// absent.
+        rules: Option<PathBuf>,
     },
-    Stdin,
+    Stdin {
+        rules: Option<PathBuf>,
+    },
     /// A consumer-group member of Kafka topics whose record values are log lines.
     Kafka(KafkaSourceConfig),
 }
@@ -79,11 +84,26 @@ impl SourceConfig {
             SourceConfig::File { name, .. } => {
                 name.clone().unwrap_or_else(|| format!("file{index}"))
             }
-            SourceConfig::Stdin => "stdin".to_owned(),
+            SourceConfig::Stdin { .. } => "stdin".to_owned(),
             SourceConfig::Kafka(kafka) => kafka
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("kafka{index}")),
+        }
+    }
+
+    /// The source's own rules file, if it names one.
+    pub fn own_rules(&self) -> Option<&Path> {
+        match self {
+            SourceConfig::File { rules, .. } | SourceConfig::Stdin { rules } => rules.as_deref(),
+            SourceConfig::Kafka(kafka) => kafka.rules.as_deref(),
+        }
+    }
+
+    fn own_rules_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            SourceConfig::File { rules, .. } | SourceConfig::Stdin { rules } => rules.as_mut(),
+            SourceConfig::Kafka(kafka) => kafka.rules.as_mut(),
         }
     }
 }
@@ -136,7 +156,7 @@ impl AgentConfig {
     /// A config with the given rules and nothing else (the command line fills the rest).
     pub fn with_rules(rules: PathBuf) -> Self {
         Self {
-            rules,
+            rules: Some(rules),
             sources: Vec::new(),
             server: ServerConfig::default(),
             checkpoint: None,
@@ -162,6 +182,27 @@ impl AgentConfig {
         Ok(config)
     }
 
+    /// The rules file source `index` reads with: its own, else the agent's.
+    pub fn source_rules(&self, index: usize) -> Result<&Path, AgentError> {
+        let source = &self.sources[index];
+        source
+            .own_rules()
+            .or(self.rules.as_deref())
+            .ok_or_else(|| AgentError::NoRules(source.name(index)))
+    }
+
+    /// Every rules file in use, each once: the agent's first, then the sources' own.
+    pub fn rules_files(&self) -> Vec<PathBuf> {
+        let own = self.sources.iter().filter_map(SourceConfig::own_rules);
+        let mut files: Vec<PathBuf> = Vec::new();
+        for path in self.rules.as_deref().into_iter().chain(own) {
+            if !files.iter().any(|seen| seen == path) {
+                files.push(path.to_owned());
+            }
+        }
+        files
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let join = |p: &Path| {
             if p.is_absolute() {
@@ -170,11 +211,16 @@ impl AgentConfig {
                 base.join(p)
             }
         };
-        self.rules = join(&self.rules);
+        if let Some(rules) = &mut self.rules {
+            *rules = join(rules);
+        }
         if let Some(checkpoint) = &mut self.checkpoint {
             checkpoint.path = join(&checkpoint.path);
         }
         for source in &mut self.sources {
+            if let Some(rules) = source.own_rules_mut() {
+                *rules = join(rules);
+            }
             if let SourceConfig::File { paths, .. } = source {
                 for path in paths {
                     *path = join(Path::new(path)).to_string_lossy().into_owned();
@@ -201,6 +247,8 @@ pub enum AgentError {
     Worker,
     #[error("two sources are named `{0}`: names key positions in the checkpoint, give each source its own `name`")]
     DuplicateSource(String),
+    #[error("source `{0}` has no rules: give the agent's `rules` or the source's own `rules`")]
+    NoRules(String),
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
     #[error("probes: {0}")]
@@ -237,24 +285,75 @@ pub struct Agent {
 struct Worker {
     config: AgentConfig,
     sources: Vec<Box<dyn Source>>,
+    /// The rules group of each source.
+    groups: Vec<GroupId>,
     state: Arc<AgentState>,
     commands: Receiver<Command>,
-    rules_text: Vec<u8>,
-    /// The rules file could not be read at the last check (logged with backoff).
-    rules_unreadable: LogBackoff,
+    /// Every rules file, by group, as last read.
+    rules: Vec<WatchedRules>,
+}
+
+/// A rules file the worker reloads when its text changes.
+struct WatchedRules {
+    path: PathBuf,
+    text: Vec<u8>,
+    /// The file could not be read at the last check (logged with backoff).
+    unreadable: LogBackoff,
+}
+
+/// Every rules file of a configuration loaded into one pipeline.
+pub(crate) struct Loaded {
+    pub pipeline: Pipeline,
+    /// The rules group of each source, in the order of `sources`.
+    pub groups: Vec<GroupId>,
+    rules: Vec<WatchedRules>,
+}
+
+/// Loads every rules file `config` uses into one pipeline (one group per file, in the
+/// order of [`AgentConfig::rules_files`]) and binds each source to its file's group.
+pub(crate) fn load_rules(
+    config: &AgentConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Loaded, AgentError> {
+    let mut pipeline = Pipeline::empty(clock);
+    let mut rules = Vec::new();
+    for path in config.rules_files() {
+        let text = std::fs::read(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let parsed = RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path)?;
+        pipeline.add_rules(&parsed, &path)?;
+        rules.push(WatchedRules {
+            path,
+            text,
+            unreadable: LogBackoff::default(),
+        });
+    }
+    let groups = (0..config.sources.len())
+        .map(|index| {
+            let path = config.source_rules(index)?;
+            let group = rules.iter().position(|r| r.path == path);
+            Ok(GroupId(group.expect("every source's rules file is loaded")))
+        })
+        .collect::<Result<_, AgentError>>()?;
+    Ok(Loaded {
+        pipeline,
+        groups,
+        rules,
+    })
 }
 
 impl Agent {
     /// Loads the rules, restores the checkpoint and starts polling.
     pub fn start(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<Self, AgentError> {
-        let rules_text = std::fs::read(&config.rules).map_err(|source| ConfigError::Read {
-            path: config.rules.clone(),
-            source,
-        })?;
-        let rules = RulesConfig::from_yaml(&String::from_utf8_lossy(&rules_text), &config.rules)?;
-        let mut pipeline = Pipeline::new(&rules, &config.rules, clock.clone())?;
+        let Loaded {
+            mut pipeline,
+            groups,
+            rules,
+        } = load_rules(&config, clock.clone())?;
         config.probes.validate().map_err(AgentError::Probe)?;
-        let mut sources = build_sources(&config, &pipeline)?;
+        let mut sources = build_sources(&config, &pipeline, &groups)?;
         let mut names = std::collections::HashSet::new();
         if let Some(source) = sources.iter().find(|s| !names.insert(s.name().to_owned())) {
             return Err(AgentError::DuplicateSource(source.name().to_owned()));
@@ -277,10 +376,10 @@ impl Agent {
         let mut worker = Worker {
             config,
             sources,
+            groups,
             state: state.clone(),
             commands: receiver,
-            rules_text,
-            rules_unreadable: LogBackoff::default(),
+            rules,
         };
         let handle = std::thread::Builder::new()
             .name("omen-agent".into())
@@ -328,26 +427,26 @@ impl Drop for Agent {
     }
 }
 
+/// The sources of `config`, each framing records as its rules group says.
 pub(crate) fn build_sources(
     config: &AgentConfig,
     pipeline: &Pipeline,
+    groups: &[GroupId],
 ) -> Result<Vec<Box<dyn Source>>, AgentError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    for (index, source) in config.sources.iter().enumerate() {
+    for (index, (source, group)) in config.sources.iter().zip(groups).enumerate() {
         let name = source.name(index);
+        let framing = pipeline.framing_of(*group).clone();
         match source {
             SourceConfig::File {
                 paths, start_at, ..
             } => {
                 let mut file_config = FileSourceConfig::new(name, paths.clone());
                 file_config.start_at = *start_at;
-                sources.push(Box::new(FileSource::new(
-                    file_config,
-                    pipeline.framing().clone(),
-                )));
+                sources.push(Box::new(FileSource::new(file_config, framing)));
             }
-            SourceConfig::Stdin => {
-                sources.push(Box::new(StdinSource::new(pipeline.framing().clone())));
+            SourceConfig::Stdin { .. } => {
+                sources.push(Box::new(StdinSource::new(framing)));
             }
             SourceConfig::Kafka(kafka) => {
                 sources.push(Box::new(KafkaSource::new(name, kafka)?));
@@ -412,6 +511,7 @@ impl Worker {
         poll_sources(
             &mut self.state.pipeline(),
             &mut self.sources,
+            &self.groups,
             self.config.threads,
         )
     }
@@ -449,38 +549,46 @@ impl Worker {
         self.state.pipeline().count_checkpoint_write(result.is_ok());
     }
 
+    /// Reloads each rules file whose text changed since it was last read.
     fn reload_if_changed(&mut self) {
-        match std::fs::read(&self.config.rules) {
-            Ok(text) => {
-                if self.rules_unreadable.succeeded() {
-                    info!(path = %self.config.rules.display(), "rules readable again");
+        for group in 0..self.rules.len() {
+            let watched = &mut self.rules[group];
+            match std::fs::read(&watched.path) {
+                Ok(text) => {
+                    if watched.unreadable.succeeded() {
+                        info!(path = %watched.path.display(), "rules readable again");
+                    }
+                    if text != watched.text {
+                        self.reload_from(GroupId(group), text);
+                    }
                 }
-                if text != self.rules_text {
-                    self.reload_from(text);
-                }
-            }
-            Err(error) => {
-                // Checked every second: logged with backoff.
-                if let Some(unlogged) = self.rules_unreadable.failed(Instant::now()) {
-                    let path = self.config.rules.display();
-                    warn!(%path, %error, unlogged, "cannot read rules, keeping the running ones");
+                Err(error) => {
+                    // Checked every second: logged with backoff.
+                    if let Some(unlogged) = watched.unreadable.failed(Instant::now()) {
+                        let path = watched.path.display();
+                        warn!(%path, %error, unlogged, "cannot read rules, keeping the running ones");
+                    }
                 }
             }
         }
     }
 
+    /// Reloads every rules file (SIGHUP).
     fn reload(&mut self) {
-        match std::fs::read(&self.config.rules) {
-            Ok(text) => self.reload_from(text),
-            Err(error) => {
-                error!(path = %self.config.rules.display(), %error, "reload failed, keeping the running rules");
-                self.state.pipeline().count_failed_reload();
+        for group in 0..self.rules.len() {
+            let path = &self.rules[group].path;
+            match std::fs::read(path) {
+                Ok(text) => self.reload_from(GroupId(group), text),
+                Err(error) => {
+                    error!(path = %path.display(), %error, "reload failed, keeping the running rules");
+                    self.state.pipeline().count_failed_reload();
+                }
             }
         }
     }
 
-    fn reload_from(&mut self, text: Vec<u8>) {
-        let path = self.config.rules.clone();
+    fn reload_from(&mut self, group: GroupId, text: Vec<u8>) {
+        let path = self.rules[group.0].path.clone();
         let parsed = RulesConfig::from_yaml(&String::from_utf8_lossy(&text), &path);
         if parsed.is_err() {
             // Not a rules file at all: the pipeline never sees it, so count it here.
@@ -488,14 +596,20 @@ impl Worker {
         }
         let result = parsed.and_then(|rules| {
             let mut pipeline = self.state.pipeline();
-            pipeline.reload(&rules, &path)?;
-            for source in &mut self.sources {
-                source.set_framing(pipeline.framing());
+            pipeline.reload(group, &rules)?;
+            let framing = pipeline.framing_of(group);
+            for (source, _) in self
+                .sources
+                .iter_mut()
+                .zip(&self.groups)
+                .filter(|(_, g)| **g == group)
+            {
+                source.set_framing(framing);
             }
             Ok(())
         });
         // Remember what was tried, so a bad file is reported once, not every second.
-        self.rules_text = text;
+        self.rules[group.0].text = text;
         match result {
             Ok(()) => info!(path = %path.display(), "rules reloaded"),
             Err(error) => error!(%error, "reload failed, keeping the running rules"),
@@ -504,11 +618,17 @@ impl Worker {
 }
 
 /// Polls every source once into the pipeline, as one batch; returns the bytes read.
-fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], threads: usize) -> u64 {
+fn poll_sources(
+    pipeline: &mut Pipeline,
+    sources: &mut [Box<dyn Source>],
+    groups: &[GroupId],
+    threads: usize,
+) -> u64 {
     pipeline.begin_batch();
-    let preparer = (threads > 1).then(|| pipeline.preparer());
     let mut read = 0;
-    for source in sources.iter_mut() {
+    for (source, group) in sources.iter_mut().zip(groups) {
+        pipeline.select(*group);
+        let preparer = (threads > 1).then(|| pipeline.preparer());
         read += match &preparer {
             Some(preparer) => source.poll_parallel(pipeline, preparer, threads),
             None => source.poll(pipeline),
@@ -524,11 +644,14 @@ fn poll_sources(pipeline: &mut Pipeline, sources: &mut [Box<dyn Source>], thread
 /// Reads every source to its current end (stdin to its close), then returns the rules'
 /// exposition: `omen agent --oneshot`, mtail's one-shot mode. No server, no checkpoint.
 pub fn run_oneshot(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<String, AgentError> {
-    let rules = RulesConfig::load(&config.rules)?;
-    let mut pipeline = Pipeline::new(&rules, &config.rules, clock)?;
-    let mut sources = build_sources(config, &pipeline)?;
+    let Loaded {
+        mut pipeline,
+        groups,
+        ..
+    } = load_rules(config, clock)?;
+    let mut sources = build_sources(config, &pipeline, &groups)?;
     loop {
-        let read = poll_sources(&mut pipeline, &mut sources, config.threads);
+        let read = poll_sources(&mut pipeline, &mut sources, &groups, config.threads);
         let waiting = sources.iter().any(|s| s.is_stdin() && !s.finished());
         if read == 0 && !waiting {
             break;
@@ -538,7 +661,8 @@ pub fn run_oneshot(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<String
         }
     }
     pipeline.begin_batch();
-    for source in &mut sources {
+    for (source, group) in sources.iter_mut().zip(&groups) {
+        pipeline.select(*group);
         source.flush(&mut pipeline, true);
     }
     pipeline.end_batch();

@@ -294,6 +294,7 @@ fn agent_config(
         name: Some("inventory".into()),
         paths: vec![log.display().to_string()],
         start_at: StartAt::Beginning,
+        rules: None,
     });
     let brokers = options.kafka.to_string();
     config.probes.kafka_lag.push(KafkaLagConfig {

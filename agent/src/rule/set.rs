@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::build::{RuleBuilder, SELF_METRIC_PREFIX};
+use super::build::RuleBuilder;
 use super::counter::CounterRule;
 use super::gauge::GaugeRule;
 use super::histogram::HistogramRule;
@@ -48,16 +48,22 @@ impl RuleSet {
     /// the `parser.multiline` and `limits.max_line_bytes` fields, is checked by
     /// `source::Framing`; `Pipeline::validate` checks both).
     pub fn validate(config: &RulesConfig, path: &Path) -> Result<(), ConfigError> {
+        Self::family_names(config, path).map(|_| ())
+    }
+
+    /// Validates, and gives the families the rules would define.
+    pub fn family_names(config: &RulesConfig, path: &Path) -> Result<HashSet<String>, ConfigError> {
         let mut next = 0;
         Self::build(config, path, &mut |_desc| {
             next += 1;
             FamilyId::placeholder(next - 1)
         })
-        .map(|_| ())
+        .map(|rules| rules.family_names)
     }
 
     /// Validates, then defines the rules' families in `registry` (keeping the series of
-    /// unchanged ones and dropping those of removed rules).
+    /// unchanged ones). Dropping the families of removed rules is the caller's part: the
+    /// registry holds other rules files' families too.
     pub fn install(
         config: &RulesConfig,
         path: &Path,
@@ -66,9 +72,6 @@ impl RuleSet {
         Self::validate(config, path)?;
         let max_series = config.limits.max_series_per_metric;
         let rules = Self::build(config, path, &mut |desc| registry.define(desc, max_series))?;
-        registry.retain(|desc| {
-            desc.name.starts_with(SELF_METRIC_PREFIX) || rules.family_names.contains(&desc.name)
-        });
         rules.initialise_static_series(registry);
         Ok(rules)
     }

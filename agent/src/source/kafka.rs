@@ -66,6 +66,8 @@ pub struct KafkaSourceConfig {
     /// Further librdkafka consumer properties (e.g. `session.timeout.ms`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// The rules file for this source's records (default: the agent's `rules`).
+    pub rules: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
