@@ -138,12 +138,24 @@ fn both_servers_say_their_build_their_process_and_link_their_endpoints_on_root()
     assert_build_and_process_metrics(&metrics, "agent");
     let (status, page) = http_get(agent.addr, "/").unwrap();
     assert_eq!(status, 200);
-    for link in ["/metrics", "/api/v1/patterns", "/healthz", "/ready"] {
+    for link in [
+        "/metrics",
+        "/api/v1/patterns",
+        "/runbooks",
+        "/healthz",
+        "/ready",
+    ] {
         assert!(
             page.contains(&format!("href=\"{link}\"")),
             "{link} in {page}"
         );
     }
+    // The runbooks, with a section per alert (the detector's is checked in tests/stack.rs).
+    let (status, page) = http_get(agent.addr, "/runbooks").unwrap();
+    assert!(
+        status == 200 && page.contains("<h3 id=\"omenagentdown\">"),
+        "{page}"
+    );
 
     let addr = ([127, 0, 0, 1], free_port()).into();
     let detector = LiveDetector::start(
@@ -156,7 +168,13 @@ fn both_servers_say_their_build_their_process_and_link_their_endpoints_on_root()
     assert_build_and_process_metrics(&metrics, "detector");
     let (status, page) = http_get(detector.addr, "/").unwrap();
     assert_eq!(status, 200);
-    for link in ["/metrics", "/api/v1/incidents", "/api/v1/series", "/ready"] {
+    for link in [
+        "/metrics",
+        "/api/v1/incidents",
+        "/api/v1/series",
+        "/runbooks",
+        "/ready",
+    ] {
         assert!(
             page.contains(&format!("href=\"{link}\"")),
             "{link} in {page}"

@@ -476,6 +476,15 @@ scrape_configs:
             .is_some_and(|s| !s.is_empty()),
         "{firing:#}"
     );
+    // It links its runbook (at the default `alerting.runbook_url`), which every detector
+    // serves.
+    let runbook = "http://127.0.0.1:9751/runbooks#omenincident";
+    assert_eq!(firing["annotations"]["runbook_url"], runbook);
+    let (status, page) = common::http_get(detector.addr, "/runbooks").expect("runbooks");
+    assert!(
+        status == 200 && page.contains("id=\"omenincident\""),
+        "{page}"
+    );
     // Let the other two services join before the slowdown ends.
     std::thread::sleep(Duration::from_secs(10));
     stack.writer.slow_down(false);

@@ -20,6 +20,7 @@ pub fn app(state: Arc<AgentState>) -> Router {
         .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/api/v1/patterns", get(patterns))
+        .route("/runbooks", get(|| async { omen_common::runbooks::page() }))
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .with_state(state)
@@ -31,6 +32,10 @@ async fn landing() -> impl IntoResponse {
         &[
             ("/metrics", "the rules' metrics and the agent's own"),
             ("/api/v1/patterns", "log templates learnt by patterns rules"),
+            (
+                "/runbooks",
+                "what each of omen's alerts means and what to do",
+            ),
             ("/healthz", "200 while the worker runs"),
             (
                 "/ready",

@@ -9,6 +9,8 @@
 //! - `http` (feature `http`): serving an axum router with a connection cap and timeouts,
 //!   and the landing page both servers answer on `/`.
 //! - `process` (feature `http`): `process_*` self-metrics and `omen_build_info`.
+//! - `runbooks` (feature `http`): `docs/runbooks.md` as the page both servers answer on
+//!   `/runbooks`.
 //! - `mutate` (feature `mutate`, for tests): hostile variants of a valid JSON document.
 //!
 //! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
@@ -25,3 +27,5 @@ pub mod kafka;
 pub mod mutate;
 #[cfg(feature = "http")]
 pub mod process;
+#[cfg(feature = "http")]
+pub mod runbooks;

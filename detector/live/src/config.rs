@@ -436,6 +436,9 @@ pub struct AlertingConfig {
     pub early_warnings: bool,
     /// Linked from every alert (`dashboard` annotation and generatorURL).
     pub dashboard_url: String,
+    /// Where omen's runbooks are (`/runbooks` on a detector or agent): every alert links
+    /// its section in the `runbook_url` annotation.
+    pub runbook_url: String,
 }
 
 impl Default for AlertingConfig {
@@ -449,6 +452,7 @@ impl Default for AlertingConfig {
             queue: 10_000,
             early_warnings: true,
             dashboard_url: "http://127.0.0.1:3000/d/omen-detector".to_owned(),
+            runbook_url: "http://127.0.0.1:9751/runbooks".to_owned(),
         }
     }
 }
@@ -725,6 +729,11 @@ impl DetectConfig {
         for (i, hook) in self.alerting.webhook.iter().enumerate() {
             keep(&mut errors, url(format!("alerting.webhook[{i}]"), hook));
         }
+        let runbooks = &self.alerting.runbook_url;
+        keep(
+            &mut errors,
+            url("alerting.runbook_url".to_owned(), runbooks),
+        );
         keep(
             &mut errors,
             self.http

@@ -34,6 +34,10 @@ pub fn app(state: Arc<LiveState>) -> Router {
         ));
     }
     links.extend([
+        (
+            "/runbooks",
+            "what each of omen's alerts means and what to do",
+        ),
         ("/healthz", "200 while the process runs"),
         (
             "/ready",
@@ -48,6 +52,7 @@ pub fn app(state: Arc<LiveState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/series", get(series))
+        .route("/runbooks", get(|| async { omen_common::runbooks::page() }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready));
     if let Some(traces) = state.traces() {

@@ -215,12 +215,17 @@ impl LiveState {
             return;
         }
         self.add_trace_context(&mut notifications, now_ms);
-        let dashboard_url = self.engine().config().alerting.dashboard_url.clone();
+        let (dashboard_url, runbooks) = {
+            let engine = self.engine();
+            let alerting = &engine.config().alerting;
+            (alerting.dashboard_url.clone(), alerting.runbook_url.clone())
+        };
         for notification in notifications {
             if let Some(observe) = &self.observer {
                 observe(&notification);
             }
-            for alert in notification.alerts(&dashboard_url, now_ms) {
+            for mut alert in notification.alerts(&dashboard_url, now_ms) {
+                alert.link_runbook(&runbooks);
                 for sink in &self.sinks {
                     sink.push(alert.clone());
                 }

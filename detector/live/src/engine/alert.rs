@@ -36,6 +36,15 @@ impl Alert {
         self.ends_at.is_some()
     }
 
+    /// Links the alert's section of the runbooks at `runbooks` (`runbook_url`, by its
+    /// alert name, as the rules in `alerts/` link theirs).
+    pub fn link_runbook(&mut self, runbooks: &str) {
+        let name = self.labels.get("alertname").map_or("", String::as_str);
+        let anchor = omen_common::runbooks::anchor(name);
+        let url = format!("{}#{anchor}", runbooks.trim_end_matches('#'));
+        self.annotations.insert("runbook_url".to_owned(), url);
+    }
+
     /// Identifies the alert as Alertmanager does: by its label set.
     pub fn fingerprint(&self) -> String {
         let mut hasher = DefaultHasher::new();
@@ -309,6 +318,26 @@ mod tests {
         assert_eq!(hook["status"], "firing");
         assert_eq!(hook["alerts"][0]["labels"]["root_cause"], "redis_latency");
         assert_eq!(hook["groupLabels"]["incident"], "inc-1-1");
+    }
+
+    #[test]
+    fn an_alert_links_the_runbook_section_of_its_name() {
+        let mut alert = warning_alert(
+            &EarlyWarning {
+                series: "queue_depth".to_owned(),
+                labels: BTreeMap::new(),
+                kind: WarningKind::LeavesBand,
+                since_ms: 0,
+                at_ms: 60_000,
+                resolved_ms: None,
+            },
+            "http://grafana/d/omen",
+        );
+        alert.link_runbook("https://omen.example.net/runbooks");
+        assert_eq!(
+            alert.annotations["runbook_url"],
+            "https://omen.example.net/runbooks#omenearlywarning"
+        );
     }
 
     #[test]
