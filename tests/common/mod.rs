@@ -291,9 +291,12 @@ impl LiveAgent {
     }
 
     pub fn wait_value(&self, key: &str, want: f64) {
-        wait_for(LIMIT, &format!("{key} == {want}"), || {
-            (self.samples().get(key) == Some(&want)).then_some(())
-        });
+        wait_for_or(
+            LIMIT,
+            &format!("{key} == {want}"),
+            || (self.samples().get(key) == Some(&want)).then_some(()),
+            || format!("it is {:?}", self.samples().get(key)),
+        );
     }
 }
 

@@ -14,8 +14,17 @@ use super::fingerprint::Fingerprint;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceCheckpoint {
-    Files { files: Vec<FilePosition> },
-    Kafka { partitions: Vec<KafkaPosition> },
+    Files {
+        files: Vec<FilePosition>,
+        /// Per name, when the file last rotated or copied away from it was last written
+        /// (ms since the epoch): files rotated beside it since, and not among `files`, were
+        /// never seen. Missing from older checkpoints: the files' own times stand in.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        rotated: std::collections::BTreeMap<String, i64>,
+    },
+    Kafka {
+        partitions: Vec<KafkaPosition>,
+    },
     None,
 }
 
