@@ -250,7 +250,8 @@ fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
 /// now by copytruncate (numbered names, as logrotate keeps them), while the agent is
 /// killed with SIGKILL at arbitrary moments; every metric must equal one clean run over
 /// the lines written.
-fn rotations_and_kill_9(seed: u64) {
+/// `glob` after the log's path: `""` tails it alone, `"*"` its rotated names as well.
+fn rotations_and_kill_9(seed: u64, glob: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let checkpoint = dir.path().join("agent.checkpoint");
     let app = dir.path().join("app.log");
@@ -259,7 +260,8 @@ fn rotations_and_kill_9(seed: u64) {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let rules = inventory_rules();
     let tail = app.to_string_lossy().into_owned();
-    let start = |port| LiveAgent::start_with(&rules, &tail, Some(&checkpoint), port, &[]);
+    let pattern = format!("{tail}{glob}");
+    let start = |port| LiveAgent::start_with(&rules, &pattern, Some(&checkpoint), port, &[]);
     let port = common::free_port();
     let mut agent = start(port);
 
@@ -321,7 +323,9 @@ fn rotations_and_kill_9(seed: u64) {
     let (renamed, copied) = writer.join().expect("writer");
     agent.process.kill();
     let agent = start(port);
-    let what = format!("seed {seed}: {kills} kills, {renamed} renames, {copied} copytruncates");
+    let what = format!(
+        "seed {seed}, glob {pattern}: {kills} kills, {renamed} renames, {copied} copytruncates"
+    );
     assert!(kills >= 3 && renamed >= 3 && copied >= 2, "{what}");
     let key = format!("omen_agent_lines_total{{stream=\"{tail}\"}}");
     agent.wait_value(&key, lines.len() as f64);
@@ -344,17 +348,24 @@ fn rotations_and_kill_9(seed: u64) {
 
 #[test]
 fn rotations_and_kill_9_lose_nothing_seed_1() {
-    rotations_and_kill_9(1);
+    rotations_and_kill_9(1, "");
 }
 
 #[test]
 fn rotations_and_kill_9_lose_nothing_seed_2() {
-    rotations_and_kill_9(2);
+    rotations_and_kill_9(2, "");
 }
 
 #[test]
 fn rotations_and_kill_9_lose_nothing_seed_3() {
-    rotations_and_kill_9(3);
+    rotations_and_kill_9(3, "");
+}
+
+/// The glob matches the rotated files too (`app.log*`): they are read as rotations of
+/// the log, in order and once, never as logs of their own.
+#[test]
+fn rotations_and_kill_9_lose_nothing_with_a_glob_matching_rotated_names() {
+    rotations_and_kill_9(4, "*");
 }
 
 /// A small deterministic generator, so each seed replays the same writes.

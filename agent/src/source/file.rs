@@ -157,10 +157,23 @@ impl FileSource {
                 Err(error) => warn!(%pattern, %error, "invalid glob"),
             }
         }
-        for path in found {
+        // A rotation of a log the globs also match (`app.log.1` under `app.log*`) is read
+        // as a rotated file, in its place in the order: never as a log of its own.
+        let (rotations, logs): (Vec<PathBuf>, Vec<PathBuf>) = found
+            .iter()
+            .cloned()
+            .partition(|path| self.rotation_base(path, &found).is_some());
+        for path in logs {
             if !self.files.contains_key(&path) {
                 self.open(path, sink);
             }
+        }
+        let history = !self.scanned_once
+            && !self.had_checkpoint
+            && self.config.start_at == StartAt::Beginning;
+        for rotated in rotations {
+            let base = self.rotation_base(&rotated, &found).expect("partitioned");
+            self.drain_matched_rotation(rotated, base, history, sink);
         }
         if !self.scanned_once {
             self.scanned_once = true;
@@ -392,6 +405,57 @@ impl FileSource {
             {
                 self.draining.push(tailed);
             }
+        }
+    }
+
+    /// The log `path` is a rotation of (`app.log` for `app.log.1`), if the globs match
+    /// that log now (`found`) or it is tailed or rotated.
+    fn rotation_base(&self, path: &Path, found: &[PathBuf]) -> Option<PathBuf> {
+        let name = path.file_name()?.to_str()?;
+        let known = self.files.keys().chain(self.rotated_at.keys());
+        found
+            .iter()
+            .chain(known)
+            .filter(|base| base.parent() == path.parent() && *base != path)
+            .find(|base| {
+                base.file_name()
+                    .and_then(|b| b.to_str())
+                    .is_some_and(|b| is_rotation_of(name, b))
+            })
+            .cloned()
+    }
+
+    /// A rotated file the globs match, read as one rotated from `base`: at the first
+    /// start (`history`) from its beginning, before `base`; once finished with, again
+    /// from where it was left if a late writer added to it.
+    fn drain_matched_rotation(
+        &mut self,
+        rotated: PathBuf,
+        base: PathBuf,
+        history: bool,
+        sink: &mut dyn RecordSink,
+    ) {
+        let Ok(file) = File::open(&rotated) else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else {
+            return;
+        };
+        let (dev, ino) = (meta.dev(), meta.ino());
+        let offset = if history && !self.is_known(dev, ino) {
+            0
+        } else {
+            let grown = |p: &FilePosition| {
+                (p.dev, p.ino) == (dev, ino) && p.offset < meta.len() && same_content(p, &file)
+            };
+            match self.retired.iter().position(grown) {
+                Some(index) => self.retired.remove(index).map_or(0, |p| p.offset),
+                None => return,
+            }
+        };
+        info!(path = %rotated.display(), offset, "reading a rotated file the globs match");
+        if let Some(tailed) = self.tailed(base, file, dev, ino, offset, sink) {
+            self.draining.push(tailed);
         }
     }
 
@@ -1428,7 +1492,8 @@ mod tests {
             };
             let dir = tempfile::tempdir().unwrap();
             let app = dir.path().join("app.log");
-            let glob = app.to_string_lossy().into_owned();
+            // Every other seed the glob matches the rotated names too (`app.log*`).
+            let glob = format!("{}{}", app.display(), ["", "*"][seed as usize % 2]);
             let budget = 8 + below(60) as usize;
             let start = |checkpoint: Option<SourceCheckpoint>| {
                 let mut s = source(glob.clone(), StartAt::Beginning, Framing::default());
@@ -1497,7 +1562,7 @@ mod tests {
                 let window =
                     |v: &[String]| v[at.saturating_sub(3)..(at + 8).min(v.len())].join(" ");
                 panic!(
-                    "seed {seed}, budget {budget}: {} of {written} handed out; from {at}: {} (want {})\n{}",
+                    "seed {seed}, budget {budget}, {glob}: {} of {written} handed out; from {at}: {} (want {})\n{}",
                     sink.records.len(),
                     window(&sink.records),
                     window(&expected),
