@@ -452,6 +452,7 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
                 StartAtArg::End => StartAt::End,
             },
             rules: None,
+            rotated: Vec::new(),
         });
     }
     if args.stdin {

@@ -454,3 +454,37 @@ fn a_strict_agent_refuses_a_glob_that_matches_nothing() {
         "{said}"
     );
 }
+
+#[test]
+fn a_rotated_glob_is_checked_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "rules: [{ name: lines_total, type: counter }]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("agent.yaml");
+    let write = |rotated: &str| {
+        let text = format!(
+            "rules: rules.yaml\nsources:\n  - {{ type: file, paths: [app.log], rotated: ['{rotated}'] }}\n"
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("old/app.log.*");
+    let output = check("agent", &config);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", common::stderr(&output));
+    let olddir = dir.path().join("old/app.log.*");
+    assert!(
+        text.contains(&format!("rotated files also in {}", olddir.display())),
+        "{text}"
+    );
+    write("old/app.log.[");
+    let output = check("agent", &config);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        common::stderr(&output).contains("is not a glob"),
+        "{}",
+        common::stderr(&output)
+    );
+}

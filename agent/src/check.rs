@@ -152,7 +152,10 @@ fn source_line(index: usize, source: &SourceConfig, warnings: &mut Vec<String>) 
     let name = source.name(index);
     match source {
         SourceConfig::File {
-            paths, start_at, ..
+            paths,
+            start_at,
+            rotated,
+            ..
         } => {
             let matched: usize = paths
                 .iter()
@@ -168,14 +171,18 @@ fn source_line(index: usize, source: &SourceConfig, warnings: &mut Vec<String>) 
                     found
                 })
                 .sum();
-            format!(
+            let mut line = format!(
                 "source {name}: file {} ({matched} files now, start at {})",
                 paths.join(", "),
                 match start_at {
                     crate::source::StartAt::Beginning => "beginning",
                     crate::source::StartAt::End => "end",
                 }
-            )
+            );
+            if !rotated.is_empty() {
+                line.push_str(&format!(", rotated files also in {}", rotated.join(", ")));
+            }
+            line
         }
         SourceConfig::Stdin { .. } => "source stdin".to_owned(),
         SourceConfig::Kafka(kafka) => format!(

@@ -68,6 +68,10 @@ pub enum SourceConfig {
         /// The rules file (and so the parser) for these files; the agent's `rules` when
         /// absent.
         rules: Option<PathBuf>,
+        /// Where rotated files go besides each log's folder (globs, e.g. logrotate's
+        /// `olddir`: `/var/log/old/app.log.*`).
+        #[serde(default)]
+        rotated: Vec<String>,
     },
     Stdin {
         rules: Option<PathBuf>,
@@ -221,8 +225,8 @@ impl AgentConfig {
             if let Some(rules) = source.own_rules_mut() {
                 *rules = join(rules);
             }
-            if let SourceConfig::File { paths, .. } = source {
-                for path in paths {
+            if let SourceConfig::File { paths, rotated, .. } = source {
+                for path in paths.iter_mut().chain(rotated) {
                     *path = join(Path::new(path)).to_string_lossy().into_owned();
                 }
             }
@@ -249,6 +253,12 @@ pub enum AgentError {
     DuplicateSource(String),
     #[error("source `{0}` has no rules: give the agent's `rules` or the source's own `rules`")]
     NoRules(String),
+    #[error("source `{name}`: `{pattern}` is not a glob: {reason}")]
+    Glob {
+        name: String,
+        pattern: String,
+        reason: &'static str,
+    },
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
     #[error("probes: {0}")]
@@ -439,10 +449,25 @@ pub(crate) fn build_sources(
         let framing = pipeline.framing_of(*group).clone();
         match source {
             SourceConfig::File {
-                paths, start_at, ..
+                paths,
+                start_at,
+                rotated,
+                ..
             } => {
+                if let Some((pattern, error)) = paths
+                    .iter()
+                    .chain(rotated)
+                    .find_map(|p| glob::Pattern::new(p).err().map(|e| (p, e)))
+                {
+                    return Err(AgentError::Glob {
+                        name,
+                        pattern: pattern.clone(),
+                        reason: error.msg,
+                    });
+                }
                 let mut file_config = FileSourceConfig::new(name, paths.clone());
                 file_config.start_at = *start_at;
+                file_config.rotated = rotated.clone();
                 sources.push(Box::new(FileSource::new(file_config, framing)));
             }
             SourceConfig::Stdin { .. } => {

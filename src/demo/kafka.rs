@@ -295,6 +295,7 @@ fn agent_config(
         paths: vec![log.display().to_string()],
         start_at: StartAt::Beginning,
         rules: None,
+        rotated: Vec::new(),
     });
     let brokers = options.kafka.to_string();
     config.probes.kafka_lag.push(KafkaLagConfig {

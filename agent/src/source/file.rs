@@ -61,6 +61,10 @@ pub struct FileSourceConfig {
     pub rescan_interval: Duration,
     /// Bytes read from one file per poll, so one busy file cannot starve the others.
     pub read_budget: usize,
+    /// Where rotated files go besides the log's own folder (globs, e.g.
+    /// `/var/log/old/app.log.*` for logrotate's `olddir`); a match counts as a rotation of
+    /// a log when named as one (`app.log.1`, `app.log-20261207`).
+    pub rotated: Vec<String>,
 }
 
 impl FileSourceConfig {
@@ -71,6 +75,7 @@ impl FileSourceConfig {
             start_at: StartAt::Beginning,
             rescan_interval: Duration::from_millis(500),
             read_budget: 1 << 20,
+            rotated: Vec::new(),
         }
     }
 }
@@ -88,6 +93,9 @@ struct Tailed {
     fingerprint: Option<Fingerprint>,
     /// When the file was last written, as of the last look while it was empty.
     modified: Option<SystemTime>,
+    /// When the file was last written, as of the last look for a copy while its
+    /// fingerprint was short (`copied_while_short`).
+    looked_for_copy: Option<SystemTime>,
     stream: StreamId,
     idle_polls: u32,
     /// For a rotated file being drained: read to its end at least once since.
@@ -249,6 +257,7 @@ impl FileSource {
                 sink.event(stream, SourceEvent::Truncated);
                 if let Some(copy) = self.take_copy(&path, &p, stream, sink) {
                     self.draining.push(copy);
+                    self.copies_after(&path, sink);
                 }
                 0
             }
@@ -284,7 +293,13 @@ impl FileSource {
             return None;
         }
         let stream = sink.stream(&path.to_string_lossy());
-        let fingerprint = Fingerprint::of(&file).ok().flatten();
+        // Of what was read: a file to be read from its start has nothing read to lose,
+        // whatever its first bytes become before it is read.
+        let fingerprint = if offset > 0 {
+            Fingerprint::of(&file).ok().flatten()
+        } else {
+            None
+        };
         Some(Tailed {
             path,
             file,
@@ -294,6 +309,7 @@ impl FileSource {
             framer: Framer::new(self.framing.clone(), offset),
             fingerprint,
             modified: None,
+            looked_for_copy: None,
             stream,
             idle_polls: 0,
             reached_end: false,
@@ -305,17 +321,21 @@ impl FileSource {
     /// that holds it.
     fn drain_moved(&mut self, position: FilePosition, sink: &mut dyn RecordSink) {
         let path = PathBuf::from(&position.path);
-        let moved = fs::read_dir(directory_of(&path)).ok().and_then(|entries| {
-            entries.flatten().find_map(|entry| {
-                let meta = entry.metadata().ok()?;
+        let beside = fs::read_dir(directory_of(&path))
+            .into_iter()
+            .flatten()
+            .flatten();
+        let beside = beside.filter_map(|entry| Some((entry.path(), entry.metadata().ok()?)));
+        let moved = beside
+            .chain(self.rotated_elsewhere(&path))
+            .find_map(|(candidate, meta)| {
                 let same = (meta.dev(), meta.ino()) == (position.dev, position.ino);
                 if !same || meta.len() < position.offset {
                     return None;
                 }
-                let file = File::open(entry.path()).ok()?;
-                same_content(&position, &file).then(|| (entry.path(), file))
-            })
-        });
+                let file = File::open(&candidate).ok()?;
+                same_content(&position, &file).then_some((candidate, file))
+            });
         let drained = match moved {
             Some((rotated, file)) => {
                 info!(path = %rotated.display(), offset = position.offset, "reading rotated file to its end");
@@ -338,19 +358,38 @@ impl FileSource {
         sink: &mut dyn RecordSink,
     ) -> Option<Tailed> {
         let print = saved.fingerprint?;
-        rotated_beside(path).into_iter().find_map(|(rotated, meta)| {
-            let (dev, ino) = (meta.dev(), meta.ino());
-            let other = (dev, ino) != (saved.dev, saved.ino) && !self.is_being_read(dev, ino);
-            if !other || meta.len() < saved.offset {
-                return None;
-            }
-            let file = File::open(&rotated).ok()?;
-            if !print.matches(&file).unwrap_or(false) {
-                return None;
-            }
-            info!(path = %rotated.display(), offset = saved.offset, "reading the rest of a truncated file from its copy");
-            self.tailed(path.to_owned(), file, dev, ino, saved.offset, sink)
-        })
+        // Copies never seen that begin as the saved file did. A fingerprint of a short
+        // file is a prefix that later copies may share (lines that start alike): the
+        // oldest copy is the one made first after what was read, so it holds the rest.
+        let mut copies: Vec<(SystemTime, RotationAge, PathBuf, File, u64, u64)> = self
+            .rotations_of(path)
+            .into_iter()
+            .filter_map(|(rotated, meta)| {
+                let (dev, ino) = (meta.dev(), meta.ino());
+                let other = (dev, ino) != (saved.dev, saved.ino) && !self.is_known(dev, ino);
+                if !other || meta.len() < saved.offset {
+                    return None;
+                }
+                let file = File::open(&rotated).ok()?;
+                if !print.matches(&file).unwrap_or(false) {
+                    return None;
+                }
+                let age = RotationAge::of(&rotated, path);
+                Some((meta.modified().ok()?, age, rotated, file, dev, ino))
+            })
+            .collect();
+        copies.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let (_, _, rotated, file, dev, ino) = copies.into_iter().next()?;
+        info!(path = %rotated.display(), offset = saved.offset, "reading the rest of a truncated file from its copy");
+        self.tailed(path.to_owned(), file, dev, ino, saved.offset, sink)
+    }
+
+    /// After a copy was taken for a truncated file: copies made after it (truncated again
+    /// before we looked), never seen, are read after it and before the file.
+    fn copies_after(&mut self, path: &Path, sink: &mut dyn RecordSink) {
+        if let Some(since) = self.rotated_at.get(path).copied() {
+            self.drain_unseen_rotations(path, since, sink);
+        }
     }
 
     /// After a truncation: the copy holding the rest of `saved`, with the time it was made
@@ -384,7 +423,8 @@ impl FileSource {
         since: SystemTime,
         sink: &mut dyn RecordSink,
     ) {
-        let mut unseen: Vec<(SystemTime, PathBuf, fs::Metadata)> = rotated_beside(path)
+        let mut unseen: Vec<(SystemTime, PathBuf, fs::Metadata)> = self
+            .rotations_of(path)
             .into_iter()
             .filter(|(_, meta)| !self.is_known(meta.dev(), meta.ino()))
             .filter_map(|(p, meta)| {
@@ -405,6 +445,11 @@ impl FileSource {
             {
                 self.draining.push(tailed);
             }
+        }
+        if self.moved_away(path) {
+            // The file tailed under the name was rotated too, before or after those:
+            // `poll_draining` reads them all in the order they were written.
+            self.check_rotation(path, sink);
         }
     }
 
@@ -466,7 +511,7 @@ impl FileSource {
     fn sort_draining(&mut self) {
         let mut names: HashMap<(u64, u64), PathBuf> = HashMap::new();
         for tailed in &self.draining {
-            for (rotated, meta) in rotated_beside(&tailed.path) {
+            for (rotated, meta) in self.rotations_of(&tailed.path) {
                 names.insert((meta.dev(), meta.ino()), rotated);
             }
         }
@@ -474,6 +519,43 @@ impl FileSource {
             let name = names.get(&(t.dev, t.ino)).unwrap_or(&t.path);
             (modified(&t.file), RotationAge::of(name, &t.path))
         });
+    }
+
+    /// The rotations of the log at `path`: beside it, and where `rotated` says.
+    fn rotations_of(&self, path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+        let mut found = rotated_beside(path);
+        for (rotated, meta) in self.rotated_elsewhere(path) {
+            if !found.iter().any(|(p, _)| *p == rotated) {
+                found.push((rotated, meta));
+            }
+        }
+        found
+    }
+
+    /// Files the `rotated` globs match that are named as rotations of the log at `path`.
+    fn rotated_elsewhere(&self, path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Vec::new();
+        };
+        let matched = self
+            .config
+            .rotated
+            .iter()
+            .filter_map(|p| glob::glob(p).ok());
+        matched
+            .flatten()
+            .flatten()
+            .filter(|rotated| {
+                rotated
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|other| is_rotation_of(other, name))
+            })
+            .filter_map(|rotated| {
+                let meta = fs::metadata(&rotated).ok().filter(|m| m.is_file())?;
+                Some((rotated, meta))
+            })
+            .collect()
     }
 
     /// Whether a file is being read, under its name or drained.
@@ -672,7 +754,7 @@ impl FileSource {
     fn look_behind_first_content(&mut self, sink: &mut dyn RecordSink) {
         let mut first = Vec::new();
         for (path, tailed) in &mut self.files {
-            if tailed.fingerprint.is_some() || tailed.framer.position() > 0 {
+            if tailed.framer.position() > 0 {
                 continue;
             }
             let Some(since) = self.rotated_at.get(path) else {
@@ -686,11 +768,6 @@ impl FileSource {
         }
         for (path, since) in first {
             self.drain_unseen_rotations(&path, since, sink);
-            if self.moved_away(&path) {
-                // It was rotated too, before or after those: `poll_draining` reads them
-                // all in the order they were written.
-                self.check_rotation(&path, sink);
-            }
         }
     }
 
@@ -700,6 +777,66 @@ impl FileSource {
             return false;
         };
         fs::metadata(path).map_or(true, |m| (m.dev(), m.ino()) != (tailed.dev, tailed.ino))
+    }
+
+    /// A copytruncate the first bytes cannot show: while a file is shorter than a full
+    /// fingerprint, what is written after a truncation may begin with the very bytes read
+    /// before it (a line cut after its first characters, lines that start alike), and be
+    /// longer. A copy beside it, never seen, that begins with those bytes and holds at
+    /// least what was read, is then the evidence: the file is treated as truncated.
+    fn copied_while_short(&mut self, sink: &mut dyn RecordSink) {
+        let mut copied = Vec::new();
+        for (path, tailed) in &mut self.files {
+            let short = tailed.fingerprint.is_some_and(|f| !f.is_complete());
+            let read = tailed.framer.position();
+            let now = modified(&tailed.file);
+            if !short || read == 0 || now == tailed.looked_for_copy {
+                continue;
+            }
+            tailed.looked_for_copy = now;
+            copied.push((
+                path.clone(),
+                tailed.fingerprint,
+                (tailed.dev, tailed.ino),
+                read,
+            ));
+        }
+        for (path, print, identity, read) in copied {
+            let Some(print) = print else { continue };
+            let Some(live) = self.files.get(&path).map(|t| &t.file) else {
+                continue;
+            };
+            let rotations = self.rotations_of(&path);
+            // Where the file is now (renamed away, it may have been truncated before), and
+            // so how old it is: a copy of it was made before its last write, while a later
+            // file that merely begins alike was written after it.
+            let name = match self.moved_away(&path) {
+                false => path.clone(),
+                true => match rotations
+                    .iter()
+                    .find(|(_, m)| (m.dev(), m.ino()) == identity)
+                {
+                    Some((name, _)) => name.clone(),
+                    None => continue,
+                },
+            };
+            let age = (modified(live), RotationAge::of(&name, &path));
+            let copy = rotations.iter().any(|(rotated, meta)| {
+                let (dev, ino) = (meta.dev(), meta.ino());
+                if (dev, ino) == identity || self.is_known(dev, ino) || meta.len() < read {
+                    return false;
+                }
+                let Ok(copy) = File::open(rotated) else {
+                    return false;
+                };
+                let older = (meta.modified().ok(), RotationAge::of(rotated, &path)) < age;
+                // A copy of the file as it still is (no truncation) goes on as it does.
+                older && print.matches(&copy).unwrap_or(false) && !continues(live, &copy, read)
+            });
+            if copy {
+                self.truncated(&path, sink);
+            }
+        }
     }
 
     /// A tailed file was truncated (copytruncate): the rest of what it held is read from
@@ -718,7 +855,10 @@ impl FileSource {
         let mut held = std::mem::replace(&mut tailed.framer, Framer::new(self.framing.clone(), 0));
         tailed.fingerprint = None;
         match self.take_copy(path, &saved, stream, sink) {
-            Some(copy) => self.draining.push(copy),
+            Some(copy) => {
+                self.draining.push(copy);
+                self.copies_after(path, sink);
+            }
             // A complete record held before the truncation still counts.
             None => held.flush(false, &mut |record, truncated| {
                 sink.record(stream, record, truncated)
@@ -746,6 +886,7 @@ impl FileSource {
         tailed.idle_polls = 0;
         if let Some(copy) = copy {
             self.draining.insert(index, copy);
+            self.copies_after(&path, sink);
         }
     }
 
@@ -823,6 +964,16 @@ fn position(tailed: &Tailed) -> FilePosition {
         fingerprint: tailed.fingerprint,
         modified_ms: modified(&tailed.file).and_then(epoch_ms),
     }
+}
+
+/// Whether `file` holds what `copy` holds from `from` on (up to 4 KiB of it compared):
+/// `copy` is then a copy of `file` as it is, not of what a truncation removed.
+fn continues(file: &File, copy: &File, from: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let (mut theirs, mut ours) = ([0u8; 4096], [0u8; 4096]);
+    let read = |f: &File, buffer: &mut [u8]| f.read_at(buffer, from).unwrap_or(0);
+    let n = read(copy, &mut theirs);
+    read(file, &mut ours) >= n && theirs[..n] == ours[..n]
 }
 
 /// Milliseconds since the epoch, as checkpoints keep times.
@@ -951,6 +1102,7 @@ impl FileSource {
             self.scan(sink);
         }
         self.look_behind_first_content(sink);
+        self.copied_while_short(sink);
         let mut total = self.poll_draining(sink);
         let budget = self.config.read_budget;
         // A new file at a rotated file's path waits until the old one was read to its end.
@@ -1511,15 +1663,26 @@ mod tests {
             let mut saved = (s.checkpoint(), sink.records.len());
             let mut written = 1;
             let mut steps = Vec::new();
+            let mut held: Option<String> = None;
             for _ in 0..80 {
                 let n = below(6) as usize;
-                let text: String = (written..written + n)
-                    .map(|i| format!("seq={i}\n"))
-                    .collect();
-                append(&app, &text);
+                let mut text: String = held.take().unwrap_or_default();
+                text.extend((written..written + n).map(|i| format!("seq={i}\n")));
                 written += n;
-                steps.push(format!("write to {}", written - 1));
+                if n > 0 && below(3) == 0 {
+                    // The writer stops inside a line and ends it at its next write.
+                    let cut = text.len() - 1 - below(4) as usize;
+                    held = Some(text.split_off(cut));
+                }
+                append(&app, &text);
+                steps.push(format!(
+                    "write to {}{}",
+                    written - 1,
+                    ["", " (cut)"][held.is_some() as usize]
+                ));
+                // Rotations come between lines, never inside one.
                 match below(6) {
+                    _ if held.is_some() => {}
                     0 => {
                         rotate_numbered(&app);
                         steps.push("rename".into());
@@ -1552,6 +1715,9 @@ mod tests {
                     _ => {}
                 }
             }
+            if let Some(rest) = held.take() {
+                append(&app, &rest);
+            }
             for _ in 0..(written + 3 * DRAIN_IDLE_POLLS as usize) {
                 s.poll(&mut sink);
             }
@@ -1568,6 +1734,52 @@ mod tests {
                     window(&expected),
                     steps.join("\n")
                 );
+            }
+        }
+    }
+
+    /// logrotate's `olddir`: rotated files go to another folder, and `rotated` says
+    /// where. Rotated twice while the agent was down, they are found there and read in
+    /// order; without `rotated`, what they held past the checkpoint is not found.
+    #[test]
+    fn rotated_files_in_another_folder_are_found_after_a_restart() {
+        for olddir_known in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (app, old) = (dir.path().join("app.log"), dir.path().join("old"));
+            fs::create_dir(&old).unwrap();
+            let start = |checkpoint: Option<SourceCheckpoint>| {
+                let glob = app.to_string_lossy().into_owned();
+                let mut s = source(glob, StartAt::Beginning, Framing::default());
+                if olddir_known {
+                    s.config.rotated = vec![format!("{}/app.log.*", old.display())];
+                }
+                if let Some(checkpoint) = checkpoint {
+                    s.restore(checkpoint);
+                }
+                s
+            };
+            let line = |i: usize| format!("seq={i}\n");
+            append(&app, &(0..3).map(line).collect::<String>());
+            let mut sink = Recorder::default();
+            let mut s = start(None);
+            s.poll(&mut sink);
+            let saved = s.checkpoint();
+            drop(s);
+            append(&app, &(3..5).map(line).collect::<String>());
+            fs::rename(&app, old.join("app.log.1")).unwrap();
+            append(&app, &(5..7).map(line).collect::<String>());
+            fs::rename(old.join("app.log.1"), old.join("app.log.2")).unwrap();
+            fs::rename(&app, old.join("app.log.1")).unwrap();
+            append(&app, &line(7));
+            let mut s = start(Some(saved));
+            for _ in 0..3 * DRAIN_IDLE_POLLS {
+                s.poll(&mut sink);
+            }
+            let all: Vec<String> = (0..8).map(|i| format!("seq={i}")).collect();
+            if olddir_known {
+                assert_eq!(sink.records, all);
+            } else {
+                assert_eq!(sink.records, ["seq=0", "seq=1", "seq=2", "seq=7"]);
             }
         }
     }
