@@ -176,11 +176,16 @@ impl AgentConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut config: Self =
-            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-                path: path.to_owned(),
-                source,
-            })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses the configuration file at `path`, given its text; relative paths in it are
+    /// taken from `path`'s directory.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)

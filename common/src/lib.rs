@@ -12,6 +12,8 @@
 //! - `runbooks` (feature `http`): `docs/runbooks.md` as the page both servers answer on
 //!   `/runbooks`.
 //! - `mutate` (feature `mutate`, for tests): hostile variants of a valid JSON document.
+//! - `fuzz` (feature `mutate`, for tests): byte-level fuzzing of parsers as `cargo test`
+//!   tests, on proptest's runner.
 //!
 //! The crate stays small on purpose: no I/O, no runtime, and by default only `serde`,
 //! `thiserror` and `itoa` as dependencies, so both halves use it without paying for the
@@ -19,6 +21,8 @@
 
 pub mod duration;
 pub mod exposition;
+#[cfg(feature = "mutate")]
+pub mod fuzz;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]

@@ -7,6 +7,9 @@ pub mod series;
 pub mod traces;
 pub mod wire;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 /// At most `chars` characters of `text`, with `…` after a cut: what an error quotes of an
 /// input that may be megabytes long.
 pub(crate) fn abbreviate(text: &str, chars: usize) -> String {

@@ -336,22 +336,10 @@ impl ReconcileProbe {
             let key = key.clone();
             return self.add(key, 1.0);
         }
-        let kafka = &self.config.kafka;
-        let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else {
-            return self.error("event", "an event is not JSON");
-        };
-        let named = kafka
-            .key
-            .as_deref()
-            .and_then(|path| scalar_at(&event, path));
-        let delta = match kafka.delta.as_deref() {
-            Some(path) => scalar_at(&event, path).and_then(|d| d.parse::<f64>().ok()),
-            None => Some(1.0),
-        };
-        let (Some(named), Some(delta)) = (named, delta) else {
-            return self.error("event", "an event lacks its key or delta field");
-        };
-        self.add(format!("{}{named}", kafka.key_prefix), delta);
+        match self.config.kafka.change_of(payload) {
+            Ok((key, delta)) => self.add(key, delta),
+            Err(reason) => self.error("event", reason),
+        }
     }
 
     fn add(&mut self, key: String, delta: f64) {
@@ -468,6 +456,28 @@ impl ReconcileProbe {
     }
 }
 
+impl KafkaSide {
+    /// The Redis key one event changes and by how much (before `scale`), or why the
+    /// event is refused. A delta that is not a finite number is refused: one `NaN` would
+    /// leave the key's expected value `NaN` for good.
+    fn change_of(&self, payload: &[u8]) -> Result<(String, f64), &'static str> {
+        let event = serde_json::from_slice::<serde_json::Value>(payload)
+            .map_err(|_| "an event is not JSON")?;
+        let named = self.key.as_deref().and_then(|path| scalar_at(&event, path));
+        let delta = match self.delta.as_deref() {
+            Some(path) => scalar_at(&event, path).and_then(|d| d.parse::<f64>().ok()),
+            None => Some(1.0),
+        };
+        match (named, delta) {
+            (Some(named), Some(delta)) if delta.is_finite() => {
+                Ok((format!("{}{named}", self.key_prefix), delta))
+            }
+            (Some(_), Some(_)) => Err("an event's delta is not a finite number"),
+            _ => Err("an event lacks its key or delta field"),
+        }
+    }
+}
+
 /// A scalar at a dotted path of a JSON document, as text.
 fn scalar_at(document: &serde_json::Value, path: &str) -> Option<String> {
     let leaf = path
@@ -480,5 +490,72 @@ fn scalar_at(document: &serde_json::Value, path: &str) -> Option<String> {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(key: &str, delta: Option<&str>) -> KafkaSide {
+        KafkaSide {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "t".to_owned(),
+            key: Some(key.to_owned()),
+            key_prefix: "stock:".to_owned(),
+            delta: delta.map(str::to_owned),
+            scale: 1.0,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_event_gives_its_key_and_a_finite_delta_or_a_reason() {
+        let kafka = side("after.sku", Some("after.qty"));
+        let event = br#"{"after":{"sku":"A-1","qty":"-3"}}"#;
+        assert_eq!(kafka.change_of(event), Ok(("stock:A-1".to_owned(), -3.0)));
+        let event = br#"{"after":{"sku":7,"qty":2.5}}"#;
+        assert_eq!(kafka.change_of(event), Ok(("stock:7".to_owned(), 2.5)));
+        for (event, reason) in [
+            (
+                &br#"{"after":{"sku":"A-1","qty":"NaN"}}"#[..],
+                "not a finite number",
+            ),
+            (
+                br#"{"after":{"sku":"A-1","qty":"inf"}}"#,
+                "not a finite number",
+            ),
+            (br#"{"after":{"sku":"A-1"}}"#, "lacks its key or delta"),
+            (br#"{"after":{"qty":1}}"#, "lacks its key or delta"),
+            (b"{", "not JSON"),
+        ] {
+            let refused = kafka.change_of(event).unwrap_err();
+            assert!(refused.contains(reason), "{refused}");
+        }
+        assert_eq!(
+            side("id", None).change_of(br#"{"id":"x"}"#),
+            Ok(("stock:x".to_owned(), 1.0))
+        );
+    }
+
+    /// Change events, byte-edited (`omen_common::fuzz`): a change or a reason.
+    #[test]
+    fn fuzz_change_events() {
+        let kafka = side("payload.after.sku", Some("payload.after.qty"));
+        let events: [&[u8]; 2] = [
+            br#"{"schema":{"type":"struct"},"payload":{"before":null,"after":{"sku":"A-1","qty":5},"op":"c","ts_ms":1700000000000}}"#,
+            br#"{"payload":{"before":{"sku":"B-2","qty":1},"after":{"sku":"B-2","qty":"-1.5e2"},"op":"u"}}"#,
+        ];
+        omen_common::fuzz::fuzz(
+            "a change event",
+            events.iter().map(|e| e.to_vec()).collect(),
+            |event| match kafka.change_of(event) {
+                Ok((_, delta)) => {
+                    assert!(delta.is_finite());
+                    true
+                }
+                Err(_) => false,
+            },
+        );
     }
 }

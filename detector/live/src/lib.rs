@@ -11,3 +11,6 @@ pub mod sinks;
 pub mod snapshot;
 pub mod state;
 pub mod traces;
+
+#[cfg(test)]
+mod fuzz_tests;
