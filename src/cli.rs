@@ -229,6 +229,10 @@ pub struct DetectArgs {
     /// Address for /metrics, /api/v1/write, /api/v1/incidents (overrides the config).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// TLS and basic auth for every listener: a web config file as Prometheus and its
+    /// exporters take (`tls_server_config`, `basic_auth_users`; overrides the config).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// Replay this stretch of the `prometheus` sources' history (`FROM..TO`, RFC 3339)
     /// through the live path in the series' own time, alerting as it goes, then exit.
     /// Each source's `warmup` before FROM is learnt first.
@@ -341,6 +345,11 @@ pub struct AgentRunArgs {
     /// `server.listen`, else 127.0.0.1:9750]
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// TLS and basic auth for /metrics and every page: a web config file as Prometheus and
+    /// its exporters take (`tls_server_config`, `basic_auth_users`); overrides the
+    /// configuration's `server.web_config_file`.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// Checkpoint file (offsets and metric state), written every --checkpoint-interval;
     /// overrides the configuration's `checkpoint`.
     #[arg(long)]

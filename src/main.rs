@@ -84,6 +84,9 @@ fn detect(args: DetectArgs) -> ExitCode {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(path) = args.web_config_file {
+        config.web_config_file = Some(path);
+    }
     let replay = match args.replay.as_deref().map(parse_range).transpose() {
         Ok(range) => range.map(|(from_ms, to_ms)| omen_detector_live::runtime::Replay {
             from_ms,
@@ -97,7 +100,10 @@ fn detect(args: DetectArgs) -> ExitCode {
     };
     match omen_detector_live::runtime::run(config, replay) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ omen_detector_live::runtime::RunError::Listen { .. }) => {
+        Err(
+            error @ (omen_detector_live::runtime::RunError::Listen { .. }
+            | omen_detector_live::runtime::RunError::WebConfig(_)),
+        ) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
@@ -422,6 +428,7 @@ fn agent_run(args: AgentRunArgs) -> ExitCode {
             | omen_agent::runtime::AgentError::DuplicateSource(_)
             | omen_agent::runtime::AgentError::Bind { .. }
             | omen_agent::runtime::AgentError::Server { .. }
+            | omen_agent::runtime::AgentError::WebConfig(_)
             | omen_agent::runtime::AgentError::Probe(_)),
         ) => {
             eprintln!("error: {error}");
@@ -460,6 +467,9 @@ fn agent_config(args: AgentRunArgs) -> anyhow::Result<AgentConfig> {
     }
     if let Some(listen) = args.listen {
         config.server.listen = listen;
+    }
+    if let Some(path) = args.web_config_file {
+        config.server.web_config_file = Some(path);
     }
     if let Some(path) = args.checkpoint {
         config.checkpoint = Some(CheckpointConfig {

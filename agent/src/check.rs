@@ -62,10 +62,24 @@ pub fn describe(config: &AgentConfig) -> Report {
         report.lines.push(line);
     }
     let limits = config.server.http;
+    let web = config
+        .server
+        .web_config_file
+        .as_deref()
+        .map(omen_common::web::WebSecurity::load);
+    let scheme = match &web {
+        Some(Ok(web)) if web.tls().is_some() => "https",
+        _ => "http",
+    };
     report.lines.push(format!(
-        "listen: http://{}/metrics (at most {} connections)",
+        "listen: {scheme}://{}/metrics (at most {} connections)",
         config.server.listen, limits.max_connections
     ));
+    match (web, &config.server.web_config_file) {
+        (Some(Ok(_)), Some(path)) => report.lines.push(format!("web config: {}", path.display())),
+        (Some(Err(error)), _) => report.errors.push(error.to_string()),
+        _ => {}
+    }
     report.lines.push(match &config.checkpoint {
         Some(cp) => format!(
             "checkpoint: {} every {}",

@@ -117,6 +117,10 @@ impl SourceConfig {
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// TLS and basic auth: a web config file in the Prometheus exporter toolkit's format
+    /// (`--web.config.file`).
+    #[serde(default)]
+    pub web_config_file: Option<PathBuf>,
     /// Connection cap and timeouts.
     #[serde(default)]
     pub http: ServerLimits,
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            web_config_file: None,
             http: ServerLimits::default(),
         }
     }
@@ -226,6 +231,9 @@ impl AgentConfig {
         if let Some(checkpoint) = &mut self.checkpoint {
             checkpoint.path = join(&checkpoint.path);
         }
+        if let Some(web) = &mut self.server.web_config_file {
+            *web = join(web);
+        }
         for source in &mut self.sources {
             if let Some(rules) = source.own_rules_mut() {
                 *rules = join(rules);
@@ -273,6 +281,8 @@ pub enum AgentError {
         field: &'static str,
         reason: &'static str,
     },
+    #[error(transparent)]
+    WebConfig(#[from] omen_common::web::WebConfigError),
 }
 
 enum Command {
@@ -707,6 +717,10 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
         .check()
         .map_err(|(field, reason)| AgentError::Server { field, reason })?;
     let otlp = config.otlp.clone().map(OtlpConfig::build).transpose()?;
+    let web = match &config.server.web_config_file {
+        Some(path) => Some(Arc::new(omen_common::web::WebConfig::load(path)?)),
+        None => None,
+    };
     let agent = Agent::start(config, clock)?;
     let listener = match omen_common::http::bind(listen) {
         Ok(listener) => listener,
@@ -736,7 +750,7 @@ pub async fn run(config: AgentConfig, clock: Arc<dyn Clock>) -> Result<(), Agent
     });
     let app = crate::server::app(state.clone());
     let stats = state.http_stats().clone();
-    omen_common::http::serve(listener, app, limits, stats, shutdown_signal()).await;
+    omen_common::http::serve(listener, app, limits, web, stats, shutdown_signal()).await;
     if let Some(pusher) = pusher {
         pusher.abort();
     }

@@ -40,6 +40,7 @@ use tower_service::Service;
 use tracing::{debug, warn};
 
 use crate::exposition::{write_header, write_sample, Format, MetricType};
+use crate::web::{WebConfig, WebSecurity};
 
 /// The bounds of one listener (`http:` in both configurations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -88,16 +89,25 @@ enum Closed {
     Limit,
     HeaderTimeout,
     RequestTimeout,
+    /// A TLS client that did not complete its handshake (no certificate, a wrong one, not
+    /// TLS at all).
+    TlsHandshake,
 }
 
 impl Closed {
-    const ALL: [Closed; 3] = [Closed::Limit, Closed::HeaderTimeout, Closed::RequestTimeout];
+    const ALL: [Closed; 4] = [
+        Closed::Limit,
+        Closed::HeaderTimeout,
+        Closed::RequestTimeout,
+        Closed::TlsHandshake,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Closed::Limit => "limit",
             Closed::HeaderTimeout => "header_timeout",
             Closed::RequestTimeout => "request_timeout",
+            Closed::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -122,7 +132,7 @@ impl ServerStats {
     }
 
     /// Connections closed by the server for `reason` (`limit`, `header_timeout`,
-    /// `request_timeout`).
+    /// `request_timeout`, `tls_handshake`).
     pub fn closed(&self, reason: &str) -> u64 {
         Closed::ALL
             .iter()
@@ -256,12 +266,14 @@ pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     socket.listen(65_535)
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets
-/// open requests finish (each within its timeouts) and returns.
+/// Serves `router` on `listener` within `limits`, with the TLS and users of `web` if
+/// given, until `shutdown` completes, then lets open requests finish (each within its
+/// timeouts) and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     mut limits: ServerLimits,
+    web: Option<Arc<WebConfig>>,
     stats: Arc<ServerStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -343,6 +355,7 @@ pub async fn serve(
             router: router.clone(),
             limits,
             stats: stats.clone(),
+            security: web.as_ref().map(|web| web.current()),
         };
         let (connections, mut stopping) = (connections.clone(), stopping.clone());
         sockets.count.fetch_add(1, Ordering::AcqRel);
@@ -368,6 +381,8 @@ struct Connection {
     router: Router,
     limits: ServerLimits,
     stats: Arc<ServerStats>,
+    /// TLS and users, as the web config file says when the connection arrived.
+    security: Option<Arc<WebSecurity>>,
 }
 
 impl Connection {
@@ -377,15 +392,81 @@ impl Connection {
             router,
             limits,
             stats,
+            security,
         } = self;
         stats.open.fetch_add(1, Ordering::Relaxed);
         let socket = Socket::of(&stream.stream);
+        let served = Served {
+            router,
+            limits,
+            stats: stats.clone(),
+            activity: activity.clone(),
+            security: security.clone(),
+            socket,
+        };
+        match security.as_ref().and_then(|s| s.tls()).cloned() {
+            None => served.drive(TokioIo::new(stream), stopping).await,
+            // The handshake is bounded like a request head, and the connection may be
+            // the one closed at the cap meanwhile.
+            Some(acceptor) => tokio::select! {
+                shaken = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)) => {
+                    match shaken {
+                        Ok(Ok(tls)) => served.drive(TokioIo::new(tls), stopping).await,
+                        Ok(Err(error)) => {
+                            stats.close(Closed::TlsHandshake);
+                            debug!(%error, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            stats.close(Closed::HeaderTimeout);
+                            reset_on_close(socket);
+                        }
+                    }
+                }
+                () = activity.close.notified() => {
+                    stats.close(Closed::Limit);
+                    reset_on_close(socket);
+                }
+            },
+        }
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What serving one connection's requests needs, over plain TCP or TLS alike.
+struct Served {
+    router: Router,
+    limits: ServerLimits,
+    stats: Arc<ServerStats>,
+    activity: Arc<Activity>,
+    security: Option<Arc<WebSecurity>>,
+    socket: Socket,
+}
+
+impl Served {
+    async fn drive<I>(self, io: I, stopping: &mut watch::Receiver<bool>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Served {
+            router,
+            limits,
+            stats,
+            activity,
+            security,
+            socket,
+        } = self;
         let handler_stats = stats.clone();
         let handler_activity = activity.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let mut router = router.clone();
             let (stats, activity) = (handler_stats.clone(), handler_activity.clone());
+            let security = security.clone();
             async move {
+                if let Some(security) = &security {
+                    if !security.authorized(request.headers()) {
+                        return Ok(unauthorized());
+                    }
+                }
                 let request = request.map(|body| {
                     if body.is_end_stream() {
                         activity.answering.store(true, Ordering::Relaxed);
@@ -412,7 +493,7 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = builder.serve_connection(io, service);
         let mut connection = std::pin::pin!(connection);
         let mut draining = false;
         loop {
@@ -439,7 +520,6 @@ impl Connection {
                 }
             }
         }
-        stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -496,6 +576,18 @@ fn request_timeout() -> Response<Body> {
     response.headers_mut().insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// The answer to a request without a known user and password, when the web config file
+/// names users.
+fn unauthorized() -> Response<Body> {
+    let mut response = Response::new(Body::from("Unauthorized\n"));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic"),
     );
     response
 }
@@ -645,9 +737,16 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let stats = Arc::new(ServerStats::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(serve(listener, router, limits, stats.clone(), async {
-            let _ = stopped.await;
-        }));
+        let served = tokio::spawn(serve(
+            listener,
+            router,
+            limits,
+            None,
+            stats.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         (addr, stats, stop, served)
     }
 
@@ -795,5 +894,137 @@ mod tests {
             ..ServerLimits::default()
         };
         assert_eq!(none.check(), Err(("max_connections", "must be at least 1")));
+    }
+}
+
+/// TLS and basic auth (`web`) on the server, with certificates made in the test.
+#[cfg(all(test, feature = "pki"))]
+mod tls_tests {
+    use std::net::SocketAddr;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::pki::{https_get, test_pki, TestPki};
+
+    fn hash(password: &str) -> String {
+        // The lowest cost: the tests check the protocol, not bcrypt's slowness.
+        bcrypt::hash(password, 4).expect("a hash")
+    }
+
+    /// Serves `/metrics` with the web config at `path` until the test ends.
+    async fn start(path: &Path) -> (SocketAddr, Arc<ServerStats>) {
+        let web = Arc::new(WebConfig::load(path).expect("a valid web config"));
+        let listener = bind("127.0.0.1:0".parse().expect("an address")).expect("a port");
+        let addr = listener.local_addr().expect("bound");
+        let stats = Arc::new(ServerStats::default());
+        let router = Router::new().route("/metrics", get(|| async { "up 1\n" }));
+        tokio::spawn(serve(
+            listener,
+            router,
+            ServerLimits::default(),
+            Some(web),
+            stats.clone(),
+            std::future::pending(),
+        ));
+        (addr, stats)
+    }
+
+    /// `GET /metrics` over TLS: the status, or the error that ended it.
+    async fn status(
+        addr: SocketAddr,
+        pki: &TestPki,
+        client_cert: bool,
+        auth: Option<&str>,
+    ) -> std::io::Result<u16> {
+        let (pki, auth) = (pki.clone(), auth.map(str::to_owned));
+        tokio::task::spawn_blocking(move || {
+            https_get(addr, "/metrics", &pki, client_cert, auth.as_deref())
+        })
+        .await
+        .expect("the client ran")
+        .map(|(status, _)| status)
+    }
+
+    fn write_config(dir: &Path, pki: &TestPki, extra: &str) -> PathBuf {
+        let path = dir.join("web.yml");
+        let text = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: server.key\n{extra}",
+            pki.server_cert.display()
+        );
+        std::fs::write(&path, text).expect("a web config");
+        path
+    }
+
+    #[tokio::test]
+    async fn tls_and_basic_auth_guard_every_request() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let pki = test_pki(dir.path());
+        let users = format!("basic_auth_users:\n  alice: '{}'\n", hash("s3cret"));
+        let path = write_config(dir.path(), &pki, &users);
+        let (addr, stats) = start(&path).await;
+        let ok = status(addr, &pki, false, Some("alice:s3cret")).await;
+        assert_eq!(ok.unwrap(), 200);
+        // Again, from the remembered match.
+        let ok = status(addr, &pki, false, Some("alice:s3cret")).await;
+        assert_eq!(ok.unwrap(), 200);
+        for auth in [None, Some("alice:wrong"), Some("bob:s3cret"), Some("alice")] {
+            let refused = status(addr, &pki, false, auth).await;
+            assert_eq!(refused.unwrap(), 401, "{auth:?}");
+        }
+        // Plain HTTP on the TLS port: no answer, and the handshake counted as failed.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await;
+        assert!(!String::from_utf8_lossy(&answer).contains("up 1"));
+        assert_eq!(stats.closed("tls_handshake"), 1);
+    }
+
+    #[tokio::test]
+    async fn client_certificates_are_required_when_asked() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let pki = test_pki(dir.path());
+        let extra = "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n";
+        let path = write_config(dir.path(), &pki, extra);
+        let (addr, stats) = start(&path).await;
+        assert_eq!(status(addr, &pki, true, None).await.unwrap(), 200);
+        assert!(status(addr, &pki, false, None).await.is_err());
+        assert_eq!(stats.closed("tls_handshake"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_read_again_and_a_broken_one_kept_out() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let pki = test_pki(dir.path());
+        let users = |user: &str| format!("basic_auth_users:\n  {user}: '{}'\n", hash("pw"));
+        let path = write_config(dir.path(), &pki, &users("alice"));
+        let (addr, _) = start(&path).await;
+        assert_eq!(
+            status(addr, &pki, false, Some("alice:pw")).await.unwrap(),
+            200
+        );
+        // Past the recheck interval, and a modification time that differs.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        write_config(dir.path(), &pki, &users("bob"));
+        assert_eq!(
+            status(addr, &pki, false, Some("bob:pw")).await.unwrap(),
+            200
+        );
+        assert_eq!(
+            status(addr, &pki, false, Some("alice:pw")).await.unwrap(),
+            401
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        std::fs::write(&path, "basic_auth_users: [").unwrap();
+        assert_eq!(
+            status(addr, &pki, false, Some("bob:pw")).await.unwrap(),
+            200
+        );
     }
 }

@@ -9,6 +9,10 @@
 //! - `http` (feature `http`): serving an axum router with a connection cap and timeouts,
 //!   and the landing page both servers answer on `/`.
 //! - `process` (feature `http`): `process_*` self-metrics and `omen_build_info`.
+//! - `tls` (feature `http`): the rustls provider of every server and client.
+//! - `web` (feature `http`): TLS and basic auth for every listener, from a web config file
+//!   in the Prometheus exporter toolkit's format.
+//! - `pki` (feature `pki`, for tests): a CA, server and client certificates made in the test.
 //! - `runbooks` (feature `http`): `docs/runbooks.md` as the page both servers answer on
 //!   `/runbooks`.
 //! - `mutate` (feature `mutate`, for tests): hostile variants of a valid JSON document.
@@ -29,7 +33,13 @@ pub mod http;
 pub mod kafka;
 #[cfg(feature = "mutate")]
 pub mod mutate;
+#[cfg(feature = "pki")]
+pub mod pki;
 #[cfg(feature = "http")]
 pub mod process;
 #[cfg(feature = "http")]
 pub mod runbooks;
+#[cfg(feature = "http")]
+pub mod tls;
+#[cfg(feature = "http")]
+pub mod web;

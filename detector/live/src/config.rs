@@ -56,6 +56,9 @@ pub fn default_listen() -> SocketAddr {
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     pub listen: SocketAddr,
+    /// TLS and basic auth of every HTTP listener: a web config file in the Prometheus
+    /// exporter toolkit's format (`--web.config.file`).
+    pub web_config_file: Option<PathBuf>,
     /// Connection cap and timeouts of every HTTP listener (`listen`, OTLP/HTTP).
     pub http: ServerLimits,
     /// Prometheus/OpenMetrics targets scraped directly.
@@ -86,6 +89,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            web_config_file: None,
             http: ServerLimits::default(),
             scrape: Vec::new(),
             remote_write: RemoteWriteConfig::default(),
@@ -527,13 +531,27 @@ impl DetectConfig {
                 source,
             })?
         };
-        if let Some(snapshot) = &config.store.snapshot_path {
-            if snapshot.is_relative() {
-                let base = path.parent().unwrap_or(Path::new(""));
-                config.store.snapshot_path = Some(base.join(snapshot));
-            }
+        let base = path.parent().unwrap_or(Path::new(""));
+        for relative in [&mut config.store.snapshot_path, &mut config.web_config_file]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.is_relative())
+        {
+            *relative = base.join(&*relative);
         }
         Ok(config)
+    }
+
+    /// `https` when the web config file asks for TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        let tls = self.web_config_file.as_deref().is_some_and(|path| {
+            omen_common::web::WebSecurity::load(path).is_ok_and(|web| web.tls().is_some())
+        });
+        if tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The configuration resolved, one line per input, output and path: what `omen check
@@ -541,9 +559,14 @@ impl DetectConfig {
     pub fn describe(&self) -> Vec<String> {
         let duration = |d: Duration| omen_common::duration::format(d);
         let mut lines = vec![format!(
-            "listen: http://{}/ (/metrics, /api/v1/incidents; at most {} connections)",
-            self.listen, self.http.max_connections
+            "listen: {}://{}/ (/metrics, /api/v1/incidents; at most {} connections)",
+            self.scheme(),
+            self.listen,
+            self.http.max_connections
         )];
+        if let Some(path) = &self.web_config_file {
+            lines.push(format!("web config: {}", path.display()));
+        }
         for scrape in &self.scrape {
             lines.push(format!(
                 "scrape: {} every {} as job {}",
@@ -674,6 +697,11 @@ impl DetectConfig {
                 errors.push(error);
             }
         };
+        if let Some(path) = &self.web_config_file {
+            if let Err(e) = omen_common::web::WebSecurity::load(path) {
+                errors.push(invalid("web_config_file", e.to_string()));
+            }
+        }
         if let Err(e) = SeriesDetector::new(self.detector.clone()) {
             errors.push(invalid("detector", e.to_string()));
         }

@@ -20,6 +20,7 @@ use crate::state::{now_ms, LiveState};
 use crate::traces::Traces;
 use crate::{kafka, server};
 use omen_common::http;
+use omen_common::web::WebConfig;
 
 /// Errors that stop `omen detect` from starting or stopping cleanly.
 #[derive(Debug, Error)]
@@ -39,6 +40,8 @@ pub enum RunError {
     Kafka(String),
     #[error("replay: {0}")]
     Replay(String),
+    #[error(transparent)]
+    WebConfig(#[from] omen_common::web::WebConfigError),
 }
 
 /// Builds the sinks the configuration names.
@@ -110,6 +113,7 @@ async fn shutdown_signal() {
 async fn spawn_trace_receivers<F>(
     config: &TracesConfig,
     shared: &Arc<LiveState>,
+    web: Option<Arc<WebConfig>>,
     stop: &(impl Fn() -> F + Send + Sync),
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError>
 where
@@ -126,7 +130,7 @@ where
         let (stats, shutdown) = (shared.http_stats().clone(), stop());
         info!(%addr, "OTLP/HTTP trace receiver listening");
         tasks.push(tokio::spawn(http::serve(
-            listener, app, limits, stats, shutdown,
+            listener, app, limits, web, stats, shutdown,
         )));
     }
     if let Some(addr) = config.otlp_grpc {
@@ -143,6 +147,26 @@ where
     Ok(tasks)
 }
 
+/// Saves the model state to `path` every `interval`.
+fn spawn_snapshots(
+    shared: Arc<LiveState>,
+    path: std::path::PathBuf,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(interval);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let (shared, path) = (shared.clone(), path.clone());
+            let saved = tokio::task::spawn_blocking(move || snapshot::save(&shared, &path)).await;
+            if let Ok(Err(e)) = saved {
+                error!(error = %e, "snapshot failed");
+            }
+        }
+    })
+}
+
 /// Serves until `shutdown` completes, or a `replay` ends.
 pub async fn serve(
     config: DetectConfig,
@@ -154,6 +178,10 @@ pub async fn serve(
         source,
     })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
+    let web = match &config.web_config_file {
+        Some(path) => Some(Arc::new(WebConfig::load(path)?)),
+        None => None,
+    };
     let snapshot_path = config.store.snapshot_path.clone();
     let snapshot_interval = config.store.snapshot_interval;
     let client = reqwest::Client::builder().build()?;
@@ -181,7 +209,8 @@ pub async fn serve(
     if let (Some(traces_config), Some(queue)) = (&traces_config, trace_queue) {
         let traces = shared.traces().expect("set above").clone();
         tokio::spawn(crate::traces::task::run(traces, queue, shared.clone()));
-        receivers = spawn_trace_receivers(traces_config, &shared, &stop_signal).await?;
+        receivers =
+            spawn_trace_receivers(traces_config, &shared, web.clone(), &stop_signal).await?;
     }
     if let Some(path) = &snapshot_path {
         snapshot::load(&shared, path);
@@ -209,22 +238,9 @@ pub async fn serve(
     };
     // A replay ticks the engine in the series' own time.
     let ticker = replay.is_none().then(|| spawn_ticker(shared.clone()));
-    let snapshots = snapshot_path.clone().map(|path| {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(snapshot_interval);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let (shared, path) = (shared.clone(), path.clone());
-                let saved =
-                    tokio::task::spawn_blocking(move || snapshot::save(&shared, &path)).await;
-                if let Ok(Err(e)) = saved {
-                    error!(error = %e, "snapshot failed");
-                }
-            }
-        })
-    });
+    let snapshots = snapshot_path
+        .clone()
+        .map(|path| spawn_snapshots(shared.clone(), path, snapshot_interval));
     shared.set_ready();
     info!(%addr, "omen detect listening");
     let app = server::app(shared.clone());
@@ -233,6 +249,7 @@ pub async fn serve(
         listener,
         app,
         limits,
+        web,
         shared.http_stats().clone(),
         async move {
             shutdown.await;
