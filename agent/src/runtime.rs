@@ -234,6 +234,9 @@ impl AgentConfig {
         if let Some(web) = &mut self.server.web_config_file {
             *web = join(web);
         }
+        if let Some(otlp) = &mut self.otlp {
+            otlp.http_config.resolve(base);
+        }
         for source in &mut self.sources {
             if let Some(rules) = source.own_rules_mut() {
                 *rules = join(rules);

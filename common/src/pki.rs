@@ -78,6 +78,21 @@ pub fn https_get(
     client_cert: bool,
     auth: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    https_request(addr, "GET", path, pki, client_cert, auth, &[], &[])
+}
+
+/// Like [`https_get`], for any method, with further `headers` and a `body`.
+#[allow(clippy::too_many_arguments)]
+pub fn https_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    pki: &TestPki,
+    client_cert: bool,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
@@ -115,13 +130,20 @@ pub fn https_get(
     socket.set_read_timeout(Some(timeout))?;
     socket.set_write_timeout(Some(timeout))?;
     let mut tls = rustls::StreamOwned::new(connection, socket);
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(auth) = auth {
         let encoded = base64::engine::general_purpose::STANDARD.encode(auth);
         request.push_str(&format!("Authorization: Basic {encoded}\r\n"));
     }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
     request.push_str("\r\n");
     tls.write_all(request.as_bytes())?;
+    tls.write_all(body)?;
     let mut answer = Vec::new();
     match tls.read_to_end(&mut answer) {
         Ok(_) => {}

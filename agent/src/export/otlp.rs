@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use omen_common::tls::HttpClientConfig;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -34,6 +35,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::Deserialize;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 use tracing::{debug, error, info, warn};
 
 use crate::config::DurationConfig;
@@ -65,6 +68,9 @@ pub struct OtlpConfig {
     /// Resource attributes; `service.name` is `omen-agent` unless given.
     #[serde(default)]
     pub resource: BTreeMap<String, String>,
+    /// TLS (for an `https://` endpoint) and credentials, as Prometheus' `http_config`.
+    #[serde(default)]
+    pub http_config: HttpClientConfig,
 }
 
 fn default_endpoint() -> String {
@@ -87,6 +93,7 @@ impl Default for OtlpConfig {
             timeout: default_timeout(),
             headers: BTreeMap::new(),
             resource: BTreeMap::new(),
+            http_config: HttpClientConfig::default(),
         }
     }
 }
@@ -103,6 +110,8 @@ pub enum OtlpConfigError {
     ZeroDuration { field: &'static str },
     #[error("otlp.headers: `{name}` is not a valid header name or value")]
     Header { name: String },
+    #[error("otlp.http_config: {0}")]
+    HttpConfig(String),
 }
 
 /// Why one push failed; the next push retries with the cumulative values.
@@ -116,6 +125,8 @@ pub enum OtlpPushError {
     Timeout(Duration),
     #[error("collector answered {status}: {message}")]
     Status { status: StatusCode, message: String },
+    #[error("credentials: {0}")]
+    Credentials(String),
 }
 
 impl OtlpConfig {
@@ -129,11 +140,23 @@ impl OtlpConfig {
             .endpoint
             .parse()
             .map_err(|_| bad_endpoint("not a URL"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(bad_endpoint(
-                "only http:// is supported (no TLS; push to a local collector)",
-            ));
-        }
+        let tls = if uri.scheme() == Some(&Scheme::HTTPS) {
+            let config = self
+                .http_config
+                .rustls()
+                .map_err(OtlpConfigError::HttpConfig)?;
+            Some(Arc::new(config))
+        } else if uri.scheme() == Some(&Scheme::HTTP) {
+            if self.http_config.tls_config.is_some() {
+                return Err(bad_endpoint("tls_config needs an https:// endpoint"));
+            }
+            None
+        } else {
+            return Err(bad_endpoint("only http:// and https:// are supported"));
+        };
+        self.http_config
+            .check()
+            .map_err(OtlpConfigError::HttpConfig)?;
         let authority = uri
             .authority()
             .cloned()
@@ -168,6 +191,8 @@ impl OtlpConfig {
             .or_insert_with(|| DEFAULT_SERVICE_NAME.to_owned());
         Ok(OtlpExporter {
             authority,
+            tls,
+            http_config: Arc::new(self.http_config),
             host_header,
             path,
             interval: self.interval.0,
@@ -185,6 +210,9 @@ impl OtlpConfig {
 #[derive(Debug, Clone)]
 pub struct OtlpExporter {
     authority: Authority,
+    /// For an `https://` endpoint.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    http_config: Arc<HttpClientConfig>,
     host_header: HeaderValue,
     path: PathAndQuery,
     interval: Duration,
@@ -283,10 +311,32 @@ impl OtlpExporter {
         // `Authority::host` keeps the brackets of an IPv6 literal; connect wants them off.
         let host = self.authority.host();
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = self.authority.port_u16().unwrap_or(80);
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        let port = self.authority.port_u16().unwrap_or(default_port);
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(OtlpPushError::Connect)?;
+        match &self.tls {
+            None => self.exchange(stream, body).await,
+            Some(config) => {
+                let connector = TlsConnector::from(config.clone());
+                let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+                    OtlpPushError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                })?;
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(OtlpPushError::Connect)?;
+                self.exchange(stream, body).await
+            }
+        }
+    }
+
+    /// Sends `body` on `stream` (plain or TLS) and reads the collector's reply.
+    async fn exchange<S>(&self, stream: S, body: Bytes) -> Result<(), OtlpPushError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         // Drives the connection; ends when `sender` is dropped.
@@ -302,6 +352,15 @@ impl OtlpExporter {
         );
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
+        }
+        if let Some(value) = self
+            .http_config
+            .authorization_header()
+            .map_err(OtlpPushError::Credentials)?
+        {
+            let value = HeaderValue::try_from(value)
+                .map_err(|_| OtlpPushError::Credentials("not a valid header value".to_owned()))?;
+            headers.insert(AUTHORIZATION, value);
         }
         let response = sender.send_request(http_request).await?;
         let status = response.status();

@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::engine::select::{Selection, Selector};
 use omen_common::http::ServerLimits;
+use omen_common::tls::HttpClientConfig;
 use omen_detector::model::baseline::{EventEffect, PlannedEvent};
 use omen_detector::model::detector::{SeriesDetector, SeriesDetectorConfig};
 use omen_detector::wire::remote_write;
@@ -183,6 +184,9 @@ pub struct ScrapeConfig {
     /// Series matching one of these are not modelled.
     #[serde(default)]
     pub exclude: Vec<Selector>,
+    /// TLS and credentials for the target, as Prometheus' `http_config`.
+    #[serde(default)]
+    pub http_config: HttpClientConfig,
 }
 
 fn default_interval() -> Duration {
@@ -326,6 +330,9 @@ pub struct PrometheusConfig {
     pub warmup: Duration,
     #[serde(default = "default_timeout", with = "omen_common::duration")]
     pub timeout: Duration,
+    /// TLS and credentials for the server, as Prometheus' `http_config`.
+    #[serde(default)]
+    pub http_config: HttpClientConfig,
 }
 
 fn default_warmup() -> Duration {
@@ -443,6 +450,9 @@ pub struct AlertingConfig {
     /// Where omen's runbooks are (`/runbooks` on a detector or agent): every alert links
     /// its section in the `runbook_url` annotation.
     pub runbook_url: String,
+    /// TLS and credentials for every Alertmanager and webhook, as Prometheus'
+    /// `http_config`.
+    pub http_config: HttpClientConfig,
 }
 
 impl Default for AlertingConfig {
@@ -457,6 +467,7 @@ impl Default for AlertingConfig {
             early_warnings: true,
             dashboard_url: "http://127.0.0.1:3000/d/omen-detector".to_owned(),
             runbook_url: "http://127.0.0.1:9751/runbooks".to_owned(),
+            http_config: HttpClientConfig::default(),
         }
     }
 }
@@ -532,6 +543,13 @@ impl DetectConfig {
             })?
         };
         let base = path.parent().unwrap_or(Path::new(""));
+        config.alerting.http_config.resolve(base);
+        for scrape in &mut config.scrape {
+            scrape.http_config.resolve(base);
+        }
+        for prometheus in &mut config.prometheus {
+            prometheus.http_config.resolve(base);
+        }
         for relative in [&mut config.store.snapshot_path, &mut config.web_config_file]
             .into_iter()
             .flatten()
@@ -577,7 +595,8 @@ impl DetectConfig {
         }
         if self.remote_write.enabled {
             lines.push(format!(
-                "remote_write: receives on http://{}/api/v1/write",
+                "remote_write: receives on {}://{}/api/v1/write",
+                self.scheme(),
                 self.listen
             ));
         }
@@ -601,7 +620,7 @@ impl DetectConfig {
                 traces.otlp_grpc.map(|a| format!("OTLP/gRPC {a}")),
                 traces
                     .otlp_http
-                    .map(|a| format!("OTLP/HTTP http://{a}/v1/traces")),
+                    .map(|a| format!("OTLP/HTTP {}://{a}/v1/traces", self.scheme())),
             ]
             .into_iter()
             .flatten()
@@ -697,25 +716,11 @@ impl DetectConfig {
                 errors.push(error);
             }
         };
-        if let Some(path) = &self.web_config_file {
-            if let Err(e) = omen_common::web::WebSecurity::load(path) {
-                errors.push(invalid("web_config_file", e.to_string()));
-            }
-        }
+        self.endpoint_problems(&mut errors);
         if let Err(e) = SeriesDetector::new(self.detector.clone()) {
             errors.push(invalid("detector", e.to_string()));
         }
         keep(&mut errors, self.check_calendar());
-        let url = |field: String, url: &str| -> Result<(), ConfigError> {
-            match reqwest::Url::parse(url) {
-                Ok(parsed) if parsed.scheme() == "http" => Ok(()),
-                Ok(_) => Err(invalid(
-                    field,
-                    format!("`{url}`: only http:// is supported"),
-                )),
-                Err(e) => Err(invalid(field, format!("`{url}`: {e}"))),
-            }
-        };
         let positive = |field: String, d: Duration| {
             if d.is_zero() {
                 Err(invalid(field, "must be more than zero"))
@@ -724,7 +729,6 @@ impl DetectConfig {
             }
         };
         for (i, scrape) in self.scrape.iter().enumerate() {
-            keep(&mut errors, url(format!("scrape[{i}].url"), &scrape.url));
             keep(
                 &mut errors,
                 positive(format!("scrape[{i}].interval"), scrape.interval),
@@ -737,10 +741,6 @@ impl DetectConfig {
         for (i, prometheus) in self.prometheus.iter().enumerate() {
             keep(
                 &mut errors,
-                url(format!("prometheus[{i}].url"), &prometheus.url),
-            );
-            keep(
-                &mut errors,
                 positive(format!("prometheus[{i}].interval"), prometheus.interval),
             );
             keep(
@@ -751,17 +751,6 @@ impl DetectConfig {
                 errors.push(invalid(format!("prometheus[{i}].queries"), "is empty"));
             }
         }
-        for (i, am) in self.alerting.alertmanager.iter().enumerate() {
-            keep(&mut errors, url(format!("alerting.alertmanager[{i}]"), am));
-        }
-        for (i, hook) in self.alerting.webhook.iter().enumerate() {
-            keep(&mut errors, url(format!("alerting.webhook[{i}]"), hook));
-        }
-        let runbooks = &self.alerting.runbook_url;
-        keep(
-            &mut errors,
-            url("alerting.runbook_url".to_owned(), runbooks),
-        );
         keep(
             &mut errors,
             self.http
@@ -807,6 +796,64 @@ impl DetectConfig {
         }
         self.limit_problems(&mut errors);
         errors
+    }
+
+    /// What omen listens with and reaches out to: the web config file, every URL
+    /// (`http://` or `https://`) and every client's `http_config`.
+    fn endpoint_problems(&self, errors: &mut Vec<ConfigError>) {
+        if let Some(path) = &self.web_config_file {
+            if let Err(e) = omen_common::web::WebSecurity::load(path) {
+                errors.push(invalid("web_config_file", e.to_string()));
+            }
+        }
+        let url = |field: String, url: &str| -> Option<ConfigError> {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => None,
+                Ok(_) => Some(invalid(
+                    field,
+                    format!("`{url}`: only http:// and https:// are supported"),
+                )),
+                Err(e) => Some(invalid(field, format!("`{url}`: {e}"))),
+            }
+        };
+        let client = |field: String, http: &HttpClientConfig| {
+            http.check().err().map(|reason| invalid(field, reason))
+        };
+        let scrapes = self.scrape.iter().enumerate().flat_map(|(i, scrape)| {
+            [
+                url(format!("scrape[{i}].url"), &scrape.url),
+                client(format!("scrape[{i}].http_config"), &scrape.http_config),
+            ]
+        });
+        let sources = self.prometheus.iter().enumerate().flat_map(|(i, source)| {
+            [
+                url(format!("prometheus[{i}].url"), &source.url),
+                client(format!("prometheus[{i}].http_config"), &source.http_config),
+            ]
+        });
+        let alerting = &self.alerting;
+        let alertmanagers = alerting
+            .alertmanager
+            .iter()
+            .enumerate()
+            .map(|(i, am)| url(format!("alerting.alertmanager[{i}]"), am));
+        let webhooks = alerting
+            .webhook
+            .iter()
+            .enumerate()
+            .map(|(i, hook)| url(format!("alerting.webhook[{i}]"), hook));
+        let rest = [
+            client("alerting.http_config".to_owned(), &alerting.http_config),
+            url("alerting.runbook_url".to_owned(), &alerting.runbook_url),
+        ];
+        errors.extend(
+            scrapes
+                .chain(sources)
+                .chain(alertmanagers)
+                .chain(webhooks)
+                .chain(rest)
+                .flatten(),
+        );
     }
 
     /// Forecast limits: finite, the lower below the upper.

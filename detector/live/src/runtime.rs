@@ -9,7 +9,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tracing::{error, info};
 
-use crate::config::{DetectConfig, TracesConfig};
+use crate::client::HttpClient;
+use crate::config::{DetectConfig, PrometheusConfig, TracesConfig};
 use crate::engine::Engine;
 use crate::ingest::promql::prometheus_loop;
 pub use crate::ingest::promql::Replay;
@@ -35,7 +36,7 @@ pub enum RunError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(String),
     #[error("kafka: {0}")]
     Kafka(String),
     #[error("replay: {0}")]
@@ -64,7 +65,8 @@ pub fn sinks(config: &DetectConfig) -> Vec<Arc<Sink>> {
 /// Starts the sink tasks on the current runtime.
 pub fn spawn_sinks(shared: &Arc<LiveState>) -> Result<(), RunError> {
     let config = shared.engine().config().alerting.clone();
-    let client = reqwest::Client::builder().timeout(config.timeout).build()?;
+    let client =
+        HttpClient::new(&config.http_config, Some(config.timeout)).map_err(RunError::Client)?;
     for sink in shared.sinks() {
         tokio::spawn(
             sink.clone()
@@ -184,7 +186,6 @@ pub async fn serve(
     };
     let snapshot_path = config.store.snapshot_path.clone();
     let snapshot_interval = config.store.snapshot_interval;
-    let client = reqwest::Client::builder().build()?;
     let sinks = sinks(&config);
     let (scrapes, polls) = (config.scrape.clone(), config.prometheus.clone());
     let kafka = config.kafka.clone();
@@ -217,9 +218,17 @@ pub async fn serve(
     }
     spawn_sinks(&shared)?;
     for scrape in scrapes {
-        tokio::spawn(scrape_loop(scrape, shared.clone(), client.clone()));
+        let client = HttpClient::new(&scrape.http_config, None).map_err(RunError::Client)?;
+        tokio::spawn(scrape_loop(scrape, shared.clone(), client));
     }
-    let replay_task = start_polls(polls, &shared, &client, replay);
+    let polls = polls
+        .into_iter()
+        .map(|poll| {
+            let client = HttpClient::new(&poll.http_config, None).map_err(RunError::Client)?;
+            Ok((poll, client))
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let replay_task = start_polls(polls, &shared, replay);
     let replay_failure = replay_task.as_ref().map(|t| t.failure.clone());
     let shutdown = async move {
         match replay_task {
@@ -288,22 +297,21 @@ struct ReplayTask {
 
 /// Polls the `prometheus` sources live, or replays their history.
 fn start_polls(
-    polls: Vec<crate::config::PrometheusConfig>,
+    polls: Vec<(PrometheusConfig, HttpClient)>,
     shared: &Arc<LiveState>,
-    client: &reqwest::Client,
     replay: Option<Replay>,
 ) -> Option<ReplayTask> {
     let Some(replay) = replay else {
-        for poll in polls {
-            tokio::spawn(prometheus_loop(poll, shared.clone(), client.clone()));
+        for (poll, client) in polls {
+            tokio::spawn(prometheus_loop(poll, shared.clone(), client));
         }
         return None;
     };
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let failure = Arc::new(std::sync::Mutex::new(None));
-    let (shared, client, slot) = (shared.clone(), client.clone(), failure.clone());
+    let (shared, slot) = (shared.clone(), failure.clone());
     tokio::spawn(async move {
-        if let Err(error) = run_replay(&polls, &shared, &client, replay).await {
+        if let Err(error) = run_replay(&polls, &shared, replay).await {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
         }
         let _ = done_tx.send(());
@@ -324,9 +332,8 @@ fn spawn_ticker(shared: Arc<LiveState>) -> tokio::task::JoinHandle<()> {
 
 /// Replays history from the `prometheus` sources and logs what it did.
 async fn run_replay(
-    polls: &[crate::config::PrometheusConfig],
+    polls: &[(PrometheusConfig, HttpClient)],
     shared: &Arc<LiveState>,
-    client: &reqwest::Client,
     replay: Replay,
 ) -> Result<(), String> {
     if polls.is_empty() {
@@ -337,7 +344,7 @@ async fn run_replay(
         to = %omen_detector::series::format_rfc3339(replay.to_ms),
         "replay started"
     );
-    let report = crate::ingest::promql::replay(polls, shared, client, replay).await?;
+    let report = crate::ingest::promql::replay(polls, shared, replay).await?;
     info!(
         warmup_samples = report.warmup_samples,
         samples = report.samples,

@@ -347,8 +347,16 @@ fn config_defaults_and_checks() {
             .to_string()
     };
     assert_eq!(
-        rejected("endpoint: https://collector:4318/v1/metrics"),
-        "otlp.endpoint `https://collector:4318/v1/metrics`: only http:// is supported (no TLS; push to a local collector)"
+        rejected("endpoint: ftp://collector:4318/v1/metrics"),
+        "otlp.endpoint `ftp://collector:4318/v1/metrics`: only http:// and https:// are supported"
+    );
+    assert_eq!(
+        rejected("endpoint: http://c:4318/v1/metrics\nhttp_config: { tls_config: {} }"),
+        "otlp.endpoint `http://c:4318/v1/metrics`: tls_config needs an https:// endpoint"
+    );
+    assert_eq!(
+        rejected("http_config: { basic_auth: { username: a } }"),
+        "otlp.http_config: basic_auth.password: required"
     );
     assert_eq!(
         rejected("endpoint: not a url"),
@@ -374,4 +382,86 @@ fn agent_config_reads_an_otlp_section() {
         config.otlp.unwrap().endpoint,
         "http://127.0.0.1:9/v1/metrics"
     );
+}
+
+/// A collector behind TLS and basic auth (omen's own server with a web config file and
+/// certificates made here): pushes go over TLS with the credentials of `http_config`,
+/// and without the password they are refused and counted.
+#[tokio::test]
+async fn pushes_over_tls_with_basic_auth() {
+    use omen_common::http::{bind, serve, ServerLimits, ServerStats};
+    use omen_common::web::WebConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = omen_common::pki::test_pki(dir.path());
+    let web = dir.path().join("web.yml");
+    let hash = bcrypt_hash_of_s3cret();
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config: {{ cert_file: server.crt, key_file: server.key }}\nbasic_auth_users: {{ omen: '{hash}' }}\n"
+        ),
+    )
+    .unwrap();
+    let (sink, mut received) = mpsc::unbounded_channel::<()>();
+    let router = Router::new().route(
+        "/v1/metrics",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                ExportMetricsServiceRequest::decode(body).expect("a protobuf request");
+                let _ = sink.send(());
+                ExportMetricsServiceResponse::default().encode_to_vec()
+            }
+        }),
+    );
+    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let web = Arc::new(WebConfig::load(&web).unwrap());
+    let stats = Arc::new(ServerStats::default());
+    tokio::spawn(serve(
+        listener,
+        router,
+        ServerLimits::default(),
+        Some(web),
+        stats,
+        std::future::pending(),
+    ));
+
+    let clock = Arc::new(ManualClock::new(START_NS));
+    let agent = start_agent(&dir, clock);
+    let state = agent.state();
+    feed(&state, &["method=GET status=200 latency=0.1 queue=1"]);
+    let exporter = |password: &str| {
+        let yaml = format!(
+            "endpoint: https://{addr}/v1/metrics\nhttp_config:\n  basic_auth: {{ username: omen, password: {password} }}\n  tls_config: {{ ca_file: {} }}\n",
+            pki.ca.display()
+        );
+        serde_yaml::from_str::<OtlpConfig>(&yaml)
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    exporter("s3cret").push(&state).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = exporter("guess").push(&state).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    assert_eq!(exports(&state, "success"), 1.0);
+    assert_eq!(exports(&state, "failure"), 1.0);
+    // A client that does not trust the server's CA does not send.
+    let untrusting =
+        serde_yaml::from_str::<OtlpConfig>(&format!("endpoint: https://{addr}/v1/metrics"))
+            .unwrap()
+            .build()
+            .unwrap();
+    assert!(untrusting.push(&state).await.is_err());
+    agent.stop().unwrap();
+}
+
+/// bcrypt's lowest cost: the test checks the protocol, not bcrypt's slowness.
+fn bcrypt_hash_of_s3cret() -> String {
+    bcrypt::hash("s3cret", 4).unwrap()
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::body::read_body;
+use crate::client::HttpClient;
 use crate::config::{PrometheusConfig, QueryConfig};
 use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
@@ -73,7 +74,7 @@ pub(crate) fn matrix_samples(query: &QueryConfig, body: &[u8]) -> Result<Vec<Sam
 }
 
 async fn query_range(
-    client: &reqwest::Client,
+    client: &HttpClient,
     config: &PrometheusConfig,
     query: &QueryConfig,
     start_ms: i64,
@@ -82,7 +83,8 @@ async fn query_range(
     let url = format!("{}/api/v1/query_range", config.url.trim_end_matches('/'));
     let step = config.step().as_secs_f64().max(0.001);
     let response = client
-        .get(&url)
+        .request(reqwest::Method::GET, &url)
+        .map_err(|e| ("credentials", e))?
         .query(&[
             ("query", query.expr.as_str()),
             ("start", &format!("{:.3}", start_ms as f64 / 1000.0)),
@@ -117,11 +119,7 @@ fn pieces(from: i64, to: i64, step_ms: i64) -> impl Iterator<Item = (i64, i64)> 
 
 /// Polls a Prometheus server: the warm-up range first (learnt, not alerted on), then every
 /// `interval` the points since the last poll.
-pub async fn prometheus_loop(
-    config: PrometheusConfig,
-    shared: Arc<LiveState>,
-    client: reqwest::Client,
-) {
+pub async fn prometheus_loop(config: PrometheusConfig, shared: Arc<LiveState>, client: HttpClient) {
     let step_ms = config.step().as_millis().max(1) as i64;
     let align = |t: i64| t - t.rem_euclid(step_ms);
     let warmup_ms = config.warmup.as_millis() as i64;
@@ -193,13 +191,12 @@ pub struct ReplayReport {
 /// a step while an incident is open takes at least `pace` of wall time, so that
 /// Alertmanager (which notifies after its group wait) sees each incident firing.
 pub async fn replay(
-    configs: &[PrometheusConfig],
+    configs: &[(PrometheusConfig, HttpClient)],
     shared: &Arc<LiveState>,
-    client: &reqwest::Client,
     replay: Replay,
 ) -> Result<ReplayReport, String> {
     let mut report = ReplayReport::default();
-    for config in configs {
+    for (config, client) in configs {
         let step_ms = config.step().as_millis().max(1) as i64;
         let start = replay.from_ms - config.warmup.as_millis() as i64;
         for query in &config.queries {
@@ -212,14 +209,14 @@ pub async fn replay(
     }
     let step_ms = configs
         .iter()
-        .map(|c| c.step().as_millis().max(1) as i64)
+        .map(|(c, _)| c.step().as_millis().max(1) as i64)
         .min()
         .unwrap_or(1);
     let mut from = replay.from_ms;
     while from <= replay.to_ms {
         let to = (from + step_ms * (REPLAY_CHUNK_STEPS - 1)).min(replay.to_ms);
         let mut samples = Vec::new();
-        for config in configs {
+        for (config, client) in configs {
             for query in &config.queries {
                 samples.extend(fetch(client, config, query, from, to, shared).await?);
             }
@@ -254,7 +251,7 @@ pub async fn replay(
 
 /// One query's samples over `from..=to` (a replay stops at the first failure).
 async fn fetch(
-    client: &reqwest::Client,
+    client: &HttpClient,
     config: &PrometheusConfig,
     query: &QueryConfig,
     from: i64,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::body::read_body;
+use crate::client::HttpClient;
 use crate::config::{NameMatch, ScrapeConfig};
 use crate::engine::{Mode, Origin};
 use crate::state::{now_ms, LiveState};
@@ -28,7 +29,7 @@ pub fn target_labels(sample: &mut Sample, job: &str, instance: &str) {
 }
 
 /// Scrapes one target every `interval` until the process ends.
-pub async fn scrape_loop(config: ScrapeConfig, shared: Arc<LiveState>, client: reqwest::Client) {
+pub async fn scrape_loop(config: ScrapeConfig, shared: Arc<LiveState>, client: HttpClient) {
     let instance = reqwest::Url::parse(&config.url)
         .ok()
         .map(|u| {
@@ -71,11 +72,12 @@ pub async fn scrape_loop(config: ScrapeConfig, shared: Arc<LiveState>, client: r
 }
 
 async fn scrape(
-    client: &reqwest::Client,
+    client: &HttpClient,
     config: &ScrapeConfig,
 ) -> Result<exposition::Exposition, (&'static str, String)> {
     let response = client
-        .get(&config.url)
+        .request(reqwest::Method::GET, &config.url)
+        .map_err(|e| ("credentials", e))?
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT)
         .timeout(config.timeout)
         .send()

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::client::HttpClient;
 use crate::engine::alert::Alert;
 
 /// Alerts posted to Alertmanager in one request at most.
@@ -153,12 +154,7 @@ impl Sink {
 
     /// Delivers from the queue until the process ends: batches go out in order; a failed
     /// batch stays at the front and is retried after a growing pause.
-    pub async fn run(
-        self: Arc<Self>,
-        client: reqwest::Client,
-        resend: Duration,
-        dashboard_url: String,
-    ) {
+    pub async fn run(self: Arc<Self>, client: HttpClient, resend: Duration, dashboard_url: String) {
         let mut backoff = BACKOFF_START;
         let mut resend_timer = tokio::time::interval(resend);
         resend_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,7 +207,7 @@ impl Sink {
 
     async fn deliver(
         &self,
-        client: &reqwest::Client,
+        client: &HttpClient,
         batch: &[Alert],
         dashboard_url: &str,
     ) -> Result<(), String> {
@@ -233,7 +229,8 @@ impl Sink {
             ),
         };
         let response = client
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
+            .map_err(|e| format!("{url}: {e}"))?
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
