@@ -476,3 +476,54 @@ impl Source for KafkaSource {
 
     fn set_framing(&mut self, _framing: &Framing) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source on a broker that is not there: creating the consumer does not connect.
+    fn source(properties: &str) -> Result<KafkaSource, KafkaSourceError> {
+        let yaml = format!(
+            "{{ brokers: '127.0.0.1:1', topics: [t], group: g, properties: {properties} }}"
+        );
+        let config: KafkaSourceConfig = serde_yaml::from_str(&yaml).expect("a source");
+        KafkaSource::new("k".to_owned(), &config)
+    }
+
+    /// librdkafka is built with OpenSSL: TLS and SASL (SCRAM, PLAIN) settings are taken,
+    /// where a build without it refuses `security.protocol: ssl` when the consumer is made.
+    #[test]
+    fn tls_and_sasl_settings_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = omen_common::pki::test_pki(dir.path());
+        let (ca, cert, key) = (
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display(),
+        );
+        for properties in [
+            format!("{{ security.protocol: ssl, ssl.ca.location: '{ca}', ssl.certificate.location: '{cert}', ssl.key.location: '{key}' }}"),
+            format!("{{ security.protocol: sasl_ssl, sasl.mechanism: SCRAM-SHA-512, sasl.username: omen, sasl.password: s3cret, ssl.ca.location: '{ca}' }}"),
+            "{ security.protocol: sasl_ssl, sasl.mechanism: SCRAM-SHA-256, sasl.username: omen, sasl.password: s3cret }".to_owned(),
+            "{ security.protocol: sasl_plaintext, sasl.mechanism: PLAIN, sasl.username: omen, sasl.password: s3cret }".to_owned(),
+        ] {
+            assert!(source(&properties).is_ok(), "{properties}: {:?}", source(&properties).err());
+        }
+        for (properties, says) in [
+            (
+                "{ security.protocol: sasl_ssl, sasl.mechanism: NOPE }",
+                "sasl.mechanism",
+            ),
+            (
+                "{ security.protocol: ssl, ssl.ca.location: /nonexistent/ca.crt }",
+                "ssl.ca.location",
+            ),
+        ] {
+            let error = source(properties).err().expect("refused").to_string();
+            assert!(
+                error.contains(says) || error.contains("kafka source `k`"),
+                "{properties}: {error}"
+            );
+        }
+    }
+}
