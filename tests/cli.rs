@@ -112,7 +112,7 @@ server: { http: { max_connections: 0 } }
     let detect = dir.path().join("detect.yaml");
     std::fs::write(
         &detect,
-        "alerting: { alertmanager: ['https://am:9093'], queue: 0 }
+        "alerting: { alertmanager: ['ftp://am:9093'], queue: 0 }
 store: { ttl: 0s }
 ",
     )
