@@ -222,7 +222,12 @@ impl FileSource {
                 // Tried again at every rescan: logged with backoff, per file.
                 let backoff = self.open_errors.entry(path.clone()).or_default();
                 if let Some(unlogged) = backoff.failed(Instant::now()) {
-                    warn!(path = %path.display(), %error, unlogged, "cannot open file");
+                    // EMFILE (24) and ENFILE (23): say what to do, not only what failed.
+                    if matches!(error.raw_os_error(), Some(23 | 24)) {
+                        warn!(path = %path.display(), %error, unlogged, "cannot open file: the open-files limit is reached; raise it (LimitNOFILE, ulimit -n) or tail fewer files");
+                    } else {
+                        warn!(path = %path.display(), %error, unlogged, "cannot open file");
+                    }
                 }
                 return;
             }
