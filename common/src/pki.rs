@@ -97,31 +97,20 @@ pub fn https_request(
     use std::sync::Arc;
 
     use base64::Engine as _;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::ServerName;
 
-    let pem_certs = |path: &Path| {
-        CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(std::io::Error::other)
+    let tls = crate::tls::TlsClientConfig {
+        ca_file: Some(pki.ca.clone()),
+        cert_file: client_cert.then(|| pki.client_cert.clone()),
+        key_file: client_cert.then(|| pki.client_key.clone()),
+        ..Default::default()
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in pem_certs(&pki.ca)? {
-        roots.add(ca).map_err(std::io::Error::other)?;
+    let config = crate::tls::HttpClientConfig {
+        tls_config: Some(tls),
+        ..Default::default()
     }
-    let provider = crate::tls::crypto_provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots);
-    let config = if client_cert {
-        let key = PrivateKeyDer::from_pem_file(&pki.client_key).map_err(std::io::Error::other)?;
-        builder
-            .with_client_auth_cert(pem_certs(&pki.client_cert)?, key)
-            .map_err(std::io::Error::other)?
-    } else {
-        builder.with_no_client_auth()
-    };
+    .rustls()
+    .map_err(std::io::Error::other)?;
     let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
     let connection =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;

@@ -16,6 +16,33 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The certificates of a PEM text, in order (a leaf, then its chain); none is an error.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_reader_iter(std::io::BufReader::new(pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
+    if certificates.is_empty() {
+        return Err("holds no certificate".to_owned());
+    }
+    Ok(certificates)
+}
+
+/// The CAs of a PEM text, as the roots a peer's certificate must chain to.
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in pem_certificates(pem)? {
+        roots
+            .add(certificate)
+            .map_err(|e| format!("not a CA certificate: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// A file's bytes, or an error naming the field and the file.
+fn read_file(field: &str, file: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(file).map_err(|e| format!("{field} {}: {e}", file.display()))
+}
+
 /// How a client reaches a server that asks for TLS or credentials, in the shape of
 /// Prometheus' `http_config` (as in Alertmanager's `http_config:`): `basic_auth`
 /// (`username`, `password` or `password_file`), `authorization` (`type`, default
@@ -183,33 +210,29 @@ impl HttpClientConfig {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
         } else {
-            let mut roots = rustls::RootCertStore::empty();
-            match &tls.ca_file {
-                Some(file) => {
-                    let certificates = CertificateDer::pem_file_iter(file)
-                        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                        .map_err(|e| format!("tls_config.ca_file {}: {e}", file.display()))?;
-                    for certificate in certificates {
-                        roots
-                            .add(certificate)
-                            .map_err(|e| format!("tls_config.ca_file {}: {e}", file.display()))?;
-                    }
-                }
+            let roots = match &tls.ca_file {
+                Some(file) => read_file("tls_config.ca_file", file).and_then(|pem| {
+                    root_store(&pem)
+                        .map_err(|e| format!("tls_config.ca_file {}: {e}", file.display()))
+                })?,
                 None => {
                     // The system's roots; unreadable ones are skipped, as Go's client does.
+                    let mut roots = rustls::RootCertStore::empty();
                     for certificate in rustls_native_certs::load_native_certs().certs {
                         let _ = roots.add(certificate);
                     }
+                    roots
                 }
-            }
+            };
             builder.with_root_certificates(roots)
         };
         match (&tls.cert_file, &tls.key_file) {
             (None, None) => Ok(builder.with_no_client_auth()),
             (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("tls_config.cert_file {}: {e}", cert.display()))?;
+                let chain = read_file("tls_config.cert_file", cert).and_then(|pem| {
+                    pem_certificates(&pem)
+                        .map_err(|e| format!("tls_config.cert_file {}: {e}", cert.display()))
+                })?;
                 let key = PrivateKeyDer::from_pem_file(key)
                     .map_err(|e| format!("tls_config.key_file {}: {e}", key.display()))?;
                 builder

@@ -32,13 +32,15 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use serde::Deserialize;
 use thiserror::Error;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
+
+use crate::tls::{pem_certificates, root_store};
 
 #[derive(Debug, Error)]
 pub enum WebConfigError {
@@ -223,21 +225,11 @@ fn read_pem(
     }
 }
 
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates = CertificateDer::pem_reader_iter(BufReader::new(pem))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not PEM certificates: {e}"))?;
-    if certificates.is_empty() {
-        return Err("holds no certificate".to_owned());
-    }
-    Ok(certificates)
-}
-
 type FieldError = (&'static str, String);
 
 fn server_config(tls: &TlsServerConfig, base: &Path) -> Result<ServerConfig, FieldError> {
     let chain = read_pem(tls.cert.as_ref(), tls.cert_file.as_ref(), base)
-        .and_then(|pem| certificates(&pem))
+        .and_then(|pem| pem_certificates(&pem))
         .map_err(|reason| ("tls_server_config.cert_file", reason))?;
     let key = read_pem(tls.key.as_ref(), tls.key_file.as_ref(), base)
         .and_then(|pem| {
@@ -277,12 +269,7 @@ fn server_config(tls: &TlsServerConfig, base: &Path) -> Result<ServerConfig, Fie
                 .ok_or((field, format!("required with client_auth_type {auth}")))?;
             let pem = std::fs::read(base.join(file))
                 .map_err(|e| (field, format!("{}: {e}", base.join(file).display())))?;
-            let mut roots = RootCertStore::empty();
-            for certificate in certificates(&pem).map_err(|reason| (field, reason))? {
-                roots
-                    .add(certificate)
-                    .map_err(|e| (field, format!("not a CA certificate: {e}")))?;
-            }
+            let roots = root_store(&pem).map_err(|reason| (field, reason))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth == "VerifyClientCertIfGiven" {
                 verifier.allow_unauthenticated()
